@@ -1,0 +1,89 @@
+"""`rayssl` command line: each subcommand parses arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rayssl.config import ConfigError, PretrainConfig, StorageConfig, load_config
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file overriding the defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override one config value (repeatable), e.g. --set train.epochs=3")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rayssl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    shards = sub.add_parser("shards", help="build or validate parquet image shards").add_subparsers(dest="action", required=True)
+    build = shards.add_parser("build", help="turn a raw dataset into shards + manifest")
+    build.add_argument("--source", required=True, choices=["digits", "mnist", "cifar10", "folder"])
+    build.add_argument("--path", help="raw dataset directory (not needed for digits)")
+    build.add_argument("--out", required=True, help="output URI: path, file://, s3://bucket/prefix")
+    build.add_argument("--rows-per-shard", type=int, default=10_000)
+    build.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for sources without one")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--s3-endpoint", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    validate = shards.add_parser("validate", help="check every shard's footer, schema and row count")
+    validate.add_argument("uri")
+    validate.add_argument("--checksums", action="store_true", help="also verify sha256 (reads every byte)")
+    validate.add_argument("--s3-endpoint")
+
+    pretrain = sub.add_parser("pretrain", help="self-supervised pretraining on Ray Train")
+    _add_config_args(pretrain)
+    pretrain.add_argument("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
+
+    evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
+    _add_config_args(evaluate)
+    evaluate.add_argument("--checkpoint", help="checkpoint URI (default: the run's latest)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Imported late so `rayssl --help` and config errors do not pay for importing Ray and torch.
+    from rayssl.data.quarantine import QuarantineThresholdExceeded
+    from rayssl.data.shards import ShardError
+    from rayssl.train.launch import TrainingDiverged
+
+    try:
+        return _dispatch(args)
+    except (ConfigError, ShardError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
+        print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "shards":
+        from rayssl.data.shards import validate_shards, write_shards
+        from rayssl.data.sources import load_source
+
+        storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
+        if args.action == "build":
+            data = load_source(args.source, args.path, args.test_fraction, args.seed)
+            manifest = write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)
+        else:
+            manifest = validate_shards(args.uri, storage_cfg, checksums=args.checksums)
+        summary = ", ".join(f"{s}: {m['rows']} rows in {len(m['shards'])} shards" for s, m in manifest["splits"].items())
+        print(f"{args.action} ok: {args.out if args.action == 'build' else args.uri} ({summary})")
+        return 0
+
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    from rayssl.eval.run import run_eval
+
+    if args.command == "pretrain":
+        from rayssl.train.launch import run_pretrain
+
+        outcome = run_pretrain(cfg)
+        if cfg.eval.after_pretrain and not args.no_eval:
+            run_eval(cfg, outcome.checkpoint)
+        return 0
+    run_eval(cfg, args.checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

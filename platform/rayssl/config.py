@@ -1,0 +1,240 @@
+"""Typed, frozen job configs.
+
+Every job has a dataclass tree with defaults. A YAML file only overrides those defaults, and
+``--set a.b=c`` overrides the YAML. Unknown keys and values of the wrong type fail before anything
+starts, with the dotted path of the offending key, so a typo never silently trains the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the dotted key path."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How to reach object storage. Credentials never live here: they come from the environment
+    or the standard AWS/GCP credential chain (instance profile, IRSA, ...)."""
+
+    s3_endpoint: str | None = None  # e.g. "http://127.0.0.1:9000" for MinIO/moto; None = AWS
+    s3_region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Per-sample augmentations applied in the Ray Data CPU stage."""
+
+    crop_scale_min: float = 1.0  # RandomResizedCrop lower scale bound; 1.0 disables cropping
+    horizontal_flip: bool = False  # off for digits, on for natural images
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the shards live and what shape the model receives."""
+
+    shards: str = "data/shards/digits"  # URI of a `rayssl shards build` output
+    image_size: int = 32  # images are converted to image_size x image_size
+    channels: int = 1  # 1 = grey, 3 = RGB; other channel counts are converted
+    batch_size: int = 128  # per worker
+    quarantine_threshold: float = 0.01  # fail the run if more than this fraction is undecodable
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone choice; see rayssl.models.build_backbone."""
+
+    name: Literal["cnn", "resnet18"] = "cnn"
+    width: int = 32  # channels of the first CNN stage
+    embed_dim: int = 128  # size of the feature vector the backbone returns
+
+
+@dataclass(frozen=True)
+class NATConfig:
+    """Noise-As-Targets (Bojanowski & Joulin 2017)."""
+
+    target_dim: int = 64  # dimension of the unit-sphere targets (= projection head output)
+    reassign_every: int = 3  # epochs between reassignment epochs (paper: 3)
+    seed: int = 0  # targets and the initial assignment are regenerated from this seed
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Ray Train scaling, checkpointing and fault tolerance."""
+
+    epochs: int = 10
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    checkpoint_every: int = 1  # epochs
+    num_to_keep: int = 2
+    max_failures: int = 2  # worker-group restarts before the run fails
+    log_every: int = 20  # steps between progress lines on rank 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where a run lives: `<storage_path>/<name>`, local or s3://. Re-using a name resumes."""
+
+    name: str = "nat_digits"
+    storage_path: str = "runs"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Frozen-feature evaluation (kNN + linear probe) on the labelled splits."""
+
+    after_pretrain: bool = True
+    knn_k: int = 20
+    max_train_samples: int | None = None  # cap on probe-training rows (None = whole train split)
+    compare_random_init: bool = True
+
+
+@dataclass(frozen=True)
+class RayInitConfig:
+    address: str | None = None  # None: RAY_ADDRESS if set, else start a local Ray
+    num_cpus: int | None = 4  # logical CPUs of a local Ray (more than cores: see DESIGN.md)
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Fault injection for tests and drills. Every field is off by default."""
+
+    crash_rank: int = -1  # this rank calls os._exit(1) once at crash_at_step ...
+    crash_at_step: int = -1
+    crash_marker: str = ""  # ... unless this local file exists (it is created before the crash)
+    nan_at_step: int = -1  # the loss becomes NaN at this global step
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pretraining job (`rayssl pretrain`)."""
+
+    method: Literal["nat"] = "nat"
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    nat: NATConfig = field(default_factory=NATConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+
+C = TypeVar("C")
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
+    """Build `cls` from its defaults, then the YAML at `path`, then `key.path=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+        raw = loaded or {}
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(cls, raw)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (so 3 is an int)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value else ""
+
+
+def from_dict(cls: type[C], raw: dict[str, Any], prefix: str = "") -> C:
+    """Recursively build dataclass `cls` from a plain mapping, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or '<root>'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]!r}"
+            f" (valid keys{' under ' + prefix if prefix else ''}: {', '.join(sorted(fields))})"
+        )
+    kwargs = {name: _coerce(hints[name], value, _join(prefix, name)) for name, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """Check `value` against the annotation `hint`; int -> float is the only widening."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{path}: expected {hint.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value
+    raise ConfigError(f"{path}: unsupported annotation {hint!r}")  # a bug in the dataclass
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (for YAML dumps and for shipping to Ray workers)."""
+    return dataclasses.asdict(config)
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

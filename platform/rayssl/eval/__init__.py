@@ -1,0 +1,1 @@
+"""Frozen-feature evaluation: kNN and linear probes, reports."""

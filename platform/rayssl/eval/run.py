@@ -1,0 +1,69 @@
+"""`rayssl eval`: kNN and linear-probe accuracy of a pretrained backbone vs the same backbone at init."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from rayssl.config import PretrainConfig
+from rayssl.eval.features import extract_features
+from rayssl.eval.probes import knn_accuracy, linear_probe_accuracy
+from rayssl.eval.report import markdown_table, write_eval
+from rayssl.logs import get_logger
+from rayssl.methods.nat import NATHead
+from rayssl.models import build_backbone
+from rayssl.train import checkpoints
+from rayssl.train.launch import init_ray, run_dir_of
+
+
+def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
+    """Evaluate the run's latest (or the given) checkpoint; writes `<run_dir>/eval.json`."""
+    log = get_logger()
+    run_dir = run_dir_of(cfg)
+    checkpoint_uri = checkpoint_uri or checkpoints.latest_checkpoint(run_dir, cfg.storage)
+    if checkpoint_uri is None:
+        raise FileNotFoundError(f"no checkpoint under {run_dir}: run `rayssl pretrain` first")
+    init_ray(cfg.ray)
+    state, meta = checkpoints.load_model_state(checkpoint_uri, cfg.storage)
+
+    candidates = []
+    if cfg.eval.compare_random_init:
+        torch.manual_seed(cfg.train.seed)  # the exact initialisation pretraining started from
+        candidates.append(("random init", _backbone(cfg, None)))
+    candidates.append((f"{cfg.method.upper()} (epoch {meta['epoch']})", _backbone(cfg, state)))
+
+    rows = []
+    for name, backbone in candidates:
+        started = time.perf_counter()
+        train_x, train_y = extract_features(backbone, cfg.data, "train", run_dir, cfg.storage)
+        test_x, test_y = extract_features(backbone, cfg.data, "test", run_dir, cfg.storage)
+        train_x, train_y = _cap(train_x, train_y, cfg.eval.max_train_samples, cfg.train.seed)
+        rows.append({
+            "features": name,
+            "knn_acc": knn_accuracy(train_x, train_y, test_x, test_y, cfg.eval.knn_k),
+            "linear_acc": linear_probe_accuracy(train_x, train_y, test_x, test_y),
+            "train_samples": len(train_x),
+            "test_samples": len(test_x),
+            "seconds": round(time.perf_counter() - started, 1),
+        })
+        log.info("evaluated %s: %s", name, rows[-1])
+    result = {"checkpoint": checkpoint_uri, "knn_k": cfg.eval.knn_k, "results": rows}
+    uri = write_eval(run_dir, result, cfg.storage)
+    print(f"\nFrozen-feature evaluation ({cfg.data.shards}, written to {uri}):\n{markdown_table(rows)}\n", flush=True)
+    return result
+
+
+def _backbone(cfg: PretrainConfig, state: dict | None) -> torch.nn.Module:
+    net = NATHead(build_backbone(cfg.model, cfg.data.channels), cfg.model.embed_dim, cfg.nat.target_dim)
+    if state is not None:
+        net.load_state_dict(state)
+    return net.backbone  # features before the projection head, as is standard for probes
+
+
+def _cap(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if limit is None or len(x) <= limit:
+        return x, y
+    keep = np.random.default_rng(seed).choice(len(x), limit, replace=False)
+    return x[keep], y[keep]

@@ -1,0 +1,1 @@
+"""Self-supervised methods: pure torch, no Ray, testable in unit tests."""

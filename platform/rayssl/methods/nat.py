@@ -1,0 +1,125 @@
+"""Noise As Targets (Bojanowski & Joulin, 2017).
+
+Each of the N training images owns one fixed target drawn uniformly on the unit sphere of
+R^d. The network's L2-normalised features are pulled towards their image's target with a
+squared loss; every few epochs, within each batch, the targets held by the batch's images are
+re-permuted among them by optimal assignment (Hungarian algorithm).
+
+The assignment table maps a sample's stable integer `index` to a target row. It must be the
+same on every worker (Ray Data hands any sample to any worker in any epoch), so each step's
+per-batch updates are all-gathered and applied everywhere; they are disjoint because the
+batches on different workers hold different samples. The table is a permutation of 0..N-1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+# gather(local [B] int64) -> stacked [world_size, B] int64; identity-like in single-process use.
+GatherFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def unit_sphere_targets(num_samples: int, dim: int, seed: int) -> torch.Tensor:
+    """[num_samples, dim] targets uniform on the unit sphere (normalised Gaussians), from a seed."""
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(num_samples, dim, generator=g), dim=1)
+
+
+def initial_table(num_samples: int, seed: int) -> torch.Tensor:
+    """[num_samples] int64: a seeded random permutation (sample index -> target row)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randperm(num_samples, generator=g)
+
+
+def nat_loss(z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ||z_i - t_i||^2. z, targets: [B, d], both unit-norm rows."""
+    return (z - targets).pow(2).sum(dim=1).mean()
+
+
+def reassign(z: torch.Tensor, assigned: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Optimal re-permutation of a batch's targets among its images.
+
+    z: [B, d] features; assigned: [B] target rows currently held by the batch's images;
+    targets: [N, d]. Minimises sum_i ||z_i - t_{new_i}||^2, i.e. the cost -z . t^T, over
+    permutations of `assigned`. Returns the new [B] target rows (a permutation of `assigned`).
+    """
+    cost = -(z.detach().float() @ targets[assigned].T).cpu().numpy()  # [B, B]
+    rows, cols = linear_sum_assignment(cost)
+    new = torch.empty_like(assigned)
+    new[torch.as_tensor(rows)] = assigned[torch.as_tensor(cols)].to(assigned.device)
+    return new
+
+
+def merge_updates(table: torch.Tensor, indices: torch.Tensor, new_targets: torch.Tensor) -> None:
+    """Apply all workers' gathered updates in place. indices, new_targets: [W, B], -1 = padding.
+
+    The updates must touch disjoint samples; overlapping ones would break the bijection, so
+    they raise instead of being applied.
+    """
+    keep = indices >= 0
+    idx, tgt = indices[keep], new_targets[keep]
+    if idx.numel() != torch.unique(idx).numel():
+        raise RuntimeError("NAT updates from different workers overlap: a sample was in two batches of one step")
+    table[idx] = tgt
+
+
+class NATHead(nn.Module):
+    """Backbone features [B, D] -> unit-norm codes [B, target_dim]."""
+
+    def __init__(self, backbone: nn.Module, embed_dim: int, target_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(embed_dim, target_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.backbone(x)), dim=1)
+
+
+class NoiseAsTargets:
+    """NAT state (fixed targets + assignment table) and the training step."""
+
+    def __init__(self, num_samples: int, target_dim: int, seed: int) -> None:
+        self.targets = unit_sphere_targets(num_samples, target_dim, seed)  # [N, d]
+        self.table = initial_table(num_samples, seed)  # [N]
+
+    def step_loss(
+        self,
+        z: torch.Tensor,
+        indices: torch.Tensor,
+        do_reassign: bool,
+        gather: GatherFn,
+        batch_capacity: int,
+    ) -> tuple[torch.Tensor, int]:
+        """Loss for one batch, reassigning first when `do_reassign`.
+
+        z: [B, d] unit-norm features; indices: [B] sample indices. All workers must call this
+        with the same `do_reassign` (the gather is a collective). `batch_capacity` >= B is the
+        padded length of the gathered update. Returns (loss, number of samples whose target changed).
+        """
+        indices = indices.cpu()
+        changed = 0
+        if do_reassign:
+            assigned = self.table[indices]
+            new = reassign(z, assigned, self.targets)
+            changed = int((new != assigned).sum())
+            padded_idx = torch.full((batch_capacity,), -1, dtype=torch.int64)
+            padded_new = torch.full((batch_capacity,), -1, dtype=torch.int64)
+            padded_idx[: len(indices)], padded_new[: len(indices)] = indices, new
+            merge_updates(self.table, gather(padded_idx), gather(padded_new))
+        t = self.targets[self.table[indices]].to(z.device)
+        return nat_loss(z, t), changed
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        # Targets are regenerated from the seed; only the table changes during training.
+        return {"table": self.table.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        table = state["table"]
+        if table.shape != self.table.shape:
+            raise ValueError(f"NAT table has {table.numel()} entries, the dataset has {self.table.numel()} samples")
+        self.table = table.clone()

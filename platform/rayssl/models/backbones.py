@@ -1,0 +1,54 @@
+"""Backbones for small images. Each maps [B, C, H, W] -> features [B, embed_dim]."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from rayssl.config import ModelConfig
+
+
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """A VGG-style ReLU/max-pool CNN: 3 stages (width, 2*width, 4*width), global average pool.
+
+    ReLU + max-pool keeps it piecewise affine, which the network-inversion loss relies on.
+    """
+
+    def __init__(self, channels: int, width: int, embed_dim: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_block(channels, width),
+            *_conv_block(width, width),
+            nn.MaxPool2d(2),
+            *_conv_block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *_conv_block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.proj = nn.Linear(4 * width, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C, H, W] -> [B, embed_dim]."""
+        return self.proj(self.features(x))
+
+
+def _small_image_resnet18(channels: int, embed_dim: int) -> nn.Module:
+    """torchvision ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool)."""
+    net = torchvision.models.resnet18(num_classes=embed_dim)
+    net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
+def build_backbone(cfg: ModelConfig, channels: int) -> nn.Module:
+    if cfg.name == "cnn":
+        return SmallCNN(channels, cfg.width, cfg.embed_dim)
+    if cfg.name == "resnet18":
+        return _small_image_resnet18(channels, cfg.embed_dim)
+    raise ValueError(f"unknown model.name {cfg.name!r}")

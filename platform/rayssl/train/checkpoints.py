@@ -1,0 +1,65 @@
+"""Checkpoint files (plain torch, no Ray): what a pretraining checkpoint directory holds.
+
+    model.pt      backbone + head state dict (unwrapped from DDP)
+    optimizer.pt  optimiser state dict
+    method.pt     method state (NAT: the assignment table)
+    meta.json     {"epoch": next epoch to run, "global_step": ..., "metrics": {...}}
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import torch
+
+from rayssl.config import StorageConfig
+from rayssl.data import storage
+
+META = "meta.json"
+
+
+def save_local(directory: Path, model: dict, optimizer: dict, method: dict, meta: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model, directory / "model.pt")
+    torch.save(optimizer, directory / "optimizer.pt")
+    torch.save(method, directory / "method.pt")
+    (directory / META).write_text(json.dumps(meta))
+
+
+def load_local(directory: Path) -> tuple[dict, dict, dict, dict]:
+    """(model, optimizer, method, meta) state from a local checkpoint directory."""
+    load = lambda name: torch.load(directory / name, map_location="cpu", weights_only=True)  # noqa: E731
+    return load("model.pt"), load("optimizer.pt"), load("method.pt"), json.loads((directory / META).read_text())
+
+
+def latest_checkpoint(run_dir: str, storage_cfg: StorageConfig) -> str | None:
+    """URI of the checkpoint with the highest global step under `run_dir`, or None."""
+    fs, path = storage.resolve(run_dir, storage_cfg)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    best: tuple[int, str] | None = None
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
+        meta_uri = storage.join(run_dir, info.base_name, META)
+        if not storage.exists(meta_uri, storage_cfg):
+            continue  # a checkpoint still being uploaded, or one Ray is deleting
+        step = json.loads(storage.read_bytes(meta_uri, storage_cfg))["global_step"]
+        if best is None or step > best[0]:
+            best = (step, storage.join(run_dir, info.base_name))
+    return best[1] if best else None
+
+
+def load_model_state(checkpoint_uri: str, storage_cfg: StorageConfig) -> tuple[dict, dict]:
+    """(model state dict, meta) from a checkpoint directory on any URI."""
+    model = torch.load(
+        io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "model.pt"), storage_cfg)),
+        map_location="cpu",
+        weights_only=True,
+    )
+    meta = json.loads(storage.read_bytes(storage.join(checkpoint_uri, META), storage_cfg))
+    return model, meta

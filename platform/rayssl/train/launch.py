@@ -1,0 +1,92 @@
+"""Driver side of pretraining: config -> validated shards -> TorchTrainer -> result (+ eval)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from rayssl.config import PretrainConfig, RayInitConfig, dump_yaml, to_dict
+from rayssl.data import quarantine, storage
+from rayssl.data.pipeline import image_dataset
+from rayssl.data.shards import validate_shards
+from rayssl.logs import get_logger
+from rayssl.train import checkpoints
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PretrainOutcome:
+    run_dir: str
+    checkpoint: str  # URI of the latest checkpoint directory
+    metrics: dict[str, Any]
+
+
+def run_dir_of(cfg: PretrainConfig) -> str:
+    return storage.join(cfg.run.storage_path, cfg.run.name)
+
+
+def init_ray(cfg: RayInitConfig) -> None:
+    """Connect to a cluster (config address or RAY_ADDRESS, as under `ray job submit`) or start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=cfg.num_cpus)
+
+
+def run_pretrain(cfg: PretrainConfig) -> PretrainOutcome:
+    """Pretrain (or resume pretraining) a backbone with the configured method."""
+    log = get_logger()
+    run_dir = run_dir_of(cfg)
+    # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
+    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
+    num_samples = manifest["splits"]["train"]["rows"]
+    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    init_ray(cfg.ray)
+
+    fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
+    log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers,
+            use_gpu=cfg.train.use_gpu,
+            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_root,
+            storage_filesystem=fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        ),
+        datasets={"train": image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)},
+    )
+    result = trainer.fit()
+    metrics = dict(result.metrics or {})
+    status = metrics.get("status")
+    if status == STATUS_DIVERGED:
+        last = checkpoints.latest_checkpoint(run_dir, cfg.storage)
+        raise TrainingDiverged(
+            f"run {cfg.run.name!r} diverged: the loss was not finite at global step {metrics['diverged_at_step']} "
+            f"(epoch {metrics['epoch']}); last good checkpoint: {last or 'none'}"
+        )
+    if status == STATUS_QUARANTINE:
+        quarantine.check_threshold(metrics["quarantined"], num_samples, cfg.data.quarantine_threshold, run_dir)
+    checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
+    if checkpoint is None:
+        raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
+    log.info("pretraining done: %s", {k: v for k, v in metrics.items() if k != "status"})
+    return PretrainOutcome(run_dir, checkpoint, metrics)
