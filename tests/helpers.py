@@ -1,0 +1,30 @@
+"""Tiny, generated image datasets for tests (tests never read ../shared/data)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_image_folder(root: Path, per_class: int = 24, size: int = 8, classes: int = 2, seed: int = 0) -> Path:
+    """root/train/<class>/*.png and root/test/<class>/*.png: bright-left vs bright-right blobs."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("test", max(per_class // 3, 2))):
+        for c in range(classes):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size), dtype=np.uint8)
+                cols = slice(0, size // 2) if c % 2 == 0 else slice(size // 2, size)
+                img[:, cols] += 150
+                (d / f"img{i:03d}.png").write_bytes(png_bytes(img))
+    return root

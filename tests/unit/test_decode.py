@@ -1,0 +1,62 @@
+import io
+
+import numpy as np
+import pytest
+from helpers import png_bytes
+from PIL import Image
+
+from rayssl.data.decode import DecodeError, ImageSpec, decode_batch, decode_image
+
+
+def _truncated_png() -> bytes:
+    noise = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
+    data = png_bytes(noise)
+    return data[: len(data) // 2]
+
+
+def test_decodes_exact_shape():
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    out = decode_image(png_bytes(img), ImageSpec(8, 1))
+    assert out.shape == (8, 8, 1) and np.array_equal(out[..., 0], img)
+
+
+def test_wrong_size_and_channels_are_converted():
+    rgba = np.zeros((20, 12, 4), dtype=np.uint8)
+    rgba[..., 0] = 255
+    out = decode_image(png_bytes(rgba), ImageSpec(8, 1))
+    assert out.shape == (8, 8, 1)
+    grey = decode_image(png_bytes(np.full((5, 5), 9, np.uint8)), ImageSpec(6, 3))
+    assert grey.shape == (6, 6, 3) and (grey == 9).all()
+
+
+def test_jpeg_decodes():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, format="JPEG")
+    assert decode_image(buf.getvalue(), ImageSpec(8, 3)).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (None, "empty"),
+        (b"not an image at all", "UnidentifiedImageError"),
+        (_truncated_png(), "OSError|SyntaxError|ValueError"),
+    ],
+)
+def test_bad_bytes_raise_decode_error(data, reason):
+    with pytest.raises(DecodeError, match=reason):
+        decode_image(data, ImageSpec(8, 1))
+
+
+def test_batch_quarantines_bad_rows_and_keeps_neighbours():
+    good = png_bytes(np.full((8, 8), 7, np.uint8))
+    ok, images, bad = decode_batch(["a", "b", "c"], np.array([10, 11, 12]), [good, b"garbage", good], ImageSpec(8, 1))
+    assert ok.tolist() == [True, False, True]
+    assert images.shape == (2, 8, 8, 1) and (images == 7).all()
+    assert [(r.sample_id, r.index) for r in bad] == [("b", 11)] and bad[0].reason
+
+
+def test_batch_of_only_bad_rows_is_empty_not_an_error():
+    ok, images, bad = decode_batch(["a"], np.array([0]), [b"x"], ImageSpec(4, 3))
+    assert not ok.any() and images.shape == (0, 4, 4, 3) and len(bad) == 1
