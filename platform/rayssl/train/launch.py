@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
-from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
 
 
 class TrainingDiverged(RuntimeError):
@@ -74,8 +75,13 @@ def run_pretrain(cfg: PretrainConfig) -> PretrainOutcome:
         ),
         datasets={"train": image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)},
     )
+    status_uri = storage.join(run_dir, STATUS_FILE)
+    if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
+        storage.delete(status_uri, cfg.storage)
     result = trainer.fit()
-    metrics = dict(result.metrics or {})
+    metrics = dict(result.metrics or {})  # Ray Train: the metrics of the latest checkpoint
+    if storage.exists(status_uri, cfg.storage):
+        metrics = json.loads(storage.read_bytes(status_uri, cfg.storage))
     status = metrics.get("status")
     if status == STATUS_DIVERGED:
         last = checkpoints.latest_checkpoint(run_dir, cfg.storage)

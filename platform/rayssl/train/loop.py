@@ -14,6 +14,7 @@ never saved. Divergence and too many quarantined images end the run through a re
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -26,13 +27,14 @@ import torch
 import torch.distributed as dist
 
 from rayssl.config import PretrainConfig, from_dict
-from rayssl.data import quarantine
+from rayssl.data import quarantine, storage
 from rayssl.logs import get_logger
 from rayssl.methods.nat import NATHead, NoiseAsTargets
 from rayssl.models import build_backbone
 from rayssl.train import checkpoints
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
+STATUS_FILE = "stopped.json"  # written only when a run stops early (diverged, too many bad images)
 
 
 def build_optimizer(cfg: PretrainConfig, params: Any) -> torch.optim.Optimizer:
@@ -126,14 +128,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if global_step % cfg.train.log_every == 0:
                 bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
                 if bad >= 0:
-                    _report_diverged(bad, epoch, log)
+                    log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
+                    _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": epoch}, run_dir, cfg, rank)
                     return
                 log.info("epoch %d step %d loss %.4f", epoch, global_step, float(sums[0] / max(sums[1], 1)))
 
         totals = _all_reduce(sums.clone())
         bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
         if bad >= 0:
-            _report_diverged(bad, epoch, log)
+            log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
+            _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": epoch}, run_dir, cfg, rank)
             return
         quarantined = _quarantined_count(run_dir, cfg, rank)
         metrics = {
@@ -146,7 +150,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "status": STATUS_OK,
         }
         if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
-            ray.train.report({**metrics, "status": STATUS_QUARANTINE})
+            _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
             return
         log.info(
             "epoch %d done: loss %.4f, %.0f img/s, reassigned %.1f%%, quarantined %d",
@@ -170,6 +174,9 @@ def _quarantined_count(run_dir: str, cfg: PretrainConfig, rank: int) -> int:
     return int(_all_reduce(count))
 
 
-def _report_diverged(step: int, epoch: int, log: Any) -> None:
-    log.warning("loss is not finite at global step %d (epoch %d): stopping without a checkpoint", step, epoch)
-    ray.train.report({"status": STATUS_DIVERGED, "diverged_at_step": step, "epoch": epoch})
+def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig, rank: int) -> None:
+    """End the run early without a checkpoint. Ray Train's Result only carries the metrics of the
+    latest checkpoint, so rank 0 also leaves the status where the driver reads it."""
+    if rank == 0:
+        storage.write_bytes(storage.join(run_dir, STATUS_FILE), json.dumps(status).encode(), cfg.storage)
+    ray.train.report(status)

@@ -1,0 +1,132 @@
+"""Pretraining flows on a local Ray with tiny generated data and 2 Train workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import make_image_folder
+
+from rayssl.config import PretrainConfig, StorageConfig, load_config
+from rayssl.data import quarantine
+from rayssl.data.shards import ShardError, write_shards
+from rayssl.data.sources import load_source
+from rayssl.eval.run import run_eval
+from rayssl.train import checkpoints
+from rayssl.train.launch import TrainingDiverged, run_pretrain
+
+pytestmark = pytest.mark.integration
+
+TRAIN_IMAGES = 48  # 2 classes x 24; 2 workers x batch 8 -> 3 steps per epoch
+
+
+def tiny_config(shards: str, storage_path: str, name: str, *overrides: str) -> PretrainConfig:
+    return load_config(
+        PretrainConfig,
+        None,
+        [
+            f"run.name={name}", f"run.storage_path={storage_path}", f"data.shards={shards}",
+            "data.image_size=8", "data.batch_size=8", "model.width=8", "model.embed_dim=16",
+            "nat.target_dim=8", "nat.reassign_every=1", "train.epochs=2", "train.log_every=1",
+            "eval.knn_k=3", *overrides,
+        ],
+    )
+
+
+@pytest.fixture
+def local_shards(tmp_path) -> str:
+    out = tmp_path / "shards"
+    write_shards(load_source("folder", str(make_image_folder(tmp_path / "raw"))), str(out), rows_per_shard=16)
+    return str(out)
+
+
+def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig()) -> torch.Tensor:
+    import io
+
+    from rayssl.data import storage
+
+    table = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "method.pt"), storage_cfg)), weights_only=True)["table"]
+    assert torch.equal(torch.sort(table).values, torch.arange(TRAIN_IMAGES))
+    return table
+
+
+def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "local")
+    outcome = run_pretrain(cfg)
+    assert outcome.metrics["epoch"] == 1 and outcome.metrics["global_step"] == 6
+    assert outcome.metrics["reassigned_fraction"] > 0
+    table = assert_table_is_bijection(outcome.checkpoint)
+    assert (Path(outcome.run_dir) / "config.yaml").read_text().startswith("method: nat")
+
+    result = run_eval(cfg, outcome.checkpoint)
+    assert [r["features"] for r in result["results"]] == ["random init", "NAT (epoch 2)"]
+    assert all(0.0 <= r["knn_acc"] <= 1.0 and r["test_samples"] == 16 for r in result["results"])
+    assert (Path(outcome.run_dir) / "eval.json").exists()
+
+    # Same name again: Ray Train restores the run; nothing is retrained.
+    again = run_pretrain(cfg)
+    assert again.metrics["global_step"] == 6 and again.checkpoint == outcome.checkpoint
+    assert torch.equal(assert_table_is_bijection(again.checkpoint), table)
+
+
+def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path):
+    marker = tmp_path / "crashed"
+    cfg = tiny_config(
+        local_shards, str(tmp_path / "runs"), "crash", "train.epochs=3",
+        "faults.crash_rank=1", "faults.crash_at_step=4", f"faults.crash_marker={marker}",
+    )
+    outcome = run_pretrain(cfg)
+    assert marker.exists(), "the fault was never injected"
+    # 3 epochs x 3 steps: the interrupted epoch was redone from its start, not counted twice.
+    assert outcome.metrics["epoch"] == 2 and outcome.metrics["global_step"] == 9
+    assert_table_is_bijection(outcome.checkpoint)
+
+
+def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
+    raw = make_image_folder(tmp_path / "raw")
+    (raw / "train" / "class1" / "img005.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    shards = tmp_path / "shards"
+    write_shards(load_source("folder", str(raw)), str(shards), rows_per_shard=16)
+    cfg = tiny_config(str(shards), str(tmp_path / "runs"), "corrupt", "data.quarantine_threshold=0.05")
+    outcome = run_pretrain(cfg)
+    records = quarantine.read_records(outcome.run_dir, cfg.storage)
+    assert list(records) == ["train/train/class1/img005.png"]
+    assert records["train/train/class1/img005.png"]["reason"]
+    assert outcome.metrics["quarantined"] == 1
+    # 47 good rows: equal split over 2 workers -> 23 each -> 2 full batches of 8 per epoch.
+    assert outcome.metrics["global_step"] == 4
+
+    strict = tiny_config(str(shards), str(tmp_path / "runs"), "corrupt_strict", "data.quarantine_threshold=0.001")
+    with pytest.raises(quarantine.QuarantineThresholdExceeded, match="1 of 48 images"):
+        run_pretrain(strict)
+
+
+def test_nan_loss_stops_as_diverged_and_keeps_last_checkpoint(ray_local, local_shards, tmp_path):
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "nan", "train.epochs=3", "faults.nan_at_step=4", "train.max_failures=0")
+    with pytest.raises(TrainingDiverged, match="not finite at global step 4 \\(epoch 1\\)"):
+        run_pretrain(cfg)
+    latest = checkpoints.latest_checkpoint(str(tmp_path / "runs" / "nan"), StorageConfig())
+    _, meta = checkpoints.load_model_state(latest, StorageConfig())
+    assert meta["global_step"] == 3  # the epoch-0 checkpoint, not a diverged one
+
+
+def test_broken_shard_fails_before_training(ray_local, local_shards, tmp_path):
+    victim = Path(local_shards) / "train" / "part-00001.parquet"
+    victim.write_bytes(victim.read_bytes()[:50])
+    with pytest.raises(ShardError, match="part-00001.parquet"):
+        run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "broken"))
+    with pytest.raises(ShardError, match="no shards found under"):
+        run_pretrain(tiny_config(str(tmp_path / "missing"), str(tmp_path / "runs"), "missing"))
+
+
+def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path):
+    storage_cfg = StorageConfig(s3_endpoint=s3_endpoint)
+    data = load_source("folder", str(make_image_folder(tmp_path / "raw")))
+    write_shards(data, "s3://rayssl-test/shards/tiny", rows_per_shard=16, storage_cfg=storage_cfg)
+    cfg = tiny_config(
+        "s3://rayssl-test/shards/tiny", "s3://rayssl-test/runs", "s3run", f"storage.s3_endpoint={s3_endpoint}"
+    )
+    outcome = run_pretrain(cfg)
+    assert outcome.checkpoint.startswith("s3://rayssl-test/runs/s3run/checkpoint_")
+    assert_table_is_bijection(outcome.checkpoint, storage_cfg)
