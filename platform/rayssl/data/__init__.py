@@ -1,0 +1,1 @@
+"""Shards, sources, decoding and the Ray Data pipeline."""

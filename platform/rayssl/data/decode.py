@@ -1,0 +1,81 @@
+"""Pure decoding: encoded bytes -> uint8 [H, W, C]. Failures become quarantine records, never exceptions.
+
+One undecodable image must not take down a Ray Data block (or the job), so `decode_batch`
+returns the good images plus a record per bad one instead of raising.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+_MODES = {1: "L", 3: "RGB"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    size: int  # output height = width
+    channels: int  # 1 or 3
+
+    def __post_init__(self) -> None:
+        if self.channels not in _MODES:
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.size < 1:
+            raise ValueError(f"image size must be positive, got {self.size}")
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    sample_id: str
+    index: int
+    reason: str
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
+    """Decode one image to uint8 [spec.size, spec.size, spec.channels].
+
+    Other sizes are resized (bilinear) and other channel layouts converted (RGBA/CMYK/P -> RGB,
+    RGB -> L, ...). Raises DecodeError with a short reason when the bytes are not a usable image.
+    """
+    if not data:
+        raise DecodeError("empty image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # force the full decode: truncated files fail here, not later
+            if img.width == 0 or img.height == 0:
+                raise DecodeError(f"zero-sized image {img.width}x{img.height}")
+            converted = img.convert(_MODES[spec.channels])
+            if converted.size != (spec.size, spec.size):
+                converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+            array = np.asarray(converted, dtype=np.uint8)
+    except DecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    return array.reshape(spec.size, spec.size, spec.channels)
+
+
+def decode_batch(
+    sample_ids: list[str], indices: np.ndarray, images: list[bytes | None], spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray, list[QuarantineRecord]]:
+    """Decode a batch of N images.
+
+    Returns (ok [N] bool, decoded uint8 [N_ok, H, W, C], quarantine records for the others).
+    """
+    ok = np.zeros(len(images), dtype=bool)
+    decoded, bad = [], []
+    for i, data in enumerate(images):
+        try:
+            decoded.append(decode_image(data, spec))
+            ok[i] = True
+        except DecodeError as exc:
+            bad.append(QuarantineRecord(str(sample_ids[i]), int(indices[i]), str(exc)))
+    shape = (0, spec.size, spec.size, spec.channels)
+    return ok, (np.stack(decoded) if decoded else np.zeros(shape, np.uint8)), bad

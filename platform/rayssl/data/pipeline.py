@@ -1,0 +1,64 @@
+"""The only module that imports ray.data: shards -> decoded, augmented batches.
+
+    read_parquet(shards) -> map_batches(DecodeAndTransform) -> {index, image, label}
+
+Decoding happens inside our own `map_batches` function so that one bad image is quarantined
+alone; Ray Data's own error handling would fail the job or drop whole blocks of good rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+
+from rayssl.config import AugmentConfig, DataConfig, StorageConfig
+from rayssl.data import quarantine, storage
+from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.shards import list_shards
+from rayssl.data.transforms import ImageTransform
+
+# Rows per decode task call: large enough to amortise task overhead, small enough to stream.
+DECODE_BATCH_ROWS = 256
+
+
+class DecodeAndTransform:
+    """Ray Data batch function: a pyarrow batch of shard rows -> numpy columns for training.
+
+    Output columns: index int64 [N_ok], image float32 [N_ok, C, H, W], label int64 [N_ok]
+    (-1 where unlabelled). Undecodable rows are dropped here and written to the run's quarantine.
+    """
+
+    def __init__(self, spec: ImageSpec, augment: AugmentConfig | None, split: str, run_dir: str, storage_cfg: StorageConfig) -> None:
+        self.spec = spec
+        self.transform = ImageTransform(spec.size, augment)
+        self.split = split
+        self.run_dir = run_dir
+        self.storage_cfg = storage_cfg
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        indices = batch.column("index").to_numpy()
+        ok, images, bad = decode_batch(
+            batch.column("sample_id").to_pylist(), indices, batch.column("image").to_pylist(), self.spec
+        )
+        quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
+        labels = batch.column("label").fill_null(-1).to_numpy()
+        return {"index": indices[ok], "image": self.transform(images), "label": labels[ok]}
+
+
+def image_dataset(
+    data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, augment: bool = True
+) -> ray.data.Dataset:
+    """A lazily executed, streaming dataset of decoded images from the shards of one split."""
+    shards = list_shards(data.shards, split, storage_cfg)
+    fs, _ = storage.resolve(data.shards, storage_cfg)
+    paths = [storage.resolve(s.uri, storage_cfg)[1] for s in shards]
+    spec = ImageSpec(data.image_size, data.channels)
+    # Ray Data logs a progress table every few seconds in non-interactive terminals; rank-0
+    # training logs already show progress, so keep the console readable.
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.use_datasource_v2 = False
+    ds = ray.data.read_parquet(paths, filesystem=fs)
+    fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg)
+    return ds.map_batches(fn, batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)

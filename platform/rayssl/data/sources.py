@@ -1,0 +1,188 @@
+"""Raw datasets -> labelled samples with stable ids, ready to be written as shards.
+
+A source yields `RawSample`s per split ("train", "test"). Images are kept encoded (PNG for array
+datasets, the original bytes for image folders) so shards stay compact and decoding happens in
+the Ray Data CPU stage.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+SOURCES = ("digits", "mnist", "cifar10", "folder")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class RawSample:
+    sample_id: str  # stable and unique within the dataset, e.g. "train/000042" or "cat/img1.jpg"
+    image: bytes  # encoded image (PNG/JPEG)
+    label: int | None
+
+
+@dataclass(frozen=True)
+class SourceData:
+    splits: dict[str, Iterator[RawSample]]  # lazily produced, one pass each
+    classes: list[str] | None  # class names in label order, None for unlabelled sources
+
+
+def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> SourceData:
+    """Open a raw dataset. `test_fraction` is used only by sources without an official split."""
+    if kind == "digits":
+        return _digits(test_fraction, seed)
+    if path is None:
+        raise ValueError(f"source {kind!r} needs --path")
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"source {kind!r}: {root} is not a directory")
+    if kind == "mnist":
+        return _mnist(root)
+    if kind == "cifar10":
+        return _cifar10(root)
+    if kind == "folder":
+        return _folder(root, test_fraction, seed)
+    raise ValueError(f"unknown source {kind!r}; choose one of {', '.join(SOURCES)}")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W] or [H, W, C] -> PNG bytes (lossless)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _array_split(split: str, images: np.ndarray, labels: np.ndarray) -> Iterator[RawSample]:
+    for i in range(len(images)):
+        yield RawSample(f"{split}/{i:06d}", encode_png(images[i]), int(labels[i]))
+
+
+def _holdout(n: int, labels: np.ndarray | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified (when labelled) train/test indices."""
+    idx = np.arange(n)
+    if test_fraction <= 0:
+        return idx, idx[:0]
+    return train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=labels)
+
+
+def _digits(test_fraction: float, seed: int) -> SourceData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 8x8 values in 0..16 -> 0..255 uint8 grey.
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    train, test = _holdout(len(images), labels, test_fraction, seed)
+    return SourceData(
+        splits={
+            "train": _array_split("train", images[train], labels[train]),
+            "test": _array_split("test", images[test], labels[test]),
+        },
+        classes=[str(c) for c in digits.target_names],
+    )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzip or plain: big-endian magic, dims, then uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    array = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: truncated IDX file ({array.size} bytes for dims {dims})")
+    return array.reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for candidate in (root / f"{stem}.gz", root / stem):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{root}: missing {stem}[.gz]")
+
+
+def _mnist(root: Path) -> SourceData:
+    splits = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(_find(root, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
+        if len(images) != len(labels):
+            raise ValueError(f"{root}: {split} has {len(images)} images but {len(labels)} labels")
+        splits[split] = _array_split(split, images, labels)
+    return SourceData(splits=splits, classes=[str(i) for i in range(10)])
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 binary batch: records of 1 label byte + 3072 bytes (R, G, B planes of 32x32)."""
+    data = lzma.open(path).read() if path.suffix == ".xz" else path.read_bytes()
+    if len(data) % 3073:
+        raise ValueError(f"{path}: size {len(data)} is not a multiple of the 3073-byte record")
+    records = np.frombuffer(data, np.uint8).reshape(-1, 3073)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
+
+
+def _cifar10(root: Path) -> SourceData:
+    def batches(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        parts = [_read_cifar_batch(_find_any(root, name)) for name in names]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    train = batches([f"data_batch_{i}.bin" for i in range(1, 6)])
+    test = batches(["test_batch.bin"])
+    names_file = root / "labels.txt"
+    classes = names_file.read_text().split() if names_file.exists() else [str(i) for i in range(10)]
+    return SourceData(
+        splits={"train": _array_split("train", *train), "test": _array_split("test", *test)},
+        classes=classes,
+    )
+
+
+def _find_any(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.xz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{root}: missing {name}[.xz]")
+
+
+def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
+    """A folder of images, optionally in class subfolders, optionally under train/ and test/."""
+    split_roots = {s: root / s for s in ("train", "test") if (root / s).is_dir()}
+    if not split_roots:
+        split_roots = {"train": root}
+    class_dirs = sorted({d.name for r in split_roots.values() for d in r.iterdir() if d.is_dir()})
+    classes = class_dirs or None
+    class_index = {name: i for i, name in enumerate(class_dirs)}
+
+    def files(split_root: Path) -> list[tuple[Path, int | None]]:
+        found = []
+        for p in sorted(split_root.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                rel = p.relative_to(split_root)
+                label = class_index[rel.parts[0]] if classes and len(rel.parts) > 1 else None
+                found.append((p, label))
+        return found
+
+    listed = {split: files(r) for split, r in split_roots.items()}
+    if "test" not in listed and test_fraction > 0:
+        everything = listed["train"]
+        labels = np.array([l for _, l in everything]) if classes and all(l is not None for _, l in everything) else None
+        train_idx, test_idx = _holdout(len(everything), labels, test_fraction, seed)
+        listed = {"train": [everything[i] for i in sorted(train_idx)], "test": [everything[i] for i in sorted(test_idx)]}
+
+    def samples(entries: list[tuple[Path, int | None]]) -> Iterator[RawSample]:
+        for p, label in entries:
+            yield RawSample(str(p.relative_to(root)), p.read_bytes(), label)
+
+    return SourceData(splits={split: samples(e) for split, e in listed.items()}, classes=classes)

@@ -1,0 +1,89 @@
+"""URI -> (pyarrow filesystem, path) for local paths, file://, s3:// and gs://.
+
+Everything that reads or writes shards, manifests, run files and checkpoints goes through
+`resolve`, so one endpoint override serves MinIO, moto or any other S3-compatible store.
+Credentials are never passed here: pyarrow reads them from the environment or the standard
+AWS/GCP chain (instance profile, IRSA, workload identity).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from rayssl.config import StorageConfig
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(uri).scheme in ("s3", "gs", "gcs")
+
+
+def resolve(uri: str, storage: StorageConfig = StorageConfig()) -> tuple[pafs.FileSystem, str]:
+    """Return the filesystem that serves `uri` and the path inside it.
+
+    Local paths are made absolute so that Ray workers with another working directory agree.
+    """
+    parsed = urlparse(uri)
+    scheme = parsed.scheme
+    if scheme in ("", "file"):
+        local = parsed.path if scheme == "file" else uri
+        return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve())
+    if scheme == "s3":
+        return _s3(storage), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    if scheme in ("gs", "gcs"):
+        return pafs.GcsFileSystem(), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    raise ValueError(f"unsupported URI scheme {scheme!r} in {uri!r} (use a path, file://, s3://, gs://)")
+
+
+def _s3(storage: StorageConfig) -> pafs.S3FileSystem:
+    if storage.s3_endpoint is None:
+        return pafs.S3FileSystem(region=storage.s3_region)
+    endpoint = urlparse(storage.s3_endpoint)
+    if not endpoint.scheme or not endpoint.netloc:
+        raise ValueError(f"storage.s3_endpoint must look like http://host:port, got {storage.s3_endpoint!r}")
+    return pafs.S3FileSystem(
+        endpoint_override=endpoint.netloc,
+        scheme=endpoint.scheme,
+        region=storage.s3_region,
+        allow_bucket_creation=True,
+    )
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI or path components with '/' (object stores have no os.sep)."""
+    return posixpath.join(base, *parts)
+
+
+def write_bytes(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:
+    fs, path = resolve(uri, storage)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def read_bytes(uri: str, storage: StorageConfig = StorageConfig()) -> bytes:
+    fs, path = resolve(uri, storage)
+    with fs.open_input_stream(path) as src:
+        return src.read()
+
+
+def exists(uri: str, storage: StorageConfig = StorageConfig()) -> bool:
+    fs, path = resolve(uri, storage)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def delete(uri: str, storage: StorageConfig = StorageConfig()) -> None:
+    fs, path = resolve(uri, storage)
+    fs.delete_file(path)
+
+
+def list_files(uri: str, storage: StorageConfig = StorageConfig(), suffix: str = "") -> list[str]:
+    """Paths (inside the filesystem) of the files directly or recursively under `uri`."""
+    fs, path = resolve(uri, storage)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
