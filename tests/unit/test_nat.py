@@ -89,3 +89,9 @@ def test_state_dict_round_trip_and_size_check():
         assert "10 entries" in str(exc)
     else:
         raise AssertionError("a table of the wrong size was loaded")
+
+
+def test_reassign_keeps_assignment_when_features_are_not_finite():
+    assigned = torch.tensor([2, 0, 1])
+    z = torch.full((3, 3), float("nan"))
+    assert torch.equal(reassign(z, assigned, torch.eye(3)), assigned)

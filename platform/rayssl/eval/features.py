@@ -12,17 +12,23 @@ from rayssl.data.pipeline import image_dataset
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, batch_size: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, D] float32, labels [N] int64) of the labelled rows of `split`, no augmentation."""
-    backbone.eval()
-    feats, labels = [], []
+    backbones: dict[str, nn.Module], data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, batch_size: int = 512
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One pass over the labelled rows of `split` (no augmentation) through every backbone.
+
+    Returns ({name: features [N, D] float32}, labels [N] int64).
+    """
+    for net in backbones.values():
+        net.eval()
+    feats: dict[str, list[np.ndarray]] = {name: [] for name in backbones}
+    labels = []
     ds = image_dataset(data, split, run_dir, storage_cfg, augment=False)
     for batch in ds.iter_torch_batches(batch_size=batch_size, device="cpu"):
         keep = batch["label"] >= 0
         if keep.any():
-            feats.append(backbone(batch["image"][keep]).numpy())
+            for name, net in backbones.items():
+                feats[name].append(net(batch["image"][keep]).numpy())
             labels.append(batch["label"][keep].numpy())
-    if not feats:
+    if not labels:
         raise ValueError(f"split {split!r} of {data.shards} has no labelled images to evaluate on")
-    return np.concatenate(feats), np.concatenate(labels)
+    return {name: np.concatenate(f) for name, f in feats.items()}, np.concatenate(labels)

@@ -28,25 +28,25 @@ def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
     init_ray(cfg.ray)
     state, meta = checkpoints.load_model_state(checkpoint_uri, cfg.storage)
 
-    candidates = []
+    backbones: dict[str, torch.nn.Module] = {}
     if cfg.eval.compare_random_init:
         torch.manual_seed(cfg.train.seed)  # the exact initialisation pretraining started from
-        candidates.append(("random init", _backbone(cfg, None)))
-    candidates.append((f"{cfg.method.upper()} (epoch {meta['epoch']})", _backbone(cfg, state)))
+        backbones["random init"] = _backbone(cfg, None)
+    backbones[f"{cfg.method.upper()} (epoch {meta['epoch']})"] = _backbone(cfg, state)
 
+    started = time.perf_counter()
+    train_feats, train_y = extract_features(backbones, cfg.data, "train", run_dir, cfg.storage)
+    test_feats, test_y = extract_features(backbones, cfg.data, "test", run_dir, cfg.storage)
+    log.info("extracted features in %.1fs", time.perf_counter() - started)
     rows = []
-    for name, backbone in candidates:
-        started = time.perf_counter()
-        train_x, train_y = extract_features(backbone, cfg.data, "train", run_dir, cfg.storage)
-        test_x, test_y = extract_features(backbone, cfg.data, "test", run_dir, cfg.storage)
-        train_x, train_y = _cap(train_x, train_y, cfg.eval.max_train_samples, cfg.train.seed)
+    for name in backbones:
+        train_x, train_y_capped = _cap(train_feats[name], train_y, cfg.eval.max_train_samples, cfg.train.seed)
         rows.append({
             "features": name,
-            "knn_acc": knn_accuracy(train_x, train_y, test_x, test_y, cfg.eval.knn_k),
-            "linear_acc": linear_probe_accuracy(train_x, train_y, test_x, test_y),
+            "knn_acc": knn_accuracy(train_x, train_y_capped, test_feats[name], test_y, cfg.eval.knn_k),
+            "linear_acc": linear_probe_accuracy(train_x, train_y_capped, test_feats[name], test_y),
             "train_samples": len(train_x),
-            "test_samples": len(test_x),
-            "seconds": round(time.perf_counter() - started, 1),
+            "test_samples": len(test_y),
         })
         log.info("evaluated %s: %s", name, rows[-1])
     result = {"checkpoint": checkpoint_uri, "knn_k": cfg.eval.knn_k, "results": rows}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -49,6 +50,9 @@ def reassign(z: torch.Tensor, assigned: torch.Tensor, targets: torch.Tensor) -> 
     permutations of `assigned`. Returns the new [B] target rows (a permutation of `assigned`).
     """
     cost = -(z.detach().float() @ targets[assigned].T).cpu().numpy()  # [B, B]
+    if not np.isfinite(cost).all():
+        # Diverged features: keep the assignment; the training loop reports the divergence.
+        return assigned.clone()
     rows, cols = linear_sum_assignment(cost)
     new = torch.empty_like(assigned)
     new[torch.as_tensor(rows)] = assigned[torch.as_tensor(cols)].to(assigned.device)

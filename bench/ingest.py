@@ -1,0 +1,78 @@
+"""Ray Data ingest throughput vs a plain 2-process pyarrow loop, side by side in one run.
+
+Both read the same shards and run the same decode function (DecodeAndTransform); Ray Data's
+path is read_parquet -> map_batches -> iter_torch_batches, as in training; the baseline is a
+multiprocessing pool of 2 that reads each shard with pyarrow, decodes it and hands the arrays
+to the parent, which turns them into torch tensors. Prints images/s for both and the ratio
+(target >= 0.9). Needs MNIST shards:
+
+    .venv/bin/rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
+    .venv/bin/python bench/ingest.py [--shards data/shards/mnist] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+import pyarrow.parquet as pq
+import ray
+import torch
+
+from rayssl.config import DataConfig, StorageConfig
+from rayssl.data.decode import ImageSpec
+from rayssl.data.pipeline import DECODE_BATCH_ROWS, DecodeAndTransform, image_dataset
+from rayssl.data.shards import list_shards
+
+RUN_DIR = "bench/out/ingest"
+BATCH = 256
+
+
+def _decode_shard(args: tuple[str, DataConfig]) -> list[dict]:
+    path, data = args
+    fn = DecodeAndTransform(ImageSpec(data.image_size, data.channels), data.augment, "train", RUN_DIR, StorageConfig())
+    table = pq.read_table(path)
+    return [fn(table.slice(i, DECODE_BATCH_ROWS)) for i in range(0, table.num_rows, DECODE_BATCH_ROWS)]
+
+
+def plain_loop(data: DataConfig) -> int:
+    paths = [s.uri for s in list_shards(data.shards, "train")]
+    images = 0
+    with mp.get_context("spawn").Pool(2) as pool:
+        for batches in pool.imap_unordered(_decode_shard, [(p, data) for p in paths]):
+            for b in batches:
+                images += len(torch.from_numpy(b["image"]))
+    return images
+
+
+def ray_data(data: DataConfig) -> int:
+    images = 0
+    for batch in image_dataset(data, "train", RUN_DIR, StorageConfig()).iter_torch_batches(batch_size=BATCH, device="cpu"):
+        images += len(batch["image"])
+    return images
+
+
+def timed(fn, data: DataConfig) -> tuple[int, float]:
+    start = time.perf_counter()
+    n = fn(data)
+    return n, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shards", default="data/shards/mnist")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    data = DataConfig(shards=args.shards, image_size=28, channels=1)
+    ray.init(num_cpus=2)  # same CPU budget as the 2-process baseline
+    print("| run | Ray Data img/s | plain 2-proc img/s | ratio |\n|---|---:|---:|---:|")
+    for r in range(args.repeats):
+        n_ray, t_ray = timed(ray_data, data)
+        n_plain, t_plain = timed(plain_loop, data)
+        assert n_ray == n_plain, (n_ray, n_plain)
+        print(f"| {r} | {n_ray / t_ray:,.0f} | {n_plain / t_plain:,.0f} | {(n_ray / t_ray) / (n_plain / t_plain):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
