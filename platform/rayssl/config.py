@@ -51,12 +51,26 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ViTConfig:
+    """Vision Transformer sizes (ViT-B/16: patch 16, width 768, depth 12, heads 12)."""
+
+    patch_size: int = 4
+    width: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    class_token: bool = False
+    pool: Literal["mean", "cls"] = "mean"  # how frozen features are read out (cls needs class_token)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Backbone choice; see rayssl.models.build_backbone."""
 
-    name: Literal["cnn", "resnet18"] = "cnn"
+    name: Literal["cnn", "resnet18", "vit"] = "cnn"
     width: int = 32  # channels of the first CNN stage
-    embed_dim: int = 128  # size of the feature vector the backbone returns
+    embed_dim: int = 128  # size of the feature vector the CNN/ResNet backbone returns
+    vit: ViTConfig = field(default_factory=ViTConfig)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,18 @@ class NATConfig:
     target_dim: int = 64  # dimension of the unit-sphere targets (= projection head output)
     reassign_every: int = 3  # epochs between reassignment epochs (paper: 3)
     seed: int = 0  # targets and the initial assignment are regenerated from this seed
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """Masked autoencoder (He et al. 2021); the encoder is model.vit."""
+
+    mask_ratio: float = 0.75
+    decoder_width: int = 32
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    norm_pix_loss: bool = True  # targets are per-patch normalised pixels
+    recon_images: int = 8  # held-out images in the reconstruction PNG grid
 
 
 @dataclass(frozen=True)
@@ -129,11 +155,12 @@ class FaultConfig:
 class PretrainConfig:
     """Self-supervised pretraining job (`rayssl pretrain`)."""
 
-    method: Literal["nat"] = "nat"
+    method: Literal["nat", "mae"] = "nat"
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     nat: NATConfig = field(default_factory=NATConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

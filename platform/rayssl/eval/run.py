@@ -12,8 +12,7 @@ from rayssl.eval.features import extract_features
 from rayssl.eval.probes import knn_accuracy, linear_probe_accuracy
 from rayssl.eval.report import markdown_table, write_eval
 from rayssl.logs import get_logger
-from rayssl.methods.nat import NATHead
-from rayssl.models import build_backbone
+from rayssl.methods import build_method
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_dir_of
 
@@ -56,10 +55,11 @@ def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
 
 
 def _backbone(cfg: PretrainConfig, state: dict | None) -> torch.nn.Module:
-    net = NATHead(build_backbone(cfg.model, cfg.data.channels), cfg.model.embed_dim, cfg.nat.target_dim)
+    """The method's feature extractor (NAT: before the projection head; MAE: the ViT encoder)."""
+    method = build_method(cfg, num_samples=0)  # the model only; no NAT table is needed here
     if state is not None:
-        net.load_state_dict(state)
-    return net.backbone  # features before the projection head, as is standard for probes
+        method.model.load_state_dict(state)
+    return method.backbone()
 
 
 def _cap(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:

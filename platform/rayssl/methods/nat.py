@@ -13,16 +13,14 @@ batches on different workers hold different samples. The table is a permutation 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-# gather(local [B] int64) -> stacked [world_size, B] int64; identity-like in single-process use.
-GatherFn = Callable[[torch.Tensor], torch.Tensor]
+from rayssl.methods.base import GatherFn
+
 
 
 def unit_sphere_targets(num_samples: int, dim: int, seed: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torchvision
 from torch import nn
 
 from rayssl.config import ModelConfig
+from rayssl.models.vit import ViTEncoder, ViTFeatures
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -46,9 +47,16 @@ def _small_image_resnet18(channels: int, embed_dim: int) -> nn.Module:
     return net
 
 
-def build_backbone(cfg: ModelConfig, channels: int) -> nn.Module:
+def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Module:
+    """[B, channels, image_size, image_size] -> [B, feature_dim(cfg)]."""
     if cfg.name == "cnn":
         return SmallCNN(channels, cfg.width, cfg.embed_dim)
     if cfg.name == "resnet18":
         return _small_image_resnet18(channels, cfg.embed_dim)
+    if cfg.name == "vit":
+        return ViTFeatures(ViTEncoder(cfg.vit, channels, image_size))
     raise ValueError(f"unknown model.name {cfg.name!r}")
+
+
+def feature_dim(cfg: ModelConfig) -> int:
+    return cfg.vit.width if cfg.name == "vit" else cfg.embed_dim

@@ -28,9 +28,9 @@ import torch.distributed as dist
 
 from rayssl.config import PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
+from rayssl.eval.reconstructions import ARTIFACTS
 from rayssl.logs import get_logger
-from rayssl.methods.nat import NATHead, NoiseAsTargets
-from rayssl.models import build_backbone
+from rayssl.methods import StepContext, build_method
 from rayssl.train import checkpoints
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
@@ -44,19 +44,23 @@ def build_optimizer(cfg: PretrainConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
+def _collective_device() -> torch.device:
+    """gloo reduces CPU tensors, NCCL CUDA ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def _all_gather(t: torch.Tensor) -> torch.Tensor:
-    """[B] -> [world, B] on every rank (gloo/NCCL need tensors on the process-group device)."""
-    backend_device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    local = t.to(backend_device)
+    """[B] -> [world, B] on every rank."""
+    local = t.to(_collective_device())
     out = [torch.empty_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(out, local)
     return torch.stack(out).cpu()
 
 
 def _all_reduce(values: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+    """Reduce across ranks (a no-op on one worker); returns a CPU tensor."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-        values = values.to(device)
+        values = values.to(_collective_device())
         dist.all_reduce(values, op=op)
     return values.cpu()
 
@@ -79,22 +83,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     log = get_logger(rank)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    net = NATHead(build_backbone(cfg.model, cfg.data.channels), cfg.model.embed_dim, cfg.nat.target_dim)
-    nat = NoiseAsTargets(num_samples, cfg.nat.target_dim, cfg.nat.seed)
-    optimizer = build_optimizer(cfg, net.parameters())
+    method = build_method(cfg, num_samples)
+    optimizer = build_optimizer(cfg, method.model.parameters())
     start_epoch, global_step, last_metrics = 0, 0, {}
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             model_state, optim_state, method_state, meta = checkpoints.load_local(Path(d))
-        net.load_state_dict(model_state)
+        method.model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
-        nat.load_state_dict(method_state)
+        method.load_state_dict(method_state)
         start_epoch, global_step, last_metrics = meta["epoch"], meta["global_step"], meta.get("metrics", {})
         log.info("resumed from checkpoint: epoch %d, step %d", start_epoch, global_step)
 
-    model = ray.train.torch.prepare_model(net)  # device placement + DDP when world > 1
+    torch.manual_seed(cfg.train.seed + 1000 * (rank + 1))  # from here on: per-rank randomness (MAE masks)
+    model = ray.train.torch.prepare_model(method.model)  # device placement + DDP when world > 1
     device = ray.train.torch.get_device()
     gather = _all_gather if world > 1 else (lambda t: t[None])
     shard = ray.train.get_dataset_shard("train")
@@ -104,47 +108,45 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         return
 
     for epoch in range(start_epoch, cfg.train.epochs):
-        do_reassign = epoch % cfg.nat.reassign_every == 0
+        step_ctx = StepContext(epoch=epoch, gather=gather, batch_capacity=cfg.data.batch_size)
         model.train()
-        # Running sums kept on device; host syncs only at log points: [loss sum, samples, changed]
-        sums = torch.zeros(3, dtype=torch.float64)
-        first_bad_step = torch.tensor(-1, dtype=torch.int64)
-        started, images = time.perf_counter(), 0
+        # Running sums stay tensors; the host syncs only at log points and at the epoch end.
+        loss_sum, samples = torch.zeros((), dtype=torch.float64, device=device), 0
+        stat_sums: dict[str, torch.Tensor] = {}
+        first_bad_step = torch.tensor(-1, dtype=torch.int64, device=device)
+        started = time.perf_counter()
         for batch in shard.iter_torch_batches(batch_size=cfg.data.batch_size, drop_last=True, prefetch_batches=2, device=device):
             _maybe_crash(cfg, rank, global_step)
-            z = model(batch["image"])
-            loss, changed = nat.step_loss(z, batch["index"], do_reassign, gather, cfg.data.batch_size)
+            loss, stats = method.step(model, batch, step_ctx)
             if global_step == cfg.faults.nan_at_step:
                 loss = loss * float("nan")
-            finite = torch.isfinite(loss.detach()).cpu()
-            first_bad_step = torch.where(~finite & (first_bad_step < 0), torch.tensor(global_step), first_bad_step)
+            finite = torch.isfinite(loss.detach())
+            first_bad_step = torch.where(~finite & (first_bad_step < 0), torch.full_like(first_bad_step, global_step), first_bad_step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             n = len(batch["index"])
-            sums += torch.stack([loss.detach().double().cpu() * n, torch.tensor(n, dtype=torch.float64), torch.tensor(changed, dtype=torch.float64)])
-            images += n
+            loss_sum += loss.detach().double() * n
+            samples += n
+            for name, value in stats.items():
+                stat_sums[name] = stat_sums.get(name, torch.zeros((), dtype=torch.float64)) + value.double()
             global_step += 1
             if global_step % cfg.train.log_every == 0:
-                bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
-                if bad >= 0:
-                    log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
-                    _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": epoch}, run_dir, cfg, rank)
+                if _diverged(first_bad_step, epoch, run_dir, cfg, rank, log):
                     return
-                log.info("epoch %d step %d loss %.4f", epoch, global_step, float(sums[0] / max(sums[1], 1)))
+                log.info("epoch %d step %d loss %.4f", epoch, global_step, float(loss_sum) / max(samples, 1))
 
-        totals = _all_reduce(sums.clone())
-        bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
-        if bad >= 0:
-            log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
-            _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": epoch}, run_dir, cfg, rank)
+        if _diverged(first_bad_step, epoch, run_dir, cfg, rank, log):
             return
+        names = sorted(stat_sums)
+        counts = [loss_sum.cpu(), torch.tensor(float(samples), dtype=torch.float64), *(stat_sums[k].cpu() for k in names)]
+        totals = _all_reduce(torch.stack(counts))
         quarantined = _quarantined_count(run_dir, cfg, rank)
         metrics = {
             "epoch": epoch,
             "global_step": global_step,
             "loss": float(totals[0] / max(totals[1], 1)),
-            "reassigned_fraction": float(totals[2] / max(totals[1], 1)) if do_reassign else 0.0,
+            **{f"{k}_fraction": float(totals[2 + i] / max(totals[1], 1)) for i, k in enumerate(names)},
             "images_per_s": float(totals[1]) / (time.perf_counter() - started),
             "quarantined": quarantined,
             "status": STATUS_OK,
@@ -152,20 +154,29 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
             _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
             return
-        log.info(
-            "epoch %d done: loss %.4f, %.0f img/s, reassigned %.1f%%, quarantined %d",
-            epoch, metrics["loss"], metrics["images_per_s"], 100 * metrics["reassigned_fraction"], quarantined,
-        )
+        log.info("epoch %d done: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
         last_epoch = epoch == cfg.train.epochs - 1
         if rank == 0 and (last_epoch or (epoch + 1) % cfg.train.checkpoint_every == 0):
+            if cfg.method in ARTIFACTS:
+                ARTIFACTS[cfg.method](method, cfg, run_dir, epoch)
             with tempfile.TemporaryDirectory() as tmp:
                 checkpoints.save_local(
-                    Path(tmp), net.state_dict(), optimizer.state_dict(), nat.state_dict(),
+                    Path(tmp), method.model.state_dict(), optimizer.state_dict(), method.state_dict(),
                     {"epoch": epoch + 1, "global_step": global_step, "metrics": metrics},
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
+
+
+def _diverged(first_bad_step: torch.Tensor, epoch: int, run_dir: str, cfg: PretrainConfig, rank: int, log: Any) -> bool:
+    """True (after reporting) when any rank saw a non-finite loss; every rank agrees."""
+    bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
+    if bad < 0:
+        return False
+    log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
+    _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": epoch}, run_dir, cfg, rank)
+    return True
 
 
 def _quarantined_count(run_dir: str, cfg: PretrainConfig, rank: int) -> int:
