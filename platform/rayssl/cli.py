@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rayssl.config import ConfigError, PretrainConfig, StorageConfig, load_config
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, StorageConfig, SweepConfig, load_config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining on Ray Train")
     _add_config_args(pretrain)
     pretrain.add_argument("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
+
+    finetune = sub.add_parser("finetune", help="few-label fine-tuning with the network-inversion loss")
+    _add_config_args(finetune)
+
+    sweep = sub.add_parser("sweep", help="Ray Tune sweep -> label-efficiency table and plot")
+    _add_config_args(sweep)
 
     evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
     _add_config_args(evaluate)
@@ -69,6 +75,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             manifest = validate_shards(args.uri, storage_cfg, checksums=args.checksums)
         summary = ", ".join(f"{s}: {m['rows']} rows in {len(m['shards'])} shards" for s, m in manifest["splits"].items())
         print(f"{args.action} ok: {args.out if args.action == 'build' else args.uri} ({summary})")
+        return 0
+
+    if args.command == "finetune":
+        from rayssl.eval.classifier import test_accuracy
+        from rayssl.train.launch import run_finetune
+
+        ft = load_config(FinetuneConfig, args.config, args.overrides)
+        outcome = run_finetune(ft)
+        accuracy = test_accuracy(ft, outcome.checkpoint, outcome.run_dir)
+        print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, test accuracy {accuracy:.4f}")
+        return 0
+    if args.command == "sweep":
+        from rayssl.tune.sweep import run_sweep
+
+        run_sweep(load_config(SweepConfig, args.config, args.overrides))
         return 0
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)

@@ -169,6 +169,56 @@ class PretrainConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
 
 
+@dataclass(frozen=True)
+class SemiSupConfig:
+    """Few-label fine-tuning: CE on labelled + alpha * inversion reconstruction on all (+ beta * entropy on unlabelled)."""
+
+    labels_per_class: int = 5
+    val_per_class: int = 10  # labelled validation images per class, for model selection only
+    label_seed: int = 0
+    alpha: float = 0.0  # weight of ||x - x_hat||^2 (Balestriero et al. 2018); 0 = supervised only
+    beta: float = 0.0  # weight of the prediction entropy on unlabelled images
+    labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
+    unlabelled_per_epoch: int | None = None  # cap on unlabelled images per epoch (None = whole split)
+    num_classes: int = 10
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Semi-supervised fine-tuning job (`rayssl finetune`)."""
+
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="finetune"))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: str | None = None  # pretraining run dir or checkpoint URI (its config.yaml names the method)
+    semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, num_workers=1))
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Ray Tune search over label budgets x variants, alpha, beta and lr (`rayssl sweep`)."""
+
+    name: str = "sweep"
+    storage_path: str = "runs"
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
+    budgets: list[int] = field(default_factory=lambda: [1, 5, 10, 50, 100])  # labels per class (grid)
+    pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
+    samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant
+    alpha_min: float = 1e-3
+    alpha_max: float = 1.0
+    betas: list[float] = field(default_factory=lambda: [0.0])
+    lr_min: float = 3e-4
+    lr_max: float = 3e-3
+    max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
+    grace_period: int = 1  # ASHA: epochs before a trial may be stopped
+    trial_max_failures: int = 1  # Tune retries of a crashed trial
+
+
 C = TypeVar("C")
 
 
@@ -242,6 +292,16 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        key_type, item = typing.get_args(hint)
+        return {_coerce(key_type, k, path): _coerce(item, v, f"{path}.{k}") for k, v in value.items()}
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:

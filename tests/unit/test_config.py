@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from rayssl.config import ConfigError, PretrainConfig, load_config
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, SweepConfig, load_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -49,7 +49,18 @@ def test_optional_accepts_null():
     assert cfg.eval.max_train_samples is None and cfg.storage.s3_endpoint == "http://h:1"
 
 
+def config_class(path: Path) -> type:
+    return SweepConfig if path.name.startswith("sweep_") else FinetuneConfig if path.name.startswith("semisup_") else PretrainConfig
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads(path):
     assert CONFIGS, "configs/ holds no YAML"
-    load_config(PretrainConfig, path)
+    load_config(config_class(path), path)
+
+
+def test_lists_and_mappings_are_checked():
+    cfg = load_config(SweepConfig, None, ["budgets=[1, 5]", "pretrained={NAT: runs/x}"])
+    assert cfg.budgets == [1, 5] and cfg.pretrained == {"NAT": "runs/x"}
+    with pytest.raises(ConfigError, match=r"budgets\[1\]: expected int, got str"):
+        load_config(SweepConfig, None, ["budgets=[1, five]"])

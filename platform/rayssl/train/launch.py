@@ -11,13 +11,14 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from rayssl.config import PretrainConfig, RayInitConfig, dump_yaml, to_dict
+from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
+from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
-from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, finetune_loop_per_worker, train_loop_per_worker
 
 
 class TrainingDiverged(RuntimeError):
@@ -25,7 +26,7 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PretrainOutcome:
+class RunOutcome:
     run_dir: str
     checkpoint: str  # URI of the latest checkpoint directory
     metrics: dict[str, Any]
@@ -46,7 +47,7 @@ def init_ray(cfg: RayInitConfig) -> None:
         ray.init(num_cpus=cfg.num_cpus)
 
 
-def run_pretrain(cfg: PretrainConfig) -> PretrainOutcome:
+def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     """Pretrain (or resume pretraining) a backbone with the configured method."""
     log = get_logger()
     run_dir = run_dir_of(cfg)
@@ -95,4 +96,51 @@ def run_pretrain(cfg: PretrainConfig) -> PretrainOutcome:
     if checkpoint is None:
         raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
     log.info("pretraining done: %s", {k: v for k, v in metrics.items() if k != "status"})
-    return PretrainOutcome(run_dir, checkpoint, metrics)
+    return RunOutcome(run_dir, checkpoint, metrics)
+
+
+def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
+    """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
+
+    `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback).
+    """
+    log = get_logger()
+    run_dir = storage.join(cfg.run.storage_path, cfg.run.name)
+    validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
+    s = cfg.semisup
+    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
+    labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
+    validation = load_labelled(cfg.data, split.validation, cfg.storage)
+    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    init_ray(cfg.ray)
+    log.info("fine-tuning on %d labelled images (%d per class), alpha %.3g, init %s", len(labelled.labels), s.labels_per_class, s.alpha, cfg.init or "random")
+
+    dataset = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)
+    if s.unlabelled_per_epoch is not None:
+        dataset = dataset.randomize_block_order().limit(s.unlabelled_per_epoch)
+    fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
+    trainer = TorchTrainer(
+        finetune_loop_per_worker,
+        train_loop_config={
+            "config": to_dict(cfg), "run_dir": run_dir,
+            "labelled_x": labelled.images, "labelled_y": labelled.labels,
+            "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_root,
+            storage_filesystem=fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=list(callbacks),
+        ),
+        datasets={"train": dataset},
+    )
+    result = trainer.fit()
+    checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
+    if checkpoint is None:
+        raise RuntimeError(f"fine-tuning run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
+    return RunOutcome(run_dir, checkpoint, dict(result.metrics or {}))

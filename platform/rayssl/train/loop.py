@@ -26,18 +26,20 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from rayssl.config import PretrainConfig, from_dict
+from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
 from rayssl.eval.reconstructions import ARTIFACTS
 from rayssl.logs import get_logger
 from rayssl.methods import StepContext, build_method
+from rayssl.methods.inversion import inversion_reconstruction, semisupervised_loss
 from rayssl.train import checkpoints
+from rayssl.train.pretrained import build_classifier
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
 STATUS_FILE = "stopped.json"  # written only when a run stops early (diverged, too many bad images)
 
 
-def build_optimizer(cfg: PretrainConfig, params: Any) -> torch.optim.Optimizer:
+def build_optimizer(cfg: PretrainConfig | FinetuneConfig, params: Any) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -65,7 +67,7 @@ def _all_reduce(values: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> 
     return values.cpu()
 
 
-def _maybe_crash(cfg: PretrainConfig, rank: int, global_step: int) -> None:
+def _maybe_crash(cfg: PretrainConfig | FinetuneConfig, rank: int, global_step: int) -> None:
     """Fault injection for the resume tests: this rank dies once, like a lost node would."""
     f = cfg.faults
     if rank == f.crash_rank and global_step == f.crash_at_step and f.crash_marker and not os.path.exists(f.crash_marker):
@@ -191,3 +193,74 @@ def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig, rank: int) 
     if rank == 0:
         storage.write_bytes(storage.join(run_dir, STATUS_FILE), json.dumps(status).encode(), cfg.storage)
     ray.train.report(status)
+
+
+def finetune_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Few-label fine-tuning: each step = a labelled batch drawn from the small in-memory labelled
+    set + an unlabelled batch from the Ray Data stream; loss = CE + alpha * inversion
+    reconstruction (+ beta * entropy). Reports validation accuracy every epoch."""
+    cfg = from_dict(FinetuneConfig, loop_config["config"])
+    rank = ray.train.get_context().get_world_rank()
+    log = get_logger(rank)
+    s = cfg.semisup
+    torch.manual_seed(cfg.train.seed)
+    net = build_classifier(cfg)
+    optimizer = build_optimizer(cfg, net.parameters())
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            model_state, optim_state, _, meta = checkpoints.load_local(Path(d))
+        net.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        start_epoch = meta["epoch"]
+    model = ray.train.torch.prepare_model(net)
+    device = ray.train.torch.get_device()
+    labelled_x, labelled_y = (torch.as_tensor(loop_config[k]).to(device) for k in ("labelled_x", "labelled_y"))
+    val_x, val_y = (torch.as_tensor(loop_config[k]) for k in ("val_x", "val_y"))
+    held_out = torch.as_tensor(loop_config["val_idx"])
+    sampler = torch.Generator().manual_seed(cfg.train.seed + rank)
+    shard = ray.train.get_dataset_shard("train")
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        loss_sum, steps = torch.zeros((), device=device), 0
+        for batch in shard.iter_torch_batches(batch_size=cfg.data.batch_size, drop_last=True, prefetch_batches=2, device=device):
+            _maybe_crash(cfg, rank, steps)
+            unlabelled = batch["image"][~torch.isin(batch["index"].cpu(), held_out).to(device)]  # validation stays unseen
+            pick = torch.randint(len(labelled_y), (s.labelled_batch_size,), generator=sampler).to(device)
+            x = torch.cat([labelled_x[pick], unlabelled])
+            y = torch.cat([labelled_y[pick], torch.full((len(unlabelled),), -1, device=device, dtype=torch.int64)])
+            if s.alpha > 0:
+                logits, x_hat = inversion_reconstruction(model, x)
+            else:
+                logits, x_hat = model(x), x
+            loss = semisupervised_loss(logits, y, x, x_hat, s.alpha, s.beta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            steps += 1
+        val_acc = _accuracy(net, val_x, val_y, device)
+        mean_loss = float(_all_reduce(loss_sum.cpu() / max(steps, 1))) / _world_size()
+        metrics = {"epoch": epoch, "loss": mean_loss, "val_acc": val_acc, "run_dir": loop_config["run_dir"]}
+        log.info("epoch %d: loss %.4f, validation accuracy %.4f", epoch, metrics["loss"], val_acc)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                checkpoints.save_local(Path(tmp), net.state_dict(), optimizer.state_dict(), {}, {"epoch": epoch + 1, "global_step": epoch + 1, "metrics": metrics})
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@torch.no_grad()
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 512) -> float:
+    """Top-1 accuracy of `net` on an in-memory set; x [N, C, H, W], y [N]."""
+    net.eval()
+    correct = sum(int((net(x[i : i + batch].to(device)).argmax(1).cpu() == y[i : i + batch]).sum()) for i in range(0, len(y), batch))
+    net.train()
+    return correct / max(len(y), 1)

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over fine-tuning settings and label budgets."""

@@ -1,0 +1,126 @@
+"""`rayssl sweep`: Ray Tune over label budgets x variants (supervised, + inversion, pretrained),
+the inversion weight alpha, the entropy weight beta and the learning rate; then a
+label-efficiency table selected on validation accuracy and scored once on the test split.
+
+Each trial is a driver function that builds a TorchTrainer (Ray Train V2 + Tune): the trainer
+reports to Tune through TuneReportCallback, ASHA stops weak trials early, and an interrupted
+sweep resumes with Tuner.restore without rerunning finished trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ray.tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+
+from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
+from rayssl.data import storage
+from rayssl.eval.classifier import test_accuracy
+from rayssl.logs import get_logger
+from rayssl.train import checkpoints
+from rayssl.train.launch import init_ray, run_finetune
+from rayssl.tune.report import write_report
+
+SUPERVISED = "supervised only"
+INVERSION = "+ inversion loss"
+
+
+def variant_names(cfg: SweepConfig) -> list[str]:
+    return [SUPERVISED, INVERSION, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+
+
+def trial_config(config: dict[str, Any]) -> FinetuneConfig:
+    """The FinetuneConfig one trial runs: the base config with this trial's sampled settings."""
+    base = from_dict(FinetuneConfig, config["base"])
+    alpha = 0.0 if config["variant"] == SUPERVISED else config["alpha"]
+    return dataclasses.replace(
+        base,
+        init=config["inits"].get(config["variant"]),
+        run=dataclasses.replace(base.run, name=config["trial_name"], storage_path=config["trials_dir"]),
+        semisup=dataclasses.replace(base.semisup, labels_per_class=config["budget"], alpha=alpha, beta=config["beta"]),
+        optim=dataclasses.replace(base.optim, lr=config["lr"]),
+    )
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune trainable: one fine-tuning run on Ray Train, reporting every epoch to Tune."""
+    trial_id = ray.tune.get_context().get_trial_id()
+    run_finetune(trial_config({**config, "trial_name": f"trial_{trial_id}"}), callbacks=[TuneReportCallback()])
+
+
+def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
+    fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
+    sweep_dir = storage.join(cfg.storage_path, cfg.name)
+    # The trial driver only waits on its TorchTrainer, so it holds no CPU of its own; the
+    # trainers' workers and Ray Data tasks get the cluster (max_concurrent_trials bounds them).
+    trainable = ray.tune.with_resources(run_trial, {"CPU": 0})
+    restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
+    if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
+        get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
+        return ray.tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=fs)
+    variants = variant_names(cfg)
+    inits = {f"{name}-pretrained + inversion": uri for name, uri in cfg.pretrained.items()}
+    return ray.tune.Tuner(
+        trainable,
+        param_space={
+            "base": to_dict(cfg.finetune),
+            "trials_dir": storage.join(sweep_dir, "trials"),
+            "inits": inits,
+            "budget": ray.tune.grid_search(cfg.budgets),
+            "variant": ray.tune.grid_search(variants),
+            "alpha": ray.tune.loguniform(cfg.alpha_min, cfg.alpha_max),
+            "beta": ray.tune.choice(cfg.betas),
+            "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
+        },
+        tune_config=ray.tune.TuneConfig(
+            num_samples=cfg.samples,
+            max_concurrent_trials=cfg.max_concurrent_trials,
+            scheduler=ASHAScheduler(
+                metric="val_acc", mode="max", time_attr="training_iteration",
+                max_t=cfg.finetune.train.epochs, grace_period=cfg.grace_period,
+            ),
+        ),
+        run_config=ray.tune.RunConfig(
+            name=cfg.name,
+            storage_path=root,
+            storage_filesystem=fs,
+            failure_config=ray.tune.FailureConfig(max_failures=cfg.trial_max_failures),
+        ),
+    )
+
+
+def select_best(results: list[tuple[dict, dict]]) -> dict[tuple[int, str], tuple[dict, dict]]:
+    """Per (budget, variant), the trial with the best final validation accuracy. results: [(config, metrics)]."""
+    best: dict[tuple[int, str], tuple[dict, dict]] = {}
+    for config, metrics in results:
+        if "val_acc" not in metrics:
+            continue  # a trial that never finished an epoch
+        key = (config["budget"], config["variant"])
+        if key not in best or metrics["val_acc"] > best[key][1]["val_acc"]:
+            best[key] = (config, metrics)
+    return best
+
+
+def run_sweep(cfg: SweepConfig) -> list[dict]:
+    """Run (or resume) the sweep and write label_efficiency.{json,md,png} to `<storage_path>/<name>`."""
+    log = get_logger()
+    init_ray(cfg.finetune.ray)
+    grid = build_tuner(cfg).fit()
+    sweep_dir = storage.join(cfg.storage_path, cfg.name)
+    results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
+    rows = []
+    for (budget, variant), (config, metrics) in sorted(select_best(results).items()):
+        trial_cfg = trial_config({**config, "trial_name": "unused"})
+        checkpoint = checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage)
+        rows.append({
+            "budget": budget, "variant": variant, "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta,
+            "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"],
+            "test_acc": test_accuracy(trial_cfg, checkpoint, metrics["run_dir"]), "checkpoint": checkpoint,
+        })
+        log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, rows[-1]["val_acc"], rows[-1]["test_acc"], rows[-1]["alpha"])
+    table = write_report(sweep_dir, rows, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {cfg.finetune.data.shards}")
+    print(f"\nLabel efficiency (test accuracy of the trial selected on validation; written to {sweep_dir}):\n{table}\n", flush=True)
+    return rows
