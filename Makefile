@@ -17,6 +17,7 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(RAYSSL) shards build --source digits --out data/shards/digits --rows-per-shard 256
 	$(RAYSSL) pretrain --config configs/nat_digits.yaml
+	$(RAYSSL) sweep --config configs/sweep_digits.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -30,6 +31,8 @@ test-integration: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/nat_assign.py
 	$(PY) bench/ingest.py
+	$(PY) bench/mae_sparsity.py
+	$(PY) bench/tune_overhead.py
 
 clean:
 	rm -rf runs data/shards bench/out

@@ -78,12 +78,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "finetune":
-        from rayssl.eval.classifier import test_accuracy
+        from rayssl.eval.classifier import score_on_test_split
         from rayssl.train.launch import run_finetune
 
         ft = load_config(FinetuneConfig, args.config, args.overrides)
         outcome = run_finetune(ft)
-        accuracy = test_accuracy(ft, outcome.checkpoint, outcome.run_dir)
+        accuracy = score_on_test_split(ft, outcome.checkpoint, outcome.run_dir)
         print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, test accuracy {accuracy:.4f}")
         return 0
     if args.command == "sweep":

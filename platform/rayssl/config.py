@@ -138,7 +138,9 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RayInitConfig:
     address: str | None = None  # None: RAY_ADDRESS if set, else start a local Ray
-    num_cpus: int | None = 4  # logical CPUs of a local Ray (more than cores: see DESIGN.md)
+    # Logical CPUs of a local Ray: more than cores (see DESIGN.md), so train workers, concurrent
+    # sweep trials and the Ray Data tasks feeding them can all be scheduled on a laptop.
+    num_cpus: int | None = 8
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from rayssl.train import checkpoints
 from rayssl.train.pretrained import build_classifier
 
 
-def test_accuracy(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) -> float:
+def score_on_test_split(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) -> float:
     """Top-1 accuracy on the test split. Used only after selection, never to select."""
     net = build_classifier(cfg)
     state, _ = checkpoints.load_model_state(checkpoint_uri, cfg.storage)

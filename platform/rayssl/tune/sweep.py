@@ -18,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
-from rayssl.eval.classifier import test_accuracy
+from rayssl.eval.classifier import score_on_test_split
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
@@ -54,9 +54,9 @@ def run_trial(config: dict[str, Any]) -> None:
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
-    # The trial driver only waits on its TorchTrainer, so it holds no CPU of its own; the
-    # trainers' workers and Ray Data tasks get the cluster (max_concurrent_trials bounds them).
-    trainable = ray.tune.with_resources(run_trial, {"CPU": 0})
+    # The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
+    # an empty request); the trainers' workers and Ray Data tasks get the rest of the cluster.
+    trainable = ray.tune.with_resources(run_trial, {"CPU": 0.1})
     restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
     if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
         get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
@@ -118,7 +118,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         rows.append({
             "budget": budget, "variant": variant, "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta,
             "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"],
-            "test_acc": test_accuracy(trial_cfg, checkpoint, metrics["run_dir"]), "checkpoint": checkpoint,
+            "test_acc": score_on_test_split(trial_cfg, checkpoint, metrics["run_dir"]), "checkpoint": checkpoint,
         })
         log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, rows[-1]["val_acc"], rows[-1]["test_acc"], rows[-1]["alpha"])
     table = write_report(sweep_dir, rows, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {cfg.finetune.data.shards}")

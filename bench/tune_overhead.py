@@ -1,0 +1,60 @@
+"""Tune scheduling overhead: wall time of N fixed-length trials at concurrency 2 vs the ideal N*t/2.
+
+Each trial is the real sweep path (driver function -> TorchTrainer -> TuneReportCallback) on the
+bundled digits with a fixed number of epochs; t is the mean wall time of one fine-tuning run of
+each variant (supervised only, + inversion), measured alone in the same process. Target: < 1.2.
+
+    .venv/bin/python bench/tune_overhead.py [--trials 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from rayssl.config import FinetuneConfig, SweepConfig, load_config
+from rayssl.data.shards import write_shards
+from rayssl.data.sources import load_source
+from rayssl.train.launch import init_ray, run_finetune
+from rayssl.tune.sweep import build_tuner
+
+OUT = Path("bench/out/tune_overhead")
+COMMON = ["data.image_size=16", "data.batch_size=64", "semisup.unlabelled_per_epoch=512", "train.epochs=2", "train.num_workers=1"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=4)
+    args = parser.parse_args()
+    shutil.rmtree(OUT, ignore_errors=True)
+    shards = OUT / "shards"
+    write_shards(load_source("digits"), str(shards), rows_per_shard=256)
+    base = [f"data.shards={shards}", f"run.storage_path={OUT / 'single'}", *COMMON]
+    init_ray(load_config(FinetuneConfig, None, base).ray)
+
+    run_finetune(load_config(FinetuneConfig, None, [*base, "run.name=warmup"]))  # workers and imports warm
+    singles = []
+    for alpha in (0.0, 0.01):  # the sweep's two variants: supervised only, + inversion (double backward)
+        start = time.perf_counter()
+        run_finetune(load_config(FinetuneConfig, None, [*base, f"run.name=single_{alpha}", f"semisup.alpha={alpha}"]))
+        singles.append(time.perf_counter() - start)
+    single = sum(singles) / len(singles)
+
+    sweep = load_config(
+        SweepConfig, None,
+        [f"storage_path={OUT}", "name=sweep", f"budgets=[{', '.join(['5'] * (args.trials // 2))}]", "samples=1",
+         "max_concurrent_trials=2", "grace_period=2", f"finetune.data.shards={shards}", *(f"finetune.{o}" for o in COMMON)],
+    )
+    start = time.perf_counter()
+    grid = build_tuner(sweep).fit()
+    total = time.perf_counter() - start
+    n = len(grid)
+    ideal = n * single / 2
+    print(f"| trials | one trial alone s | sweep wall s | ideal N*t/2 s | ratio |\n|---:|---:|---:|---:|---:|")
+    print(f"| {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
