@@ -34,7 +34,7 @@ def best_of(fn, repeats: int = 5) -> float:
 def main() -> None:
     cfg = load_config(PretrainConfig, "configs/nat_mnist.yaml")
     torch.manual_seed(0)
-    net = NATHead(build_backbone(cfg.model, cfg.data.channels), cfg.model.embed_dim, cfg.nat.target_dim)
+    net = NATHead(build_backbone(cfg.model, cfg.data.channels, cfg.data.image_size), cfg.model.embed_dim, cfg.nat.target_dim)
     optimizer = torch.optim.AdamW(net.parameters())
     nat = NoiseAsTargets(N, cfg.nat.target_dim, seed=0)
     print(f"backbone: {cfg.model.name} width {cfg.model.width}, {cfg.data.image_size}px, N={N}, d={cfg.nat.target_dim}, threads={torch.get_num_threads()}")
