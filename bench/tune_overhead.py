@@ -18,7 +18,7 @@ from rayssl.config import FinetuneConfig, SweepConfig, load_config
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source
 from rayssl.train.launch import init_ray, run_finetune
-from rayssl.tune.sweep import build_tuner
+from rayssl.tune.sweep import build_tuner, with_absolute_paths
 
 OUT = Path("bench/out/tune_overhead")
 COMMON = ["data.image_size=16", "data.batch_size=64", "semisup.unlabelled_per_epoch=512", "train.epochs=2", "train.num_workers=1"]
@@ -48,7 +48,7 @@ def main() -> None:
          "max_concurrent_trials=2", "grace_period=2", f"finetune.data.shards={shards}", *(f"finetune.{o}" for o in COMMON)],
     )
     start = time.perf_counter()
-    grid = build_tuner(sweep).fit()
+    grid = build_tuner(with_absolute_paths(sweep)).fit()
     total = time.perf_counter() - start
     n = len(grid)
     ideal = n * single / 2

@@ -14,12 +14,13 @@ from rayssl.eval.report import markdown_table, write_eval
 from rayssl.logs import get_logger
 from rayssl.methods import build_method
 from rayssl.train import checkpoints
-from rayssl.train.launch import init_ray, run_dir_of
+from rayssl.train.launch import init_ray, run_dir_of, with_absolute_paths
 
 
 def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
     """Evaluate the run's latest (or the given) checkpoint; writes `<run_dir>/eval.json`."""
     log = get_logger()
+    cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
     checkpoint_uri = checkpoint_uri or checkpoints.latest_checkpoint(run_dir, cfg.storage)
     if checkpoint_uri is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 import ray.train
@@ -32,8 +33,26 @@ class RunOutcome:
     metrics: dict[str, Any]
 
 
-def run_dir_of(cfg: PretrainConfig) -> str:
+def run_dir_of(cfg: PretrainConfig | FinetuneConfig) -> str:
     return storage.join(cfg.run.storage_path, cfg.run.name)
+
+
+C = TypeVar("C", PretrainConfig, FinetuneConfig)
+
+
+def with_absolute_paths(cfg: C) -> C:
+    """Local paths made absolute on the driver: Ray workers and Data tasks run in other directories."""
+    def absolute(uri: str) -> str:
+        return uri if storage.is_remote(uri) else storage.resolve(uri, cfg.storage)[1]
+
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, shards=absolute(cfg.data.shards)),
+        run=dataclasses.replace(cfg.run, storage_path=absolute(cfg.run.storage_path)),
+    )
+    if isinstance(cfg, FinetuneConfig) and cfg.init:
+        cfg = dataclasses.replace(cfg, init=absolute(cfg.init))
+    return cfg
 
 
 def init_ray(cfg: RayInitConfig) -> None:
@@ -50,6 +69,7 @@ def init_ray(cfg: RayInitConfig) -> None:
 def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     """Pretrain (or resume pretraining) a backbone with the configured method."""
     log = get_logger()
+    cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
     # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
     manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
@@ -105,7 +125,8 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback).
     """
     log = get_logger()
-    run_dir = storage.join(cfg.run.storage_path, cfg.run.name)
+    cfg = with_absolute_paths(cfg)
+    run_dir = run_dir_of(cfg)
     validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
     s = cfg.semisup
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)

@@ -22,6 +22,7 @@ from rayssl.eval.classifier import score_on_test_split
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
+from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.report import write_report
 
 SUPERVISED = "supervised only"
@@ -104,9 +105,23 @@ def select_best(results: list[tuple[dict, dict]]) -> dict[tuple[int, str], tuple
     return best
 
 
+def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
+    """Local paths made absolute on the driver: trials run in Tune actors with another cwd."""
+    def absolute(uri: str) -> str:
+        return uri if storage.is_remote(uri) else storage.resolve(uri)[1]
+
+    return dataclasses.replace(
+        cfg,
+        storage_path=absolute(cfg.storage_path),
+        finetune=finetune_absolute(cfg.finetune),
+        pretrained={name: absolute(uri) for name, uri in cfg.pretrained.items()},
+    )
+
+
 def run_sweep(cfg: SweepConfig) -> list[dict]:
     """Run (or resume) the sweep and write label_efficiency.{json,md,png} to `<storage_path>/<name>`."""
     log = get_logger()
+    cfg = with_absolute_paths(cfg)
     init_ray(cfg.finetune.ray)
     grid = build_tuner(cfg).fit()
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
