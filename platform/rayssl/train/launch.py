@@ -66,22 +66,12 @@ def init_ray(cfg: RayInitConfig) -> None:
         ray.init(num_cpus=cfg.num_cpus)
 
 
-def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
-    """Pretrain (or resume pretraining) a backbone with the configured method."""
-    log = get_logger()
-    cfg = with_absolute_paths(cfg)
-    run_dir = run_dir_of(cfg)
-    # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
-    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
-    num_samples = manifest["splits"]["train"]["rows"]
-    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
-    init_ray(cfg.ray)
-
+def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config: dict, dataset: Any, callbacks: Any = ()) -> TorchTrainer:
+    """One TorchTrainer per run, named `<storage_path>/<name>` so that running it again resumes."""
     fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
-    log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -93,8 +83,27 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
             storage_filesystem=fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=list(callbacks),
         ),
-        datasets={"train": image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)},
+        datasets={"train": dataset},
+    )
+
+
+def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
+    """Pretrain (or resume pretraining) a backbone with the configured method."""
+    log = get_logger()
+    cfg = with_absolute_paths(cfg)
+    run_dir = run_dir_of(cfg)
+    # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
+    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
+    num_samples = manifest["splits"]["train"]["rows"]
+    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    init_ray(cfg.ray)
+
+    log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
+    trainer = _torch_trainer(
+        cfg, train_loop_per_worker, {"config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
+        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True),
     )
     status_uri = storage.join(run_dir, STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
@@ -139,27 +148,12 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     dataset = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)
     if s.unlabelled_per_epoch is not None:
         dataset = dataset.randomize_block_order().limit(s.unlabelled_per_epoch)
-    fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
-    trainer = TorchTrainer(
-        finetune_loop_per_worker,
-        train_loop_config={
-            "config": to_dict(cfg), "run_dir": run_dir,
-            "labelled_x": labelled.images, "labelled_y": labelled.labels,
-            "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
-        },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
-        ),
-        run_config=ray.train.RunConfig(
-            name=cfg.run.name,
-            storage_path=storage_root,
-            storage_filesystem=fs,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            callbacks=list(callbacks),
-        ),
-        datasets={"train": dataset},
-    )
+    loop_config = {
+        "config": to_dict(cfg), "run_dir": run_dir,
+        "labelled_x": labelled.images, "labelled_y": labelled.labels,
+        "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
+    }
+    trainer = _torch_trainer(cfg, finetune_loop_per_worker, loop_config, dataset, callbacks)
     result = trainer.fit()
     checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
     if checkpoint is None:
