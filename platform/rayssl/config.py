@@ -131,7 +131,7 @@ class EvalConfig:
 
     after_pretrain: bool = True
     knn_k: int = 20
-    max_train_samples: int | None = None  # cap on probe-training rows (None = whole train split)
+    max_train_samples: int | None = None  # probes train on the first N train rows (None = all)
     compare_random_init: bool = True
 
 

@@ -12,9 +12,11 @@ from rayssl.data.pipeline import image_dataset
 
 @torch.no_grad()
 def extract_features(
-    backbones: dict[str, nn.Module], data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, batch_size: int = 512
+    backbones: dict[str, nn.Module], data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig,
+    batch_size: int = 512, limit: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One pass over the labelled rows of `split` (no augmentation) through every backbone.
+    """One pass over the labelled rows of `split` (no augmentation) through every backbone;
+    `limit` stops after that many rows (the shards' order: sources write them shuffled or as published).
 
     Returns ({name: features [N, D] float32}, labels [N] int64).
     """
@@ -23,6 +25,8 @@ def extract_features(
     feats: dict[str, list[np.ndarray]] = {name: [] for name in backbones}
     labels = []
     ds = image_dataset(data, split, run_dir, storage_cfg, augment=False)
+    if limit is not None:
+        ds = ds.limit(limit)
     for batch in ds.iter_torch_batches(batch_size=batch_size, device="cpu"):
         keep = batch["label"] >= 0
         if keep.any():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from rayssl.config import PretrainConfig
@@ -35,16 +34,16 @@ def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
     backbones[f"{cfg.method.upper()} (epoch {meta['epoch']})"] = _backbone(cfg, state)
 
     started = time.perf_counter()
-    train_feats, train_y = extract_features(backbones, cfg.data, "train", run_dir, cfg.storage)
+    train_feats, train_y = extract_features(backbones, cfg.data, "train", run_dir, cfg.storage, limit=cfg.eval.max_train_samples)
     test_feats, test_y = extract_features(backbones, cfg.data, "test", run_dir, cfg.storage)
     log.info("extracted features in %.1fs", time.perf_counter() - started)
     rows = []
     for name in backbones:
-        train_x, train_y_capped = _cap(train_feats[name], train_y, cfg.eval.max_train_samples, cfg.train.seed)
+        train_x = train_feats[name]
         rows.append({
             "features": name,
-            "knn_acc": knn_accuracy(train_x, train_y_capped, test_feats[name], test_y, cfg.eval.knn_k),
-            "linear_acc": linear_probe_accuracy(train_x, train_y_capped, test_feats[name], test_y),
+            "knn_acc": knn_accuracy(train_x, train_y, test_feats[name], test_y, cfg.eval.knn_k),
+            "linear_acc": linear_probe_accuracy(train_x, train_y, test_feats[name], test_y),
             "train_samples": len(train_x),
             "test_samples": len(test_y),
         })
@@ -61,10 +60,3 @@ def _backbone(cfg: PretrainConfig, state: dict | None) -> torch.nn.Module:
     if state is not None:
         method.model.load_state_dict(state)
     return method.backbone()
-
-
-def _cap(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if limit is None or len(x) <= limit:
-        return x, y
-    keep = np.random.default_rng(seed).choice(len(x), limit, replace=False)
-    return x[keep], y[keep]
