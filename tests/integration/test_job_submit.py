@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,22 +31,42 @@ def free_port() -> int:
 
 @pytest.fixture
 def head():
+    """A `ray start --head --block` of our own, stopped by signalling it: `ray stop` would kill
+    every Ray instance on the machine, including the test session's and anyone else's."""
     # Ray's unix sockets live under --temp-dir and must stay under ~107 characters.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     # The job entrypoint runs `python` from the head's PATH: the project's virtualenv, as when activated.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
     gcs, dashboard = free_port(), free_port()
     start = [
-        str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=4",
         "--disable-usage-stats", f"--temp-dir={temp_dir}",
     ]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+    proc = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
     try:
-        yield f"http://127.0.0.1:{dashboard}", env
+        wait_for_job_api(address, env, proc)
+        yield address, env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(proc.pid, signal.SIGTERM)  # --block: the head shuts its own processes down
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def wait_for_job_api(address: str, env: dict, proc: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
+        probe = subprocess.run([str(BIN / "ray"), "job", "list", f"--address={address}"], env=env, capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the job API at {address} did not come up in {timeout_s}s")
 
 
 def test_job_submit_reaches_succeeded(head, tmp_path):
