@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 
 from rayssl.config import PretrainConfig, load_config
 from rayssl.methods.nat import NATHead, NoiseAsTargets, nat_loss

@@ -52,7 +52,7 @@ def main() -> None:
     total = time.perf_counter() - start
     n = len(grid)
     ideal = n * single / 2
-    print(f"| trials | one trial alone s | sweep wall s | ideal N*t/2 s | ratio |\n|---:|---:|---:|---:|---:|")
+    print("| trials | one trial alone s | sweep wall s | ideal N*t/2 s | ratio |\n|---:|---:|---:|---:|---:|")
     print(f"| {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} |")
 
 

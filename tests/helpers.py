@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rayssl.config import PretrainConfig, load_config
+
 
 def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -28,3 +30,17 @@ def make_image_folder(root: Path, per_class: int = 24, size: int = 8, classes: i
                 img[:, cols] += 150
                 (d / f"img{i:03d}.png").write_bytes(png_bytes(img))
     return root
+
+
+def tiny_config(shards: str, storage_path: str, name: str, *overrides: str) -> PretrainConfig:
+    """A NAT config small enough for a 2-core test: 8x8 images, batch 8, 2 epochs, 2 workers."""
+    return load_config(
+        PretrainConfig,
+        None,
+        [
+            f"run.name={name}", f"run.storage_path={storage_path}", f"data.shards={shards}",
+            "data.image_size=8", "data.batch_size=8", "model.width=8", "model.embed_dim=16",
+            "nat.target_dim=8", "nat.reassign_every=1", "train.epochs=2", "train.log_every=1",
+            "eval.knn_k=3", *overrides,
+        ],
+    )

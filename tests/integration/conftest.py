@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import make_image_folder
+
+from rayssl.data.shards import write_shards
+from rayssl.data.sources import load_source
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,11 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def local_shards(tmp_path) -> str:
+    """Shards of a tiny generated 2-class image folder: 48 train / 16 test images of 8x8."""
+    out = tmp_path / "shards"
+    write_shards(load_source("folder", str(make_image_folder(tmp_path / "raw"))), str(out), rows_per_shard=16)
+    return str(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import tiny_config
 from PIL import Image
 
 from rayssl.eval.run import run_eval
@@ -12,13 +13,12 @@ from rayssl.train.launch import run_pretrain
 
 pytestmark = pytest.mark.integration
 
-from test_pretrain import local_shards, tiny_config  # noqa: E402,F401  (shared fixture and config)
 
 MAE = ("method=mae", "model.name=vit", "model.vit.patch_size=4", "model.vit.width=16", "model.vit.depth=1",
        "model.vit.heads=2", "mae.decoder_width=8", "mae.decoder_depth=1", "mae.decoder_heads=2", "mae.recon_images=4")
 
 
-def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, tmp_path):  # noqa: F811
+def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, tmp_path):
     cfg = tiny_config(local_shards, str(tmp_path / "runs"), "mae", *MAE)
     outcome = run_pretrain(cfg)
     assert outcome.metrics["global_step"] == 6 and outcome.metrics["loss"] > 0

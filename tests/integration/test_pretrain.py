@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_image_folder
+from helpers import make_image_folder, tiny_config
 
-from rayssl.config import PretrainConfig, StorageConfig, load_config
+from rayssl.config import StorageConfig
 from rayssl.data import quarantine
 from rayssl.data.shards import ShardError, write_shards
 from rayssl.data.sources import load_source
@@ -19,26 +19,6 @@ from rayssl.train.launch import TrainingDiverged, run_pretrain
 pytestmark = pytest.mark.integration
 
 TRAIN_IMAGES = 48  # 2 classes x 24; 2 workers x batch 8 -> 3 steps per epoch
-
-
-def tiny_config(shards: str, storage_path: str, name: str, *overrides: str) -> PretrainConfig:
-    return load_config(
-        PretrainConfig,
-        None,
-        [
-            f"run.name={name}", f"run.storage_path={storage_path}", f"data.shards={shards}",
-            "data.image_size=8", "data.batch_size=8", "model.width=8", "model.embed_dim=16",
-            "nat.target_dim=8", "nat.reassign_every=1", "train.epochs=2", "train.log_every=1",
-            "eval.knn_k=3", *overrides,
-        ],
-    )
-
-
-@pytest.fixture
-def local_shards(tmp_path) -> str:
-    out = tmp_path / "shards"
-    write_shards(load_source("folder", str(make_image_folder(tmp_path / "raw"))), str(out), rows_per_shard=16)
-    return str(out)
 
 
 def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig()) -> torch.Tensor:

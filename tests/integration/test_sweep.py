@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import tiny_config
 from PIL import Image
 
 from rayssl.config import FinetuneConfig, SweepConfig, load_config
@@ -15,7 +15,6 @@ from rayssl.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 
-from test_pretrain import local_shards, tiny_config  # noqa: E402,F401  (shared fixture and config)
 
 FINETUNE = [
     "finetune.data.image_size=8", "finetune.data.batch_size=8", "finetune.model.width=8", "finetune.model.embed_dim=16",
@@ -32,7 +31,7 @@ def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
     )
 
 
-def test_finetune_with_inversion_from_pretrained(ray_local, local_shards, tmp_path):  # noqa: F811
+def test_finetune_with_inversion_from_pretrained(ray_local, local_shards, tmp_path):
     pretrained = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "nat"))
     cfg = load_config(
         FinetuneConfig, None,
@@ -44,7 +43,7 @@ def test_finetune_with_inversion_from_pretrained(ray_local, local_shards, tmp_pa
     assert 0.0 <= score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir) <= 1.0
 
 
-def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path):  # noqa: F811
+def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path):
     marker = tmp_path / "crashed"
     cfg = sweep_config(local_shards, str(tmp_path / "runs"), "finetune.faults.crash_rank=0",
                        "finetune.faults.crash_at_step=1", f"finetune.faults.crash_marker={marker}")
