@@ -13,6 +13,7 @@ from rayssl.data import quarantine
 from rayssl.data.shards import ShardError, write_shards
 from rayssl.data.sources import load_source
 from rayssl.eval.run import run_eval
+from rayssl.methods.nat import initial_table
 from rayssl.train import checkpoints
 from rayssl.train.launch import TrainingDiverged, run_pretrain
 
@@ -35,8 +36,10 @@ def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
     cfg = tiny_config(local_shards, str(tmp_path / "runs"), "local")
     outcome = run_pretrain(cfg)
     assert outcome.metrics["epoch"] == 1 and outcome.metrics["global_step"] == 6
-    assert outcome.metrics["reassigned_fraction"] > 0
     table = assert_table_is_bijection(outcome.checkpoint)
+    # The last epoch may legitimately reassign nothing (the assignment is already optimal for
+    # its batches); what must hold is that the Hungarian steps moved the table off its seed.
+    assert not torch.equal(table, initial_table(TRAIN_IMAGES, cfg.nat.seed))
     assert (Path(outcome.run_dir) / "config.yaml").read_text().startswith("method: nat")
 
     result = run_eval(cfg, outcome.checkpoint)
