@@ -110,11 +110,19 @@ class TrainConfig:
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # Ray placement group strategy for the workers: PACK fills a node first; SPREAD puts them on
+    # different nodes (one GPU per node, or surviving the loss of one node with the others).
+    placement_strategy: str = "PACK"
     checkpoint_every: int = 1  # epochs
     num_to_keep: int = 2
     max_failures: int = 2  # worker-group restarts before the run fails
     log_every: int = 20  # steps between progress lines on rank 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+        if self.placement_strategy not in strategies:
+            raise ConfigError(f"train.placement_strategy: {self.placement_strategy!r} is not one of {strategies}")
 
 
 @dataclass(frozen=True)

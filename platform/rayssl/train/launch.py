@@ -76,6 +76,7 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
             resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+            placement_strategy=cfg.train.placement_strategy,
         ),
         run_config=ray.train.RunConfig(
             name=cfg.run.name,

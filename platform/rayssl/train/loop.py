@@ -216,9 +216,10 @@ def finetune_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start_epoch = meta["epoch"]
     model = ray.train.torch.prepare_model(net)
     device = ray.train.torch.get_device()
-    labelled_x, labelled_y = (torch.as_tensor(loop_config[k]).to(device) for k in ("labelled_x", "labelled_y"))
-    val_x, val_y = (torch.as_tensor(loop_config[k]) for k in ("val_x", "val_y"))
-    held_out = torch.as_tensor(loop_config["val_idx"])
+    # torch.tensor copies: the arrays arrive read-only from the object store.
+    labelled_x, labelled_y = (torch.tensor(loop_config[k]).to(device) for k in ("labelled_x", "labelled_y"))
+    val_x, val_y = (torch.tensor(loop_config[k]) for k in ("val_x", "val_y"))
+    held_out = torch.tensor(loop_config["val_idx"])
     sampler = torch.Generator().manual_seed(cfg.train.seed + rank)
     shard = ray.train.get_dataset_shard("train")
 

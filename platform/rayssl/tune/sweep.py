@@ -3,7 +3,7 @@ the inversion weight alpha, the entropy weight beta and the learning rate; then 
 label-efficiency table selected on validation accuracy and scored once on the test split.
 
 Each trial is a driver function that builds a TorchTrainer (Ray Train V2 + Tune): the trainer
-reports to Tune through TuneReportCallback, ASHA stops weak trials early, and an interrupted
+reports to Tune through TuneReportCallback, ASHA (per budget x variant) stops weak trials early, and an interrupted
 sweep resumes with Tuner.restore without rerunning finished trials.
 """
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
 
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
@@ -23,6 +22,7 @@ from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
+from rayssl.tune.grouped_asha import GroupedASHAScheduler
 from rayssl.tune.report import write_report
 
 SUPERVISED = "supervised only"
@@ -79,8 +79,9 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
         tune_config=ray.tune.TuneConfig(
             num_samples=cfg.samples,
             max_concurrent_trials=cfg.max_concurrent_trials,
-            scheduler=ASHAScheduler(
-                metric="val_acc", mode="max", time_attr="training_iteration",
+            # Trials only compete within their (budget, variant) cell: see grouped_asha.
+            scheduler=GroupedASHAScheduler(
+                group_by=("budget", "variant"), metric="val_acc", mode="max", time_attr="training_iteration",
                 max_t=cfg.finetune.train.epochs, grace_period=cfg.grace_period,
             ),
         ),

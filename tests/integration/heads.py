@@ -1,0 +1,121 @@
+"""Ray heads of the tests' own: `ray start --head --block` on 127.0.0.1 with token auth, every
+port picked free (another Ray on the machine, such as the session's, holds the defaults), and
+stopped by signalling its process group: `ray stop` would kill every Ray instance on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Head:
+    dashboard: str  # http://127.0.0.1:PORT, the job API
+    gcs: str  # 127.0.0.1:PORT
+    env: dict  # what a client needs: RAY_AUTH_MODE=token and the project's PATH
+    temp_dir: str
+
+
+@contextmanager
+def ray_head(*extra_args: str, env: dict | None = None, gcs_port: int | None = None) -> Iterator[Head]:
+    # Ray's unix sockets live under --temp-dir and must stay under ~107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    # Our own token, from a file as in the cluster YAMLs: never the user's ~/.ray/auth_token.
+    token_file = Path(temp_dir) / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    # The job entrypoint runs `python` from the head's PATH: the project's virtualenv, as when activated.
+    head_env = {
+        **os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
+        "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {}),
+    }
+    gcs, dashboard = gcs_port or free_port(), free_port()
+    start = [
+        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        "--disable-usage-stats", f"--temp-dir={temp_dir}", *extra_args,
+    ]
+    log = open(Path(temp_dir) / "head.log", "wb")
+    proc = subprocess.Popen(start, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    head = Head(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", head_env, temp_dir)
+    try:
+        wait_for_job_api(head, proc)
+        yield head
+    finally:
+        stop_process_group(proc)
+        kill_leftovers(temp_dir)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 90) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)  # --block: the head shuts its own processes down
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def kill_leftovers(temp_dir: str) -> None:
+    """SIGKILL any process still naming this head's temp dir (nodes the autoscaler started)."""
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if temp_dir.encode() in (pid_dir / "cmdline").read_bytes():
+                os.kill(int(pid_dir.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def wait_for_job_api(head: Head, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until `ray job list` answers: the job agent, not only the dashboard, must be up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}: {(Path(head.temp_dir) / 'head.log').read_text()[-2000:]}")
+        probe = subprocess.run([str(BIN / "ray"), "job", "list", f"--address={head.dashboard}"], env=head.env, capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the job API at {head.dashboard} did not come up in {timeout_s}s")
+
+
+def submit(head: Head, *entrypoint: str, submission_id: str | None = None, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """`ray job submit` from the repository root with the project's runtime env; waits for the end."""
+    cmd = [
+        str(BIN / "ray"), "job", "submit", f"--address={head.dashboard}", "--working-dir=.",
+        "--runtime-env=jobs/runtime_env.yaml",
+        *([f"--submission-id={submission_id}"] if submission_id else []), "--", *entrypoint,
+    ]
+    return subprocess.run(cmd, cwd=REPO, env=head.env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def job_status(head: Head, submission_id: str) -> str:
+    """`ray job status` output for one job."""
+    proc = subprocess.run(
+        [str(BIN / "ray"), "job", "status", f"--address={head.dashboard}", submission_id],
+        env=head.env, capture_output=True, text=True, timeout=120,
+    )
+    return proc.stdout + proc.stderr
