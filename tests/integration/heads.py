@@ -90,7 +90,7 @@ def kill_leftovers(temp_dir: str) -> None:
 
 
 def wait_for_job_api(head: Head, proc: subprocess.Popen, timeout_s: float = 300) -> None:
-    """Until `ray job list` answers: the job agent, not only the dashboard, must be up."""
+    """Until `ray job list` answers (the job agent may still be starting: see submit)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -103,13 +103,22 @@ def wait_for_job_api(head: Head, proc: subprocess.Popen, timeout_s: float = 300)
 
 
 def submit(head: Head, *entrypoint: str, submission_id: str | None = None, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """`ray job submit` from the repository root with the project's runtime env; waits for the end."""
+    """`ray job submit` from the repository root with the project's runtime env; waits for the end.
+
+    On a loaded machine the head's job agent can come up well after the job API answers; the API
+    then refuses with "No available agent", which Ray says to retry.
+    """
     cmd = [
         str(BIN / "ray"), "job", "submit", f"--address={head.dashboard}", "--working-dir=.",
         "--runtime-env=jobs/runtime_env.yaml",
         *([f"--submission-id={submission_id}"] if submission_id else []), "--", *entrypoint,
     ]
-    return subprocess.run(cmd, cwd=REPO, env=head.env, capture_output=True, text=True, timeout=timeout_s)
+    deadline = time.monotonic() + 180
+    while True:
+        proc = subprocess.run(cmd, cwd=REPO, env=head.env, capture_output=True, text=True, timeout=timeout_s)
+        if "No available agent" not in proc.stderr or time.monotonic() > deadline:
+            return proc
+        time.sleep(5)
 
 
 def job_status(head: Head, submission_id: str) -> str:
