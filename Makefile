@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-unit test-integration bench clean
+.PHONY: quickstart head stop-head test test-unit test-integration bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,24 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Every Ray head this Makefile starts runs with token authentication (Ray 2.60 would also turn it
+# on for a local ray.init(), but say so rather than rely on a default that is changing).
+quickstart head: export RAY_AUTH_MODE := token
+
 quickstart: $(STAMP)
 	$(RAYSSL) shards build --source digits --out data/shards/digits --rows-per-shard 256
 	$(RAYSSL) pretrain --config configs/nat_digits.yaml
 	$(RAYSSL) sweep --config configs/sweep_digits.yaml
+
+# A local head for `ray job submit`: token in ~/.ray/auth_token (created once), dashboard and job
+# API on 127.0.0.1:8265 only; jobs run the virtualenv's python.
+head: $(STAMP)
+	$(VENV)/bin/ray get-auth-token --generate > /dev/null
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ray start --head --node-ip-address=127.0.0.1 \
+		--dashboard-host=127.0.0.1 --num-cpus=8 --disable-usage-stats
+
+stop-head:
+	$(VENV)/bin/ray stop
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

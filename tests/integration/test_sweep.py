@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
+import yaml
+from heads import BIN, kill_leftovers
 from helpers import tiny_config
 from PIL import Image
 
-from rayssl.config import FinetuneConfig, SweepConfig, load_config
+from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
 from rayssl.eval.classifier import score_on_test_split
 from rayssl.train.launch import run_finetune, run_pretrain
 from rayssl.tune.sweep import run_sweep
@@ -62,8 +71,48 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     with Image.open(sweep_dir / "label_efficiency.png") as png:
         assert png.size[0] > 300
 
-    # Running the same sweep again restores it: no trial is run a second time.
-    trial_dirs = sorted(p.name for p in (sweep_dir / "trials").iterdir())
-    again = run_sweep(cfg)
-    assert sorted(p.name for p in (sweep_dir / "trials").iterdir()) == trial_dirs
-    assert [r["checkpoint"] for r in again] == [r["checkpoint"] for r in rows]
+
+def finished_trials(trials_dir: Path, epochs: int) -> dict[str, list[str]]:
+    """Trial dir name -> its checkpoint dirs, for the trials whose last epoch is checkpointed."""
+    finished = {}
+    for trial in trials_dir.glob("trial_*"):
+        metas = sorted(trial.glob("checkpoint_*/meta.json"))
+        if any(json.loads(m.read_text())["epoch"] == epochs for m in metas):
+            finished[trial.name] = sorted(m.parent.name for m in metas)
+    return finished
+
+
+def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, local_shards, tmp_path):
+    # One trial at a time, so that the kill lands after the first trial and before the last.
+    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "budgets=[2]", "max_concurrent_trials=1")
+    config_file = tmp_path / "sweep.yaml"
+    config_file.write_text(yaml.safe_dump(to_dict(cfg)))
+    ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # the killed sweep's own Ray, found by path below
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    trials_dir = tmp_path / "runs" / "sweep" / "trials"
+    epochs = cfg.finetune.train.epochs
+    proc = subprocess.Popen(
+        [str(BIN / "rayssl"), "sweep", "--config", str(config_file)], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not finished_trials(trials_dir, epochs - 1) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.5)
+        time.sleep(3)  # let Tune record the trial as finished in its experiment state
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kill_leftovers(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    before = finished_trials(trials_dir, epochs - 1)
+    assert len(before) == 1, f"expected exactly one finished trial at the kill, got {before}"
+
+    rows = run_sweep(cfg)  # same name: Tuner.restore
+    assert sorted(r["variant"] for r in rows) == ["+ inversion loss", "supervised only"]
+    after = finished_trials(trials_dir, epochs - 1)
+    assert len(after) == 2
+    for trial, checkpoint_dirs in before.items():
+        assert after[trial] == checkpoint_dirs, f"{trial} was trained again after the restore"

@@ -63,7 +63,9 @@ def init_ray(cfg: RayInitConfig) -> None:
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=cfg.num_cpus)
+        # "local": a new Ray of our own. A bare ray.init() would join whatever cluster
+        # /tmp/ray/ray_current_cluster names (another user's, a test's) and then refuse num_cpus.
+        ray.init(address="local", num_cpus=cfg.num_cpus)
 
 
 def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config: dict, dataset: Any, callbacks: Any = ()) -> TorchTrainer:

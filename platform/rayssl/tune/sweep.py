@@ -126,6 +126,10 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     init_ray(cfg.finetune.ray)
     grid = build_tuner(cfg).fit()
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if unfinished:
+        # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
+        log.warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
     results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
     rows = []
     for (budget, variant), (config, metrics) in sorted(select_best(results).items()):
