@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     data = DataConfig(shards=args.shards, image_size=28, channels=1)
-    ray.init(num_cpus=2)  # same CPU budget as the 2-process baseline
+    ray.init(address="local", num_cpus=2)  # same CPU budget as the 2-process baseline
     # Both sides run warm: the pool's processes are started (and import torch) once, outside the
     # timings, as Ray's worker processes are after the first run.
     pool = mp.get_context("spawn").Pool(2)

@@ -18,7 +18,7 @@ def ray_local():
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     import ray
 
-    ray.init(num_cpus=8)
+    ray.init(address="local", num_cpus=8)  # our own, never a cluster found in /tmp/ray
     yield ray
     ray.shutdown()
 
