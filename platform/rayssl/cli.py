@@ -60,6 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ShardError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from ray.train import TrainingFailedError
+
+        if not isinstance(exc, TrainingFailedError):
+            raise
+        # Workers kept failing after FailureConfig's retries: a one-line reason and a non-zero
+        # exit (so `ray job submit` reports FAILED); the last checkpoint stays for a resume.
+        print(f"rayssl {args.command}: error: training failed after its retries (train.max_failures): {exc}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

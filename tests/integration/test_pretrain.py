@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers import make_image_folder, tiny_config
 
-from rayssl.config import StorageConfig
+from rayssl import cli
+from rayssl.config import StorageConfig, to_dict
 from rayssl.data import quarantine
 from rayssl.data.shards import ShardError, write_shards
 from rayssl.data.sources import load_source
@@ -64,6 +66,17 @@ def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path)
     # 3 epochs x 3 steps: the interrupted epoch was redone from its start, not counted twice.
     assert outcome.metrics["epoch"] == 2 and outcome.metrics["global_step"] == 9
     assert_table_is_bijection(outcome.checkpoint)
+
+
+def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_path, capsys):
+    cfg = tiny_config(
+        local_shards, str(tmp_path / "runs"), "no_retries", "train.max_failures=0",
+        "faults.crash_rank=1", "faults.crash_at_step=1", f"faults.crash_marker={tmp_path / 'crashed'}",
+    )
+    config_file = tmp_path / "pretrain.yaml"
+    config_file.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert cli.main(["pretrain", "--config", str(config_file)]) == 1
+    assert "training failed after its retries (train.max_failures)" in capsys.readouterr().err
 
 
 def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):

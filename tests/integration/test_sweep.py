@@ -72,14 +72,19 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
         assert png.size[0] > 300
 
 
-def finished_trials(trials_dir: Path, epochs: int) -> dict[str, list[str]]:
-    """Trial dir name -> its checkpoint dirs, for the trials whose last epoch is checkpointed."""
-    finished = {}
-    for trial in trials_dir.glob("trial_*"):
-        metas = sorted(trial.glob("checkpoint_*/meta.json"))
-        if any(json.loads(m.read_text())["epoch"] == epochs for m in metas):
-            finished[trial.name] = sorted(m.parent.name for m in metas)
-    return finished
+def terminated_trials(sweep_dir: Path) -> set[str]:
+    """Trial ids that Tune's saved experiment state (what Tuner.restore reads) records as TERMINATED."""
+    states = sorted(sweep_dir.glob("experiment_state-*.json"))
+    try:
+        rows = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except json.JSONDecodeError:
+        return set()  # read while Tune was writing it
+    return {trial["trial_id"] for trial in (json.loads(row[0]) for row in rows) if trial["status"] == "TERMINATED"}
+
+
+def checkpoint_epochs(trial_dir: Path) -> dict[str, int]:
+    """Checkpoint dir name -> the epoch it resumes at (meta.json "epoch" is the next epoch to run)."""
+    return {meta.parent.name: json.loads(meta.read_text())["epoch"] for meta in trial_dir.glob("checkpoint_*/meta.json")}
 
 
 def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, local_shards, tmp_path):
@@ -90,29 +95,33 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # the killed sweep's own Ray, found by path below
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
-    trials_dir = tmp_path / "runs" / "sweep" / "trials"
+    sweep_dir = tmp_path / "runs" / "sweep"
     epochs = cfg.finetune.train.epochs
+    log = tmp_path / "killed_sweep.log"
     proc = subprocess.Popen(
         [str(BIN / "rayssl"), "sweep", "--config", str(config_file)], env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     try:
+        # Kill as soon as the saved experiment state records the first trial as finished.
         deadline = time.monotonic() + 600
-        while not finished_trials(trials_dir, epochs - 1) and time.monotonic() < deadline:
-            assert proc.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.5)
-        time.sleep(3)  # let Tune record the trial as finished in its experiment state
+        while not terminated_trials(sweep_dir) and time.monotonic() < deadline:
+            assert proc.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kill_leftovers(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    before = finished_trials(trials_dir, epochs - 1)
-    assert len(before) == 1, f"expected exactly one finished trial at the kill, got {before}"
+    finished = terminated_trials(sweep_dir)
+    assert len(finished) == 1, f"expected exactly one finished trial at the kill, got {finished}"
+    (trial_id,) = finished
+    before = checkpoint_epochs(sweep_dir / "trials" / f"trial_{trial_id}")
+    assert max(before.values()) == epochs, f"trial {trial_id} is recorded finished without its last checkpoint"
 
     rows = run_sweep(cfg)  # same name: Tuner.restore
     assert sorted(r["variant"] for r in rows) == ["+ inversion loss", "supervised only"]
-    after = finished_trials(trials_dir, epochs - 1)
-    assert len(after) == 2
-    for trial, checkpoint_dirs in before.items():
-        assert after[trial] == checkpoint_dirs, f"{trial} was trained again after the restore"
+    trial_dirs = sorted((sweep_dir / "trials").glob("trial_*"))
+    assert len(trial_dirs) == 2 and all(max(checkpoint_epochs(d).values()) == epochs for d in trial_dirs)
+    after = checkpoint_epochs(sweep_dir / "trials" / f"trial_{trial_id}")
+    assert after == before, f"trial {trial_id} was trained again after the restore"

@@ -43,3 +43,20 @@ def test_leakage_check_fires():
     check_no_leakage({"labelled": {"a", "b"}, "validation": {"c"}, "test": {"d"}})
     with pytest.raises(LeakageError, match="1 sample ids are in both 'labelled' and 'test'"):
         check_no_leakage({"labelled": {"a", "b"}, "validation": {"c"}, "test": {"b"}})
+
+
+def test_inversion_loss_trains_a_vit_encoder():
+    # Double backward through attention: the fused CPU/GPU attention kernels have no second
+    # derivative, so the reconstruction must run attention on the differentiable math path.
+    from rayssl.config import ViTConfig
+    from rayssl.models.classifier import Classifier
+    from rayssl.models.vit import ViTEncoder, ViTFeatures
+
+    torch.manual_seed(0)
+    model = Classifier(ViTFeatures(ViTEncoder(ViTConfig(patch_size=4, width=32, depth=2, heads=4), 1, 16)), 32, 3).train()
+    x = torch.randn(4, 1, 16, 16)
+    logits, x_hat = inversion_reconstruction(model, x)
+    assert x_hat.shape == x.shape
+    semisupervised_loss(logits, torch.tensor([0, 1, -1, -1]), x, x_hat, alpha=0.1).backward()
+    grad = model.backbone.encoder.blocks[0].self_attention.in_proj_weight.grad
+    assert grad is not None and grad.abs().sum() > 0

@@ -8,6 +8,8 @@ itself differentiable (a double backward, about 2x the cost of a supervised step
 For networks that are not piecewise affine (the MAE ViT: softmax attention, GELU, LayerNorm),
 the same product is the transpose of the local Jacobian applied to f(x): a first-order
 linearisation around x rather than an exact inverse, still a useful reconstruction signal.
+Its attention runs on PyTorch's math SDPA backend here: the fused kernels (flash, memory-efficient)
+have no second derivative, and the double backward needs one.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def inversion_reconstruction(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x) [B, K], x_hat = J_f(x)^T f(x) [B, C, H, W]); x_hat is differentiable w.r.t. f's weights."""
     if not x.requires_grad:
         x = x.detach().requires_grad_(True)
-    out = f(x)
+    with sdpa_kernel(SDPBackend.MATH):  # no-op for networks without attention
+        out = f(x)
     (x_hat,) = torch.autograd.grad((out * out.detach()).sum(), x, create_graph=True)
     return out, x_hat
 
