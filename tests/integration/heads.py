@@ -70,8 +70,10 @@ def ray_head(*extra_args: str, env: dict | None = None, gcs_port: int | None = N
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def stop_process_group(proc: subprocess.Popen, timeout_s: float = 90) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)  # --block: the head shuts its own processes down
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    # --block: on SIGTERM the head shuts its own processes down; what is still up after
+    # timeout_s is killed (and kill_leftovers gets the autoscaler's nodes).
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:

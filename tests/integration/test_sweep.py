@@ -36,7 +36,7 @@ def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
     return load_config(
         SweepConfig, None,
         [f"storage_path={storage}", f"finetune.data.shards={shards}", "budgets=[1, 4]", "samples=1",
-         "max_concurrent_trials=2", *FINETUNE, *overrides],
+         "max_concurrent_trials=2", *FINETUNE, "finetune.train.epochs=1", *overrides],  # 1 epoch: trials stay short
     )
 
 

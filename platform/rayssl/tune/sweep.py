@@ -17,7 +17,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
-from rayssl.eval.classifier import score_on_test_split
+from rayssl.eval.classifier import accuracy_on_test_split
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
@@ -131,16 +131,20 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
         log.warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
     results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
-    rows = []
-    for (budget, variant), (config, metrics) in sorted(select_best(results).items()):
+    selected = {}  # (budget, variant) -> (trial config, checkpoint URI, validation accuracy)
+    for key, (config, metrics) in sorted(select_best(results).items()):
         trial_cfg = trial_config({**config, "trial_name": "unused"})
-        checkpoint = checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage)
+        selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics["val_acc"])
+    # All selected trials in one pass over the test split (one Ray Data read, not one per row).
+    candidates = {str(key): (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
+    test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
+    rows = []
+    for (budget, variant), (trial_cfg, checkpoint, val_acc) in selected.items():
         rows.append({
             "budget": budget, "variant": variant, "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta,
-            "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"],
-            "test_acc": score_on_test_split(trial_cfg, checkpoint, metrics["run_dir"]), "checkpoint": checkpoint,
+            "lr": trial_cfg.optim.lr, "val_acc": val_acc, "test_acc": test_acc[str((budget, variant))], "checkpoint": checkpoint,
         })
-        log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, rows[-1]["val_acc"], rows[-1]["test_acc"], rows[-1]["alpha"])
+        log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, val_acc, rows[-1]["test_acc"], rows[-1]["alpha"])
     table = write_report(sweep_dir, rows, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {cfg.finetune.data.shards}")
     print(f"\nLabel efficiency (test accuracy of the trial selected on validation; written to {sweep_dir}):\n{table}\n", flush=True)
     return rows
