@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Imported late so `rayssl --help` and config errors do not pay for importing Ray and torch.
+    from ray.train import TrainingFailedError
+
     from rayssl.data.quarantine import QuarantineThresholdExceeded
     from rayssl.data.shards import ShardError
     from rayssl.train.launch import TrainingDiverged
@@ -60,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ShardError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from ray.train import TrainingFailedError
-
-        if not isinstance(exc, TrainingFailedError):
-            raise
+    except TrainingFailedError as exc:
         # Workers kept failing after FailureConfig's retries: a one-line reason and a non-zero
         # exit (so `ray job submit` reports FAILED); the last checkpoint stays for a resume.
         print(f"rayssl {args.command}: error: training failed after its retries (train.max_failures): {exc}", file=sys.stderr)

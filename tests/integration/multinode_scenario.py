@@ -59,8 +59,8 @@ def main(s3_endpoint: str, work_dir: Path) -> None:
     write_shards(data, "s3://rayssl-multinode/shards", rows_per_shard=60, storage_cfg=storage_cfg)
 
     # Nodes bind the machine's address like any local Ray (ray.init() maps 127.0.0.1 to it, so a
-    # loopback-only head could not be joined); the dashboard stays on loopback.
-    # The head's dashboard (on loopback) serves the state API that Ray Train's cleaner polls.
+    # loopback-only head could not be joined); the head's dashboard, which serves the state API
+    # that Ray Train's cleaner polls, stays on loopback.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_host": "127.0.0.1"})
     workers = {cluster.add_node(num_cpus=4, include_dashboard=False) for _ in range(2)}
     cluster.wait_for_nodes()

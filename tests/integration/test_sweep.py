@@ -98,10 +98,11 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     sweep_dir = tmp_path / "runs" / "sweep"
     epochs = cfg.finetune.train.epochs
     log = tmp_path / "killed_sweep.log"
-    proc = subprocess.Popen(
-        [str(BIN / "rayssl"), "sweep", "--config", str(config_file)], env=env, start_new_session=True,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the file descriptor
+        proc = subprocess.Popen(
+            [str(BIN / "rayssl"), "sweep", "--config", str(config_file)], env=env, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT,
+        )
     try:
         # Kill as soon as the saved experiment state records the first trial as finished.
         deadline = time.monotonic() + 600

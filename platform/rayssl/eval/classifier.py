@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from rayssl.config import FinetuneConfig
 from rayssl.eval.features import extract_features
 from rayssl.train import checkpoints
 from rayssl.train.pretrained import build_classifier
 
 
-def accuracy_on_test_split(candidates: dict[str, tuple[FinetuneConfig, str]], run_dir: str) -> dict[str, float]:
+def accuracy_on_test_split(candidates: dict[Hashable, tuple[FinetuneConfig, str]], run_dir: str) -> dict[Hashable, float]:
     """Top-1 test accuracy of each {name: (config, checkpoint URI)}, in one pass over the test split.
 
     Used only after selection, never to select. The candidates share the data config of the

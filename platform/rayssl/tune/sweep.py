@@ -136,13 +136,13 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         trial_cfg = trial_config({**config, "trial_name": "unused"})
         selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics["val_acc"])
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
-    candidates = {str(key): (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
+    candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
     test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
     rows = []
     for (budget, variant), (trial_cfg, checkpoint, val_acc) in selected.items():
         rows.append({
             "budget": budget, "variant": variant, "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta,
-            "lr": trial_cfg.optim.lr, "val_acc": val_acc, "test_acc": test_acc[str((budget, variant))], "checkpoint": checkpoint,
+            "lr": trial_cfg.optim.lr, "val_acc": val_acc, "test_acc": test_acc[budget, variant], "checkpoint": checkpoint,
         })
         log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, val_acc, rows[-1]["test_acc"], rows[-1]["alpha"])
     table = write_report(sweep_dir, rows, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {cfg.finetune.data.shards}")
