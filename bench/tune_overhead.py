@@ -21,7 +21,7 @@ from rayssl.train.launch import init_ray, run_finetune
 from rayssl.tune.sweep import build_tuner, with_absolute_paths
 
 OUT = Path("bench/out/tune_overhead")
-COMMON = ["data.image_size=16", "data.batch_size=64", "semisup.unlabelled_per_epoch=512", "train.epochs=2", "train.num_workers=1"]
+COMMON = ["data.image_size=16", "data.batch_size=64", "schedule.steps=16", "schedule.eval_every=8", "train.num_workers=1"]
 
 
 def main() -> None:

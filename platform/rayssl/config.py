@@ -35,6 +35,9 @@ class AugmentConfig:
     """Per-sample augmentations applied in the Ray Data CPU stage."""
 
     crop_scale_min: float = 1.0  # RandomResizedCrop lower scale bound; 1.0 disables cropping
+    translate_px: int = 0  # random translation by up to this many pixels (pad + random crop)
+    rotate_deg: float = 0.0  # random rotation within +-rotate_deg (strong views for consistency)
+    erase_p: float = 0.0  # probability of erasing a random rectangle (Cutout-like, strong views)
     horizontal_flip: bool = False  # off for digits, on for natural images
 
 
@@ -67,9 +70,12 @@ class ViTConfig:
 class ModelConfig:
     """Backbone choice; see rayssl.models.build_backbone."""
 
-    name: Literal["cnn", "resnet18", "vit"] = "cnn"
+    # cnn: VGG-style with batch norm (pretraining default); small_cnn / large_cnn: the ReLU/max-pool
+    # nets of the network-inversion papers (rayssl.models.inversion_nets); resnet18; vit.
+    name: Literal["cnn", "small_cnn", "large_cnn", "resnet18", "vit"] = "cnn"
     width: int = 32  # channels of the first CNN stage
     embed_dim: int = 128  # size of the feature vector the CNN/ResNet backbone returns
+    batch_norm: bool = False  # small_cnn / large_cnn only (cnn always has it); see inversion_nets
     vit: ViTConfig = field(default_factory=ViTConfig)
 
 
@@ -100,6 +106,10 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -181,16 +191,38 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class SemiSupConfig:
-    """Few-label fine-tuning: CE on labelled + alpha * inversion reconstruction on all (+ beta * entropy on unlabelled)."""
+    """Few-label fine-tuning losses: CE on labelled + alpha * inversion reconstruction on all images
+    (+ beta * entropy, + consistency * FixMatch pseudo-label CE on unlabelled images)."""
 
     labels_per_class: int = 5
     val_per_class: int = 10  # labelled validation images per class, for model selection only
     label_seed: int = 0
-    alpha: float = 0.0  # weight of ||x - x_hat||^2 (Balestriero et al. 2018); 0 = supervised only
+    # Reconstruction through the network's transposed local linear maps (Balestriero et al.):
+    # global = ||x - A[x]^T f(x)||^2 (arXiv 1711.04313); multiscale = one size-normalised term per
+    # layer, each layer's input from its output (arXiv 1802.10172).
+    inversion: Literal["global", "multiscale"] = "global"
+    alpha: float = 0.0  # weight of the reconstruction loss; 0 = supervised only
     beta: float = 0.0  # weight of the prediction entropy on unlabelled images
+    consistency: float = 0.0  # FixMatch weight: CE of strong views against confident weak-view predictions
+    confidence: float = 0.95  # FixMatch pseudo-label threshold
+    # The strong view of each unlabelled image, made in the Ray Data CPU stage (consistency > 0 only).
+    strong_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(translate_px=4, rotate_deg=20.0, erase_p=0.5))
     labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
-    unlabelled_per_epoch: int | None = None  # cap on unlabelled images per epoch (None = whole split)
     num_classes: int = 10
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Fine-tuning length and learning-rate schedule, in optimiser steps (independent of corpus size)."""
+
+    steps: int = 2000  # optimiser steps; the unlabelled stream repeats as often as needed
+    warmup_steps: int = 100  # linear warmup, then cosine decay to zero
+    eval_every: int = 250  # steps between validation, checkpoint and report (one Tune iteration)
+    ema_decay: float = 0.0  # > 0: validation, checkpoints' eval weights and test use an EMA of the weights
+    # From a pretrained backbone: the head trains alone for head_warmup_steps, then the backbone joins
+    # at lr * backbone_lr_scale (self-supervised features are destroyed by a large fresh-head gradient).
+    head_warmup_steps: int = 0
+    backbone_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -202,8 +234,10 @@ class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     init: str | None = None  # pretraining run dir or checkpoint URI (its config.yaml names the method)
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, num_workers=1))
+    # train.epochs is a pretraining setting: fine-tuning runs schedule.steps
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(num_workers=1))
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayInitConfig = field(default_factory=RayInitConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -211,21 +245,24 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """Ray Tune search over label budgets x variants, alpha, beta and lr (`rayssl sweep`)."""
+    """Ray Tune search over label budgets x variants x label draws, alpha, beta and lr (`rayssl sweep`)."""
 
     name: str = "sweep"
     storage_path: str = "runs"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
     budgets: list[int] = field(default_factory=lambda: [1, 5, 10, 50, 100])  # labels per class (grid)
+    label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
     pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
-    samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant
+    # Adds the rows "+ FixMatch" and "+ FixMatch + inversion" (weight: finetune.semisup.consistency, or 1).
+    fixmatch: bool = False
+    samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
     alpha_min: float = 1e-3
     alpha_max: float = 1.0
     betas: list[float] = field(default_factory=lambda: [0.0])
     lr_min: float = 3e-4
     lr_max: float = 3e-3
     max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
-    grace_period: int = 1  # ASHA: epochs before a trial may be stopped
+    grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
     trial_max_failures: int = 1  # Tune retries of a crashed trial
 
 

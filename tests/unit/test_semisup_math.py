@@ -1,10 +1,55 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from rayssl.data.labels import LeakageError, balanced_subsets, check_no_leakage
-from rayssl.methods.inversion import inversion_reconstruction, semisupervised_loss
+from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
+from rayssl.methods.semisup import entropy, fixmatch_loss
+from rayssl.train.steps import warmup_cosine
+
+
+def two_layer_net() -> tuple[nn.Module, nn.Module]:
+    """Linear(2, 2) + ReLU, then Linear(2, 1), with weights small enough to invert by hand."""
+    first, second = nn.Linear(2, 2), nn.Linear(2, 1)
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[1.0, 2.0], [-2.0, 1.0]]))
+        first.bias.zero_()
+        second.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        second.bias.fill_(-1.0)
+    return nn.Sequential(first, nn.ReLU()), second
+
+
+def test_global_inversion_loss_by_hand():
+    # x = (1, 1): layer 1 gives (3, -1) -> ReLU (3, 0); output 3 + 0 - 1 = 2.
+    # A[x] = W2 diag(1, 0) W1 = (1, 2); x_hat = A^T * 2 = (2, 4); ||x - x_hat||^2 = 1 + 9 = 10.
+    layer1, layer2 = two_layer_net()
+    x = torch.tensor([[1.0, 1.0]])
+    out, x_hat = inversion_reconstruction(nn.Sequential(layer1, layer2), x)
+    assert out.item() == pytest.approx(2.0)
+    assert x_hat[0].tolist() == pytest.approx([2.0, 4.0])
+    assert reconstruction_loss(x, x_hat).item() == pytest.approx(10.0)
+
+
+def test_multiscale_inversion_loss_by_hand():
+    # Layer 1: A1 = diag(1, 0) W1 = [[1, 2], [0, 0]], h1 = (3, 0): x_hat = A1^T h1 = (3, 6);
+    #   ||(1, 1) - (3, 6)||^2 = 4 + 25 = 29, over dim 2 -> 14.5.
+    # Layer 2: A2 = W2 = (1, 1), output 2: h1_hat = (2, 2); ||(3, 0) - (2, 2)||^2 = 1 + 4 = 5, over dim 2 -> 2.5.
+    layer1, layer2 = two_layer_net()
+    out, pairs = layerwise_reconstruction([layer1, layer2], torch.tensor([[1.0, 1.0]]))
+    assert out.item() == pytest.approx(2.0)
+    assert [h_hat[0].tolist() for _, h_hat in pairs] == [pytest.approx([3.0, 6.0]), pytest.approx([2.0, 2.0])]
+    assert multiscale_loss(pairs).item() == pytest.approx(17.0)
+
+
+def test_inversion_losses_reach_every_layer():
+    layer1, layer2 = two_layer_net()
+    x = torch.tensor([[1.0, 1.0], [0.5, 2.0]])
+    _, pairs = layerwise_reconstruction([layer1, layer2], x)
+    multiscale_loss(pairs).backward()
+    assert layer1[0].weight.grad.abs().sum() > 0 and layer2.weight.grad.abs().sum() > 0
 
 
 def test_inversion_equals_jacobian_transpose_times_output():
@@ -17,12 +62,28 @@ def test_inversion_equals_jacobian_transpose_times_output():
         assert torch.allclose(x_hat[i].flatten(), jac.T @ out[i].detach(), atol=1e-10)
 
 
-def test_alpha_zero_is_plain_cross_entropy():
-    logits, labels = torch.randn(5, 3), torch.tensor([0, 2, -1, 1, -1])
-    x, x_hat = torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)
-    expected = nn.functional.cross_entropy(logits[[0, 1, 3]], labels[[0, 1, 3]])
-    assert torch.allclose(semisupervised_loss(logits, labels, x, x_hat, alpha=0.0), expected)
-    assert semisupervised_loss(logits, labels, x, x_hat, alpha=1.0) > expected
+def test_entropy_by_hand():
+    # p = (1/4, 3/4): H = 1/4 ln 4 + 3/4 ln(4/3) = 0.562335
+    assert entropy(torch.tensor([[0.0, math.log(3.0)]])).item() == pytest.approx(0.562335, abs=1e-6)
+    assert entropy(torch.tensor([[5.0, 5.0]])).item() == pytest.approx(math.log(2.0))
+
+
+def test_fixmatch_loss_by_hand():
+    # Weak confidences 0.9 and 0.99 against a 0.95 threshold: only row 2 counts, with pseudo-label 0;
+    # its strong logits (0, 0) give CE ln 2; the mean over both rows is ln 2 / 2.
+    weak = torch.tensor([[math.log(9.0), 0.0], [math.log(99.0), 0.0]])
+    strong = torch.tensor([[3.0, -3.0], [0.0, 0.0]], requires_grad=True)
+    loss, confident = fixmatch_loss(weak, strong, threshold=0.95)
+    assert loss.item() == pytest.approx(math.log(2.0) / 2)
+    assert confident.item() == 1
+    loss.backward()
+    assert strong.grad[0].abs().sum() == 0 and strong.grad[1].abs().sum() > 0
+
+
+def test_warmup_cosine_schedule():
+    f = warmup_cosine(warmup=10, total=110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
 
 
 def test_subsets_are_balanced_seeded_disjoint_and_nested():
@@ -57,6 +118,6 @@ def test_inversion_loss_trains_a_vit_encoder():
     x = torch.randn(4, 1, 16, 16)
     logits, x_hat = inversion_reconstruction(model, x)
     assert x_hat.shape == x.shape
-    semisupervised_loss(logits, torch.tensor([0, 1, -1, -1]), x, x_hat, alpha=0.1).backward()
+    (nn.functional.cross_entropy(logits[:2], torch.tensor([0, 1])) + 0.1 * reconstruction_loss(x, x_hat)).backward()
     grad = model.backbone.encoder.blocks[0].self_attention.in_proj_weight.grad
     assert grad is not None and grad.abs().sum() > 0

@@ -19,12 +19,11 @@ from rayssl.data import storage
 from rayssl.data.decode import ImageSpec, decode_batch
 from rayssl.data.labels import LabelSplit, balanced_subsets, check_no_leakage
 from rayssl.data.shards import list_shards
-from rayssl.data.transforms import ImageTransform
 
 
 @dataclass(frozen=True)
 class LabelledSet:
-    images: np.ndarray  # float32 [N, C, H, W], normalised like the training stream
+    images: np.ndarray  # uint8 [N, H, W, C], decoded and resized like the training stream, not normalised
     labels: np.ndarray  # int64 [N]
     indices: np.ndarray  # int64 [N] sample indices within the train split
 
@@ -50,10 +49,11 @@ def select_labels(data: DataConfig, per_class: int, val_per_class: int, seed: in
 
 
 def load_labelled(data: DataConfig, indices: np.ndarray, storage_cfg: StorageConfig) -> LabelledSet:
-    """Decode the train-split rows with these indices (no augmentation)."""
+    """Decode the train-split rows with these indices (uint8; augmentation and normalisation happen
+    on the worker, per step, with rayssl.data.transforms)."""
     table = read_columns(data, "train", ["sample_id", "index", "image", "label"], storage_cfg, pc.field("index").isin(pa.array(indices)))
     spec = ImageSpec(data.image_size, data.channels)
     ok, decoded, bad = decode_batch(table.column("sample_id").to_pylist(), table.column("index").to_numpy(), table.column("image").to_pylist(), spec)
     if bad:
         raise ValueError(f"labelled images are undecodable: {[(r.sample_id, r.reason) for r in bad]}")
-    return LabelledSet(ImageTransform(spec.size, None)(decoded), table.column("label").to_numpy()[ok], table.column("index").to_numpy()[ok])
+    return LabelledSet(decoded, table.column("label").to_numpy()[ok], table.column("index").to_numpy()[ok])

@@ -57,6 +57,14 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts)
 
 
+def relative_to(uri: str | None, base: str) -> str | None:
+    """`uri` relative to `base` when it lies under it (reports stay free of machine paths), else as is."""
+    if uri is None:
+        return None
+    prefix = base.rstrip("/") + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
+
+
 def write_bytes(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:
     fs, path = resolve(uri, storage)
     fs.create_dir(posixpath.dirname(path), recursive=True)

@@ -32,3 +32,6 @@ class PretrainMethod(Protocol):
         """Method state beyond the model's weights (e.g. the NAT table)."""
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
+        """Artifacts rank 0 writes next to each checkpoint (MAE: the reconstruction grid)."""

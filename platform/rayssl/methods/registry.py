@@ -9,6 +9,7 @@ from rayssl.config import ConfigError, PretrainConfig
 from rayssl.methods.base import StepContext
 from rayssl.methods.mae import mae_loss
 from rayssl.methods.nat import NATHead, NoiseAsTargets
+from rayssl.methods.reconstructions import write_reconstructions
 from rayssl.models import build_backbone, feature_dim
 from rayssl.models.mae import MaskedAutoencoder
 from rayssl.models.vit import ViTFeatures
@@ -27,7 +28,7 @@ class NATMethod:
         z = model(batch["image"])
         do_reassign = ctx.epoch % self.reassign_every == 0  # the same on every worker
         loss, changed = self.nat.step_loss(z, batch["index"], do_reassign, ctx.gather, ctx.batch_capacity)
-        return loss, {"reassigned": torch.tensor(float(changed))}
+        return loss, {"reassigned_fraction": torch.tensor(float(changed))}
 
     def backbone(self) -> nn.Module:
         return self.model.backbone
@@ -38,6 +39,9 @@ class NATMethod:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.nat.load_state_dict(state)
 
+    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
+        pass
+
 
 class MAEMethod:
     """Masked autoencoder; bf16 autocast on GPU, fp32 on CPU."""
@@ -47,6 +51,7 @@ class MAEMethod:
             raise ConfigError(f"method 'mae' needs model.name: vit, got {cfg.model.name!r}")
         self.model = MaskedAutoencoder(cfg.model.vit, cfg.mae, cfg.data.channels, cfg.data.image_size)
         self.patch, self.norm_pix = cfg.model.vit.patch_size, cfg.mae.norm_pix_loss
+        self.cfg = cfg
 
     def step(self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images = batch["image"]
@@ -62,6 +67,10 @@ class MAEMethod:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         pass
+
+    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
+        """Reconstruction grid of fixed held-out images, next to each checkpoint (rank 0)."""
+        write_reconstructions(self.model, self.cfg, run_dir, epoch)
 
 
 METHODS = {"nat": NATMethod, "mae": MAEMethod}

@@ -7,36 +7,35 @@ import torchvision
 from torch import nn
 
 from rayssl.config import ModelConfig
+from rayssl.models.inversion_nets import large_cnn, small_cnn
 from rayssl.models.vit import ViTEncoder, ViTFeatures
 
 
-def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+def _conv_block(c_in: int, c_out: int, *after: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), *after)
 
 
 class SmallCNN(nn.Module):
-    """A VGG-style ReLU/max-pool CNN: 3 stages (width, 2*width, 4*width), global average pool.
+    """A VGG-style ReLU/max-pool CNN with batch norm: 3 stages (width, 2*width, 4*width), global
+    average pool, linear projection to embed_dim. The pretraining default.
 
-    ReLU + max-pool keeps it piecewise affine, which the network-inversion loss relies on.
+    ReLU + max-pool keep it piecewise affine (per batch: batch norm in training mode couples the
+    samples), which the network-inversion loss relies on. `blocks` lists it as a chain of layers.
     """
 
     def __init__(self, channels: int, width: int, embed_dim: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            *_conv_block(channels, width),
-            *_conv_block(width, width),
-            nn.MaxPool2d(2),
-            *_conv_block(width, 2 * width),
-            nn.MaxPool2d(2),
-            *_conv_block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
+        self.blocks = nn.Sequential(
+            _conv_block(channels, width),
+            _conv_block(width, width, nn.MaxPool2d(2)),
+            _conv_block(width, 2 * width, nn.MaxPool2d(2)),
+            _conv_block(2 * width, 4 * width, nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            nn.Linear(4 * width, embed_dim),
         )
-        self.proj = nn.Linear(4 * width, embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C, H, W] -> [B, embed_dim]."""
-        return self.proj(self.features(x))
+        return self.blocks(x)
 
 
 def _small_image_resnet18(channels: int, embed_dim: int) -> nn.Module:
@@ -51,6 +50,10 @@ def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Modul
     """[B, channels, image_size, image_size] -> [B, feature_dim(cfg)]."""
     if cfg.name == "cnn":
         return SmallCNN(channels, cfg.width, cfg.embed_dim)
+    if cfg.name == "small_cnn":
+        return small_cnn(channels, cfg.width, cfg.batch_norm)
+    if cfg.name == "large_cnn":
+        return large_cnn(channels, cfg.width, cfg.batch_norm)
     if cfg.name == "resnet18":
         return _small_image_resnet18(channels, cfg.embed_dim)
     if cfg.name == "vit":
@@ -59,4 +62,6 @@ def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Modul
 
 
 def feature_dim(cfg: ModelConfig) -> int:
-    return cfg.vit.width if cfg.name == "vit" else cfg.embed_dim
+    """Length of the feature vector build_backbone(cfg, ...) returns."""
+    dims = {"vit": cfg.vit.width, "small_cnn": 4 * cfg.width, "large_cnn": 2 * cfg.width}
+    return dims.get(cfg.name, cfg.embed_dim)

@@ -16,3 +16,9 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def layers(self) -> list[nn.Module] | None:
+        """The network as a chain of layers whose composition is forward (backbone blocks, then the
+        head), for the per-layer inversion loss; None when the backbone is not a chain of blocks."""
+        blocks = getattr(self.backbone, "blocks", None)
+        return None if blocks is None else [*blocks, self.head]

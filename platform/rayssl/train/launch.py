@@ -19,7 +19,7 @@ from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
-from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, finetune_loop_per_worker, train_loop_per_worker
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
 
 
 class TrainingDiverged(RuntimeError):
@@ -92,22 +92,10 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
     )
 
 
-def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
-    """Pretrain (or resume pretraining) a backbone with the configured method."""
-    log = get_logger()
-    cfg = with_absolute_paths(cfg)
-    run_dir = run_dir_of(cfg)
-    # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
-    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
-    num_samples = manifest["splits"]["train"]["rows"]
-    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
-    init_ray(cfg.ray)
-
-    log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
-    trainer = _torch_trainer(
-        cfg, train_loop_per_worker, {"config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
-        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True),
-    )
+def _fit(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, callbacks: Any = ()) -> RunOutcome:
+    """Run (or resume) the worker loop; an early stop (divergence, too many bad images) raises here."""
+    run_dir = loop_config["run_dir"]
+    trainer = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks)
     status_uri = storage.join(run_dir, STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
@@ -120,15 +108,34 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
         last = checkpoints.latest_checkpoint(run_dir, cfg.storage)
         raise TrainingDiverged(
             f"run {cfg.run.name!r} diverged: the loss was not finite at global step {metrics['diverged_at_step']} "
-            f"(epoch {metrics['epoch']}); last good checkpoint: {last or 'none'}"
+            f"(round {metrics['epoch']}); last good checkpoint: {last or 'none'}"
         )
     if status == STATUS_QUARANTINE:
-        quarantine.check_threshold(metrics["quarantined"], num_samples, cfg.data.quarantine_threshold, run_dir)
+        quarantine.check_threshold(metrics["quarantined"], loop_config["num_samples"], cfg.data.quarantine_threshold, run_dir)
     checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
     if checkpoint is None:
         raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
-    log.info("pretraining done: %s", {k: v for k, v in metrics.items() if k != "status"})
     return RunOutcome(run_dir, checkpoint, metrics)
+
+
+def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
+    """Pretrain (or resume pretraining) a backbone with the configured method."""
+    log = get_logger()
+    cfg = with_absolute_paths(cfg)
+    run_dir = run_dir_of(cfg)
+    # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
+    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
+    num_samples = manifest["splits"]["train"]["rows"]
+    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    init_ray(cfg.ray)
+
+    log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
+    outcome = _fit(
+        cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
+        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True),
+    )
+    log.info("pretraining done: %s", {k: v for k, v in outcome.metrics.items() if k not in ("status", "run_dir")})
+    return outcome
 
 
 def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
@@ -139,26 +146,21 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
-    validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
+    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
     s = cfg.semisup
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
     validation = load_labelled(cfg.data, split.validation, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     init_ray(cfg.ray)
-    log.info("fine-tuning on %d labelled images (%d per class), alpha %.3g, init %s", len(labelled.labels), s.labels_per_class, s.alpha, cfg.init or "random")
-
-    dataset = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True)
-    if s.unlabelled_per_epoch is not None:
-        dataset = dataset.randomize_block_order().limit(s.unlabelled_per_epoch)
+    log.info(
+        "fine-tuning on %d labelled images (%d per class, draw %d) for %d steps: alpha %.3g (%s), beta %.3g, consistency %.3g, init %s",
+        len(labelled.labels), s.labels_per_class, s.label_seed, cfg.schedule.steps, s.alpha, s.inversion, s.beta, s.consistency, cfg.init or "random",
+    )
+    strong = s.strong_augment if s.consistency > 0 else None
     loop_config = {
-        "config": to_dict(cfg), "run_dir": run_dir,
+        "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": manifest["splits"]["train"]["rows"],
         "labelled_x": labelled.images, "labelled_y": labelled.labels,
         "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
     }
-    trainer = _torch_trainer(cfg, finetune_loop_per_worker, loop_config, dataset, callbacks)
-    result = trainer.fit()
-    checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
-    if checkpoint is None:
-        raise RuntimeError(f"fine-tuning run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
-    return RunOutcome(run_dir, checkpoint, dict(result.metrics or {}))
+    return _fit(cfg, loop_config, image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, strong_augment=strong), callbacks)

@@ -1,6 +1,7 @@
-"""`rayssl sweep`: Ray Tune over label budgets x variants (supervised, + inversion, pretrained),
-the inversion weight alpha, the entropy weight beta and the learning rate; then a
-label-efficiency table selected on validation accuracy and scored once on the test split.
+"""`rayssl sweep`: Ray Tune over label budgets x variants (supervised, + inversion, FixMatch,
+pretrained) x label draws, the inversion weight alpha, the entropy weight beta and the learning
+rate; then a label-efficiency table: per (budget, variant, draw) the trial selected on validation
+accuracy, scored once on the test split; mean +- std of those test accuracies over the draws.
 
 Each trial is a driver function that builds a TorchTrainer (Ray Train V2 + Tune): the trainer
 reports to Tune through TuneReportCallback, ASHA (per budget x variant) stops weak trials early, and an interrupted
@@ -10,6 +11,7 @@ sweep resumes with Tuner.restore without rerunning finished trials.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import ray.tune
@@ -23,25 +25,37 @@ from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
-from rayssl.tune.report import write_report
+from rayssl.tune.report import summarise, write_report
 
 SUPERVISED = "supervised only"
 INVERSION = "+ inversion loss"
+FIXMATCH = "+ FixMatch"
+FIXMATCH_INVERSION = "+ FixMatch + inversion"
+# A trial whose validation accuracy ends below this multiple of chance has collapsed.
+COLLAPSE_FACTOR = 2.0
 
 
 def variant_names(cfg: SweepConfig) -> list[str]:
-    return [SUPERVISED, INVERSION, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+    fixmatch = [FIXMATCH, FIXMATCH_INVERSION] if cfg.fixmatch else []
+    return [SUPERVISED, INVERSION, *fixmatch, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
     """The FinetuneConfig one trial runs: the base config with this trial's sampled settings."""
     base = from_dict(FinetuneConfig, config["base"])
-    alpha = 0.0 if config["variant"] == SUPERVISED else config["alpha"]
+    variant = config["variant"]
+    uses_inversion = variant not in (SUPERVISED, FIXMATCH)
+    uses_unlabelled = variant != SUPERVISED
+    consistency = (base.semisup.consistency or 1.0) if variant in (FIXMATCH, FIXMATCH_INVERSION) else 0.0
     return dataclasses.replace(
         base,
-        init=config["inits"].get(config["variant"]),
+        init=config["inits"].get(variant),
         run=dataclasses.replace(base.run, name=config["trial_name"], storage_path=config["trials_dir"]),
-        semisup=dataclasses.replace(base.semisup, labels_per_class=config["budget"], alpha=alpha, beta=config["beta"]),
+        semisup=dataclasses.replace(
+            base.semisup, labels_per_class=config["budget"], label_seed=config["label_seed"],
+            alpha=config["alpha"] if uses_inversion else 0.0, beta=config["beta"] if uses_unlabelled else 0.0,
+            consistency=consistency,
+        ),
         optim=dataclasses.replace(base.optim, lr=config["lr"]),
     )
 
@@ -72,6 +86,7 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "inits": inits,
             "budget": ray.tune.grid_search(cfg.budgets),
             "variant": ray.tune.grid_search(variants),
+            "label_seed": ray.tune.grid_search(cfg.label_seeds),
             "alpha": ray.tune.loguniform(cfg.alpha_min, cfg.alpha_max),
             "beta": ray.tune.choice(cfg.betas),
             "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
@@ -79,10 +94,10 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
         tune_config=ray.tune.TuneConfig(
             num_samples=cfg.samples,
             max_concurrent_trials=cfg.max_concurrent_trials,
-            # Trials only compete within their (budget, variant) cell: see grouped_asha.
+            # Trials only compete within their (budget, variant, label draw) cell: see grouped_asha.
             scheduler=GroupedASHAScheduler(
-                group_by=("budget", "variant"), metric="val_acc", mode="max", time_attr="training_iteration",
-                max_t=cfg.finetune.train.epochs, grace_period=cfg.grace_period,
+                group_by=("budget", "variant", "label_seed"), metric="val_acc", mode="max", time_attr="training_iteration",
+                max_t=math.ceil(cfg.finetune.schedule.steps / cfg.finetune.schedule.eval_every), grace_period=cfg.grace_period,
             ),
         ),
         run_config=ray.tune.RunConfig(
@@ -94,14 +109,24 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     )
 
 
-def select_best(results: list[tuple[dict, dict]]) -> dict[tuple[int, str], tuple[dict, dict]]:
-    """Per (budget, variant), the trial with the best final validation accuracy. results: [(config, metrics)]."""
-    best: dict[tuple[int, str], tuple[dict, dict]] = {}
+def collapsed(metrics: dict, num_classes: int) -> bool:
+    """Validation accuracy at or near chance (below COLLAPSE_FACTOR x 1/num_classes)."""
+    return metrics["val_acc"] < COLLAPSE_FACTOR / num_classes
+
+
+def select_best(results: list[tuple[dict, dict]], num_classes: int) -> dict[tuple[int, str, int], tuple[dict, dict]]:
+    """Per (budget, variant, label draw), the trial with the best final validation accuracy.
+
+    results: [(config, metrics)]. A collapsed trial is chosen only when every trial of its cell
+    collapsed, and the report then says so.
+    """
+    best: dict[tuple[int, str, int], tuple[dict, dict]] = {}
     for config, metrics in results:
         if "val_acc" not in metrics:
-            continue  # a trial that never finished an epoch
-        key = (config["budget"], config["variant"])
-        if key not in best or metrics["val_acc"] > best[key][1]["val_acc"]:
+            continue  # a trial that never finished a round
+        key = (config["budget"], config["variant"], config["label_seed"])
+        rank = (not collapsed(metrics, num_classes), metrics["val_acc"])
+        if key not in best or rank > (not collapsed(best[key][1], num_classes), best[key][1]["val_acc"]):
             best[key] = (config, metrics)
     return best
 
@@ -131,20 +156,25 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
         log.warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
     results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
-    selected = {}  # (budget, variant) -> (trial config, checkpoint URI, validation accuracy)
-    for key, (config, metrics) in sorted(select_best(results).items()):
+    num_classes = cfg.finetune.semisup.num_classes
+    selected = {}  # (budget, variant, label draw) -> (trial config, checkpoint URI, final metrics)
+    for key, (config, metrics) in sorted(select_best(results, num_classes).items()):
         trial_cfg = trial_config({**config, "trial_name": "unused"})
-        selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics["val_acc"])
+        selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics)
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
     candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
     test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
-    rows = []
-    for (budget, variant), (trial_cfg, checkpoint, val_acc) in selected.items():
-        rows.append({
-            "budget": budget, "variant": variant, "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta,
-            "lr": trial_cfg.optim.lr, "val_acc": val_acc, "test_acc": test_acc[budget, variant], "checkpoint": checkpoint,
+    draws = []
+    for (budget, variant, label_seed), (trial_cfg, checkpoint, metrics) in selected.items():
+        draws.append({
+            "budget": budget, "variant": variant, "label_seed": label_seed,
+            "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta, "consistency": trial_cfg.semisup.consistency,
+            "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"], "test_acc": test_acc[budget, variant, label_seed],
+            "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
         })
-        log.info("budget %d, %s: val %.4f, test %.4f (alpha %.3g)", budget, variant, val_acc, rows[-1]["test_acc"], rows[-1]["alpha"])
-    table = write_report(sweep_dir, rows, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {cfg.finetune.data.shards}")
-    print(f"\nLabel efficiency (test accuracy of the trial selected on validation; written to {sweep_dir}):\n{table}\n", flush=True)
+        log.info("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
+    rows = summarise(draws)
+    dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
+    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})")
+    print(f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n", flush=True)
     return rows

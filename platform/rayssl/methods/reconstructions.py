@@ -8,7 +8,6 @@ epochs compare directly.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
 
 import pyarrow.parquet as pq
 import torch
@@ -60,8 +59,9 @@ def reconstruction_grid(model: torch.nn.Module, images: torch.Tensor, patch: int
     return make_grid(rows.cpu(), nrow=len(images), padding=2, pad_value=1.0)
 
 
-def write_reconstructions(method: Any, cfg: PretrainConfig, run_dir: str, epoch: int) -> str:
-    grid = reconstruction_grid(method.model, fixed_images(cfg, cfg.mae.recon_images), cfg.model.vit.patch_size, cfg.mae.norm_pix_loss)
+def write_reconstructions(model: torch.nn.Module, cfg: PretrainConfig, run_dir: str, epoch: int) -> str:
+    """Write the grid of this epoch (and latest.png) under <run_dir>/reconstructions/; returns its URI."""
+    grid = reconstruction_grid(model, fixed_images(cfg, cfg.mae.recon_images), cfg.model.vit.patch_size, cfg.mae.norm_pix_loss)
     buf = io.BytesIO()
     save_image(grid, buf, format="png")
     uri = storage.join(run_dir, "reconstructions", f"epoch_{epoch:04d}.png")
@@ -69,6 +69,3 @@ def write_reconstructions(method: Any, cfg: PretrainConfig, run_dir: str, epoch:
     storage.write_bytes(storage.join(run_dir, "reconstructions", "latest.png"), buf.getvalue(), cfg.storage)
     return uri
 
-
-# Per-method artifacts rank 0 writes next to each checkpoint.
-ARTIFACTS: dict[str, Callable[[Any, PretrainConfig, str, int], str]] = {"mae": write_reconstructions}

@@ -1,0 +1,89 @@
+"""The fine-tuning recipe in a plain PyTorch loop (no Ray): the reference a platform run is held to.
+
+Same config file, same label draw, same step object (rayssl.train.steps.FinetuneStep), but the
+unlabelled batches come from an in-memory array with the same per-sample augmentation instead of
+Ray Data, and one process runs it. Prints validation and test accuracy against steps and wall time,
+so a platform figure far from this one points at the platform, and one close to it at the recipe.
+
+    .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set semisup.alpha=0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from rayssl.config import FinetuneConfig, load_config
+from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.labelled import load_labelled, read_columns, select_labels
+from rayssl.data.transforms import ImageTransform, normalise
+from rayssl.train.steps import FinetuneStep
+
+
+def decode_split(cfg: FinetuneConfig, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index [N], uint8 images [N, H, W, C], labels [N]) of one split, in index order."""
+    t = read_columns(cfg.data, split, ["sample_id", "index", "image", "label"], cfg.storage)
+    ok, images, _ = decode_batch(t.column("sample_id").to_pylist(), t.column("index").to_numpy(), t.column("image").to_pylist(), ImageSpec(cfg.data.image_size, cfg.data.channels))
+    return t.column("index").to_numpy()[ok], images, t.column("label").fill_null(-1).to_numpy()[ok]
+
+
+@torch.no_grad()
+def accuracy(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    net.eval()
+    x = normalise(torch.from_numpy(images).permute(0, 3, 1, 2))
+    correct = sum(int((net(x[i : i + 1000]).argmax(1) == torch.from_numpy(labels[i : i + 1000])).sum()) for i in range(0, len(x), 1000))
+    net.train()
+    return correct / len(labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="append a JSON line with the curve here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(FinetuneConfig, args.config, args.overrides)
+    s = cfg.semisup
+    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
+    labelled, validation = load_labelled(cfg.data, split.labelled, cfg.storage), load_labelled(cfg.data, split.validation, cfg.storage)
+    train_index, train_images, _ = decode_split(cfg, "train")
+    _, test_images, test_labels = decode_split(cfg, "test")
+    torch.manual_seed(cfg.train.seed)
+    step = FinetuneStep(cfg, labelled.images, labelled.labels, validation.images, validation.labels, split.validation)
+    weak = ImageTransform(cfg.data.image_size, cfg.data.augment)
+    strong = ImageTransform(cfg.data.image_size, s.strong_augment) if s.consistency > 0 else None
+    rng = np.random.default_rng(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed + 1000)
+    curve, started, order = [], time.perf_counter(), rng.permutation(len(train_index))
+    bs = cfg.data.batch_size
+    for t in range(cfg.schedule.steps):
+        rows = order[(t * bs) % len(order) : (t * bs) % len(order) + bs]
+        if len(rows) < bs:
+            order, rows = rng.permutation(len(train_index)), order[:bs]
+        u8 = torch.from_numpy(train_images[rows]).permute(0, 3, 1, 2)
+        batch = {"index": torch.from_numpy(train_index[rows]), "image": weak.tensor(u8)}
+        if strong is not None:
+            batch["image_strong"] = strong.tensor(u8)
+        loss, _ = step.step(step.net, batch, t // cfg.schedule.eval_every, lambda x: x[None])
+        step.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        step.optimizer.step()
+        step.after_step()
+        if (t + 1) % cfg.schedule.eval_every == 0 or t + 1 == cfg.schedule.steps:
+            point = {"step": t + 1, "seconds": round(time.perf_counter() - started, 1), "loss": float(loss.detach()),
+                     "val_acc": step.round_metrics(torch.device("cpu"))["val_acc"], "test_acc": accuracy(step.eval_net(), test_images, test_labels)}
+            curve.append(point)
+            print(json.dumps(point), flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps({"config": args.config, "overrides": args.overrides, "curve": curve}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
