@@ -253,7 +253,7 @@ class SweepConfig:
     budgets: list[int] = field(default_factory=lambda: [1, 5, 10, 50, 100])  # labels per class (grid)
     label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
     pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
-    # Adds the rows "+ FixMatch" and "+ FixMatch + inversion" (weight: finetune.semisup.consistency, or 1).
+    # Adds the row "+ FixMatch" (weight: finetune.semisup.consistency, or 1).
     fixmatch: bool = False
     samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
     alpha_min: float = 1e-3

@@ -30,13 +30,12 @@ from rayssl.tune.report import summarise, write_report
 SUPERVISED = "supervised only"
 INVERSION = "+ inversion loss"
 FIXMATCH = "+ FixMatch"
-FIXMATCH_INVERSION = "+ FixMatch + inversion"
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
 COLLAPSE_FACTOR = 2.0
 
 
 def variant_names(cfg: SweepConfig) -> list[str]:
-    fixmatch = [FIXMATCH, FIXMATCH_INVERSION] if cfg.fixmatch else []
+    fixmatch = [FIXMATCH] if cfg.fixmatch else []
     return [SUPERVISED, INVERSION, *fixmatch, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
 
 
@@ -44,16 +43,15 @@ def trial_config(config: dict[str, Any]) -> FinetuneConfig:
     """The FinetuneConfig one trial runs: the base config with this trial's sampled settings."""
     base = from_dict(FinetuneConfig, config["base"])
     variant = config["variant"]
-    uses_inversion = variant not in (SUPERVISED, FIXMATCH)
-    uses_unlabelled = variant != SUPERVISED
-    consistency = (base.semisup.consistency or 1.0) if variant in (FIXMATCH, FIXMATCH_INVERSION) else 0.0
+    uses_inversion = variant not in (SUPERVISED, FIXMATCH)  # the inversion rows also carry the entropy term
+    consistency = (base.semisup.consistency or 1.0) if variant == FIXMATCH else 0.0
     return dataclasses.replace(
         base,
         init=config["inits"].get(variant),
         run=dataclasses.replace(base.run, name=config["trial_name"], storage_path=config["trials_dir"]),
         semisup=dataclasses.replace(
             base.semisup, labels_per_class=config["budget"], label_seed=config["label_seed"],
-            alpha=config["alpha"] if uses_inversion else 0.0, beta=config["beta"] if uses_unlabelled else 0.0,
+            alpha=config["alpha"] if uses_inversion else 0.0, beta=config["beta"] if uses_inversion else 0.0,
             consistency=consistency,
         ),
         optim=dataclasses.replace(base.optim, lr=config["lr"]),
