@@ -108,7 +108,7 @@ def _fit(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], data
         last = checkpoints.latest_checkpoint(run_dir, cfg.storage)
         raise TrainingDiverged(
             f"run {cfg.run.name!r} diverged: the loss was not finite at global step {metrics['diverged_at_step']} "
-            f"(round {metrics['epoch']}); last good checkpoint: {last or 'none'}"
+            f"({'epoch' if isinstance(cfg, PretrainConfig) else 'round'} {metrics['epoch']}); last good checkpoint: {last or 'none'}"
         )
     if status == STATUS_QUARANTINE:
         quarantine.check_threshold(metrics["quarantined"], loop_config["num_samples"], cfg.data.quarantine_threshold, run_dir)
