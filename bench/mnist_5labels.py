@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", default="bench/results/mnist_5labels")
+    parser.add_argument("--logged-only", action="store_true", help=f"tabulate the runs already in {RUNS_LOG}, run nothing")
     args = parser.parse_args()
     results = []
     for variant in args.variants:
@@ -48,6 +49,8 @@ def main() -> None:
             if (variant, seed) in done:
                 runs.append({k: v for k, v in done[variant, seed].items() if k != "variant"})
                 continue
+            if args.logged_only:
+                continue
             name = f"bench_mnist5_{variant.strip('+ ').replace(' ', '_')}_{seed}"
             cfg = load_config(FinetuneConfig, CONFIG, [*overrides, f"semisup.label_seed={seed}", f"run.name={name}", "run.storage_path=bench/out/runs"])
             started = time.perf_counter()
@@ -58,6 +61,8 @@ def main() -> None:
             print(json.dumps({"variant": variant, **runs[-1]}), flush=True)
             with open(RUNS_LOG, "a") as log:
                 log.write(json.dumps({"variant": variant, **runs[-1]}) + "\n")
+        if not runs:
+            continue
         test = np.array([r["test_acc"] for r in runs])
         results.append({
             "budget": 5, "variant": variant, "test_acc_mean": float(test.mean()),
