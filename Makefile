@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head test test-unit test-integration bench clean
+.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/mae_sparsity.py
 	$(PY) bench/tune_overhead.py
+
+# The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; tens of minutes on 2 cores).
+bench-mnist: $(STAMP)
+	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
+	$(PY) bench/mnist_5labels.py
 
 clean:
 	rm -rf runs data/shards bench/out
