@@ -60,3 +60,25 @@ def test_batch_quarantines_bad_rows_and_keeps_neighbours():
 def test_batch_of_only_bad_rows_is_empty_not_an_error():
     ok, images, bad = decode_batch(["a"], np.array([0]), [b"x"], ImageSpec(4, 3))
     assert not ok.any() and images.shape == (0, 4, 4, 3) and len(bad) == 1
+
+
+def test_decode_stage_adds_an_independent_strong_view(tmp_path):
+    import pyarrow as pa
+
+    from rayssl.config import AugmentConfig, StorageConfig
+    from rayssl.data.pipeline import DecodeAndTransform
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)) for _ in range(4)]
+    encoded = []
+    for img in images:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        encoded.append(buf.getvalue())
+    batch = pa.table({"sample_id": [f"s{i}" for i in range(4)], "index": np.arange(4), "image": encoded, "label": [0, 1, 0, 1]})
+    stage = DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig(),
+                               strong=AugmentConfig(translate_px=2, rotate_deg=30.0, erase_p=1.0))
+    out = stage(batch)
+    assert out["image"].shape == out["image_strong"].shape == (4, 1, 8, 8)
+    assert not np.allclose(out["image"], out["image_strong"])  # erased with p=1: the views differ
+    assert "image_strong" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
