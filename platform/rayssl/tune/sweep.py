@@ -4,7 +4,7 @@ rate; then a label-efficiency table: per (budget, variant, draw) the trial selec
 accuracy, scored once on the test split; mean +- std of those test accuracies over the draws.
 
 Each trial is a driver function that builds a TorchTrainer (Ray Train V2 + Tune): the trainer
-reports to Tune through TuneReportCallback, ASHA (per budget x variant) stops weak trials early, and an interrupted
+reports to Tune through TuneReportCallback, ASHA (per budget x variant x draw) stops weak trials early, and an interrupted
 sweep resumes with Tuner.restore without rerunning finished trials.
 """
 
