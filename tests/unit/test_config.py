@@ -64,3 +64,11 @@ def test_lists_and_mappings_are_checked():
     assert cfg.budgets == [1, 5] and cfg.pretrained == {"NAT": "runs/x"}
     with pytest.raises(ConfigError, match=r"budgets\[1\]: expected int, got str"):
         load_config(SweepConfig, None, ["budgets=[1, five]"])
+
+
+def test_multiscale_inversion_on_a_vit_fails_before_anything_starts():
+    from rayssl.train.launch import run_finetune
+
+    cfg = load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "data.shards=/nonexistent"])
+    with pytest.raises(ConfigError, match="semisup.inversion: multiscale needs a backbone made of blocks"):
+        run_finetune(cfg)

@@ -12,7 +12,7 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
@@ -20,6 +20,9 @@ from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
+
+
+BLOCK_BACKBONES = ("cnn", "small_cnn", "large_cnn")  # backbones with `blocks`: the multiscale inversion's layers
 
 
 class TrainingDiverged(RuntimeError):
@@ -146,8 +149,11 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
-    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
     s = cfg.semisup
+    if s.alpha > 0 and s.inversion == "multiscale" and not cfg.init and cfg.model.name not in BLOCK_BACKBONES:
+        # Checked again on the worker for pretrained backbones (their config names the model).
+        raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {cfg.model.name!r}")
+    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
     validation = load_labelled(cfg.data, split.validation, cfg.storage)
