@@ -51,7 +51,7 @@ def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Modul
     if cfg.name == "cnn":
         return SmallCNN(channels, cfg.width, cfg.embed_dim)
     if cfg.name == "small_cnn":
-        return small_cnn(channels, cfg.width, cfg.batch_norm)
+        return small_cnn(channels, image_size, cfg.width, cfg.batch_norm)
     if cfg.name == "large_cnn":
         return large_cnn(channels, cfg.width, cfg.batch_norm)
     if cfg.name == "resnet18":

@@ -4,8 +4,8 @@ Balestriero, Roger, Glotin & Baraniuk, "Semi-Supervised Learning via New Deep Ne
 (arXiv 1711.04313), report MNIST with few labels for a "SmallCNN" and a "LargeCNN" (and ResNets);
 the multiscale follow-up (Balestriero, Glotin & Baraniuk, arXiv 1802.10172) reuses the same
 families on CIFAR-10 and SVHN. Both nets here follow those papers' pattern: 3x3/5x5 convolutions,
-ReLU, 2x2 max-pooling, global average pooling, one dense layer to the classes. The layer widths
-are ours, chosen for 2-core CPUs (SmallCNN: 32-64-128; LargeCNN: the 3x3 "ConvLarge" stack of the
+ReLU, 2x2 max-pooling, then a dense layer (SmallCNN) or global average pooling (LargeCNN) before the class layer. The layer widths
+are ours, chosen for 2-core CPUs (SmallCNN: conv 32-64 then a dense 128; LargeCNN: the 3x3 "ConvLarge" stack of the
 semi-supervised literature of the time, 96/192 wide by default); we could not check the papers'
 appendix tables from this machine, so the exact widths may differ from theirs.
 
@@ -42,13 +42,19 @@ class BlockCNN(nn.Module):
         return self.blocks(x)
 
 
-def small_cnn(channels: int, width: int = 32, batch_norm: bool = False) -> BlockCNN:
-    """SmallCNN: conv5x5(w) pool | conv3x3(2w) pool | conv3x3(4w) global-avg-pool -> [B, 4w]."""
+def small_cnn(channels: int, image_size: int, width: int = 32, batch_norm: bool = False) -> BlockCNN:
+    """SmallCNN: conv5x5(w) pool | conv3x3(2w) pool | flatten, dense(4w) -> [B, 4w].
+
+    A dense layer over the flattened 2w x (image_size/4)^2 map, not global average pooling: on
+    MNIST with 5 labels per class the pooled variant lost 3-5 points (plain loop, 3 label draws:
+    77.5% vs 80.9% supervised at 1,000 steps; 87.0% vs 91.7% with the inversion loss, draw 0).
+    """
+    side = image_size // 4
     return BlockCNN(
         [
             nn.Sequential(*_conv(channels, width, 5, batch_norm), nn.MaxPool2d(2)),
-            nn.Sequential(*_conv(width, 2 * width, 3, batch_norm), nn.MaxPool2d(2)),
-            nn.Sequential(*_conv(2 * width, 4 * width, 3, batch_norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            nn.Sequential(*_conv(width, 2 * width, 3, batch_norm), nn.MaxPool2d(2), nn.Flatten()),
+            nn.Sequential(nn.Linear(2 * width * side * side, 4 * width), nn.ReLU()),
         ],
         4 * width,
     )

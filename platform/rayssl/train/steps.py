@@ -164,6 +164,8 @@ class FinetuneStep:
         pick = torch.randint(len(self.labelled_labels), (s.labelled_batch_size,))
         x_l = self.labelled_transform.tensor(self.labelled_images[pick]).to(device)
         y_l = self.labelled_labels[pick].to(device)
+        if not (s.alpha > 0 or s.beta > 0 or s.consistency > 0):
+            unlabelled = unlabelled[:0]  # no term reads them: forwarding them would only cost time
         x = torch.cat([x_l, unlabelled])
         n_l, n = len(x_l), len(batch["index"])
         stats: dict[str, torch.Tensor] = {}  # sums over the batch's stream rows: the loop divides by its image count
