@@ -55,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from rayssl.data.quarantine import QuarantineThresholdExceeded
     from rayssl.data.shards import ShardError
+    from rayssl.data.sources import SourceError
     from rayssl.train.launch import TrainingDiverged
 
     try:
         return _dispatch(args)
-    except (ConfigError, ShardError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
+    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingFailedError as exc:

@@ -21,6 +21,34 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the dotted key path."""
 
 
+# Range rules for __post_init__: (test, what the value must be). A section names its own keys;
+# from_dict prefixes the section's dotted path, so the message names e.g. "finetune.optim.lr".
+POSITIVE = (lambda v: v > 0, "> 0")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+OPEN_UNIT = (lambda v: 0 < v < 1, "strictly between 0 and 1")
+FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
+HALF_OPEN_UNIT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
+NONEMPTY = (lambda v: len(v) > 0, "a non-empty list")
+
+
+def _check(section: Any, rule: tuple[Any, str], *names: str) -> None:
+    """Raise ConfigError naming the first of `names` whose value (if set) breaks `rule`; lists are checked item by item."""
+    test, wanted = rule
+    for name in names:
+        value = getattr(section, name)
+        items = value if isinstance(value, list) and rule is not NONEMPTY else [value]
+        for i, item in enumerate(items):
+            if item is not None and not test(item):
+                where = f"{name}[{i}]" if items is value else name
+                raise ConfigError(f"{where}: must be {wanted}, got {item!r}")
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    """A cross-field rule: raise ConfigError naming `key` unless ok."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """How to reach object storage. Credentials never live here: they come from the environment
@@ -40,6 +68,12 @@ class AugmentConfig:
     erase_p: float = 0.0  # probability of erasing a random rectangle (Cutout-like, strong views)
     horizontal_flip: bool = False  # off for digits, on for natural images
 
+    def __post_init__(self) -> None:
+        _check(self, (lambda v: 0 < v <= 1, "> 0 and <= 1"), "crop_scale_min")
+        _check(self, NON_NEGATIVE, "translate_px")
+        _check(self, (lambda v: 0 <= v <= 180, "between 0 and 180"), "rotate_deg")
+        _check(self, FRACTION, "erase_p")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -51,6 +85,10 @@ class DataConfig:
     batch_size: int = 128  # per worker
     quarantine_threshold: float = 0.01  # fail the run if more than this fraction is undecodable
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "image_size", "channels", "batch_size")
+        _check(self, HALF_OPEN_UNIT, "quarantine_threshold")
 
 
 @dataclass(frozen=True)
@@ -65,6 +103,11 @@ class ViTConfig:
     class_token: bool = False
     pool: Literal["mean", "cls"] = "mean"  # how frozen features are read out (cls needs class_token)
 
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "patch_size", "width", "depth", "heads", "mlp_ratio")
+        _require(self.width % self.heads == 0, "width", f"{self.width} is not divisible by heads ({self.heads})")
+        _require(self.pool != "cls" or self.class_token, "pool", "cls needs class_token: true")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -78,6 +121,9 @@ class ModelConfig:
     batch_norm: bool = False  # small_cnn / large_cnn only (cnn always has it); see inversion_nets
     vit: ViTConfig = field(default_factory=ViTConfig)
 
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "width", "embed_dim")
+
 
 @dataclass(frozen=True)
 class NATConfig:
@@ -86,6 +132,9 @@ class NATConfig:
     target_dim: int = 64  # dimension of the unit-sphere targets (= projection head output)
     reassign_every: int = 3  # epochs between reassignment epochs (paper: 3)
     seed: int = 0  # targets and the initial assignment are regenerated from this seed
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "target_dim", "reassign_every")
 
 
 @dataclass(frozen=True)
@@ -99,6 +148,13 @@ class MAEConfig:
     norm_pix_loss: bool = True  # targets are per-patch normalised pixels
     recon_images: int = 8  # held-out images in the reconstruction PNG grid
 
+    def __post_init__(self) -> None:
+        _check(self, OPEN_UNIT, "mask_ratio")
+        _check(self, POSITIVE, "decoder_width", "decoder_depth", "decoder_heads")
+        _check(self, NON_NEGATIVE, "recon_images")
+        _require(self.decoder_width % self.decoder_heads == 0, "decoder_width",
+                 f"{self.decoder_width} is not divisible by decoder_heads ({self.decoder_heads})")
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -108,8 +164,9 @@ class OptimConfig:
     momentum: float = 0.9  # SGD only
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
+        _check(self, POSITIVE, "lr")
+        _check(self, NON_NEGATIVE, "weight_decay")
+        _check(self, HALF_OPEN_UNIT, "momentum")
 
 
 @dataclass(frozen=True)
@@ -131,8 +188,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-        if self.placement_strategy not in strategies:
-            raise ConfigError(f"train.placement_strategy: {self.placement_strategy!r} is not one of {strategies}")
+        _require(self.placement_strategy in strategies, "placement_strategy", f"{self.placement_strategy!r} is not one of {strategies}")
+        _check(self, POSITIVE, "epochs", "num_workers", "cpus_per_worker", "checkpoint_every", "num_to_keep", "log_every")
+        _check(self, (lambda v: v >= -1, ">= 0, or -1 for unlimited"), "max_failures")
 
 
 @dataclass(frozen=True)
@@ -152,6 +210,9 @@ class EvalConfig:
     max_train_samples: int | None = None  # probes train on the first N train rows (None = all)
     compare_random_init: bool = True
 
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "knn_k", "max_train_samples")
+
 
 @dataclass(frozen=True)
 class RayInitConfig:
@@ -159,6 +220,9 @@ class RayInitConfig:
     # Logical CPUs of a local Ray: more than cores (see DESIGN.md), so train workers, concurrent
     # sweep trials and the Ray Data tasks feeding them can all be scheduled on a laptop.
     num_cpus: int | None = 8
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "num_cpus")
 
 
 @dataclass(frozen=True)
@@ -188,6 +252,9 @@ class PretrainConfig:
     ray: RayInitConfig = field(default_factory=RayInitConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
+    def __post_init__(self) -> None:
+        _require(self.method != "mae" or self.model.name == "vit", "model.name", f"method 'mae' needs model.name: vit, got {self.model.name!r}")
+
 
 @dataclass(frozen=True)
 class SemiSupConfig:
@@ -210,6 +277,12 @@ class SemiSupConfig:
     labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
     num_classes: int = 10
 
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "labels_per_class", "val_per_class", "labelled_batch_size")
+        _check(self, NON_NEGATIVE, "alpha", "beta", "consistency")
+        _check(self, FRACTION, "confidence")
+        _check(self, (lambda v: v >= 2, ">= 2"), "num_classes")
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -223,6 +296,11 @@ class ScheduleConfig:
     # at lr * backbone_lr_scale (self-supervised features are destroyed by a large fresh-head gradient).
     head_warmup_steps: int = 0
     backbone_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "steps", "eval_every")
+        _check(self, NON_NEGATIVE, "warmup_steps", "head_warmup_steps", "backbone_lr_scale")
+        _check(self, HALF_OPEN_UNIT, "ema_decay")
 
 
 @dataclass(frozen=True)
@@ -264,6 +342,13 @@ class SweepConfig:
     max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
     grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
     trial_max_failures: int = 1  # Tune retries of a crashed trial
+
+    def __post_init__(self) -> None:
+        _check(self, NONEMPTY, "budgets", "label_seeds", "betas")
+        _check(self, POSITIVE, "budgets", "samples", "alpha_min", "lr_min", "max_concurrent_trials", "grace_period")
+        _check(self, NON_NEGATIVE, "betas", "trial_max_failures")
+        _require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
+        _require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
 
 
 C = TypeVar("C")
@@ -316,7 +401,10 @@ def from_dict(cls: type[C], raw: dict[str, Any], prefix: str = "") -> C:
             f" (valid keys{' under ' + prefix if prefix else ''}: {', '.join(sorted(fields))})"
         )
     kwargs = {name: _coerce(hints[name], value, _join(prefix, name)) for name, value in raw.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a range rule of this section: name the key by its full dotted path
+        raise ConfigError(_join(prefix, str(exc))) from None
 
 
 def _join(prefix: str, name: str) -> str:

@@ -72,3 +72,84 @@ def test_multiscale_inversion_on_a_vit_fails_before_anything_starts():
     cfg = load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "data.shards=/nonexistent"])
     with pytest.raises(ConfigError, match="semisup.inversion: multiscale needs a backbone made of blocks"):
         run_finetune(cfg)
+
+
+# One bad value per range or cross-field rule: (config class, override, the dotted key the error must name).
+BAD_VALUES = [
+    (PretrainConfig, "data.batch_size=-5", "data.batch_size"),
+    (PretrainConfig, "data.batch_size=0", "data.batch_size"),
+    (PretrainConfig, "data.image_size=0", "data.image_size"),
+    (PretrainConfig, "data.channels=0", "data.channels"),
+    (PretrainConfig, "data.quarantine_threshold=1", "data.quarantine_threshold"),
+    (PretrainConfig, "data.quarantine_threshold=-0.1", "data.quarantine_threshold"),
+    (PretrainConfig, "data.augment.crop_scale_min=0", "data.augment.crop_scale_min"),
+    (PretrainConfig, "data.augment.translate_px=-1", "data.augment.translate_px"),
+    (PretrainConfig, "data.augment.rotate_deg=400", "data.augment.rotate_deg"),
+    (PretrainConfig, "data.augment.erase_p=1.5", "data.augment.erase_p"),
+    (PretrainConfig, "model.width=0", "model.width"),
+    (PretrainConfig, "model.embed_dim=-1", "model.embed_dim"),
+    (PretrainConfig, "model.vit.heads=0", "model.vit.heads"),
+    (PretrainConfig, "model.vit.width=30", "model.vit.width"),  # not divisible by 4 heads
+    (PretrainConfig, "model.vit.pool=cls", "model.vit.pool"),  # needs class_token
+    (PretrainConfig, "nat.target_dim=0", "nat.target_dim"),
+    (PretrainConfig, "nat.reassign_every=0", "nat.reassign_every"),
+    (PretrainConfig, "mae.mask_ratio=1.5", "mae.mask_ratio"),
+    (PretrainConfig, "mae.mask_ratio=0", "mae.mask_ratio"),
+    (PretrainConfig, "mae.decoder_heads=0", "mae.decoder_heads"),
+    (PretrainConfig, "mae.recon_images=-1", "mae.recon_images"),
+    (PretrainConfig, "method=mae", "model.name"),  # MAE needs a ViT
+    (PretrainConfig, "optim.lr=0", "optim.lr"),
+    (PretrainConfig, "optim.weight_decay=-1", "optim.weight_decay"),
+    (PretrainConfig, "optim.momentum=1", "optim.momentum"),
+    (PretrainConfig, "train.epochs=0", "train.epochs"),
+    (PretrainConfig, "train.num_workers=0", "train.num_workers"),
+    (PretrainConfig, "train.cpus_per_worker=0", "train.cpus_per_worker"),
+    (PretrainConfig, "train.checkpoint_every=0", "train.checkpoint_every"),
+    (PretrainConfig, "train.num_to_keep=0", "train.num_to_keep"),
+    (PretrainConfig, "train.max_failures=-2", "train.max_failures"),
+    (PretrainConfig, "train.log_every=0", "train.log_every"),
+    (PretrainConfig, "train.placement_strategy=RANDOM", "train.placement_strategy"),
+    (PretrainConfig, "eval.knn_k=0", "eval.knn_k"),
+    (PretrainConfig, "eval.max_train_samples=0", "eval.max_train_samples"),
+    (PretrainConfig, "ray.num_cpus=0", "ray.num_cpus"),
+    (FinetuneConfig, "semisup.alpha=-1", "semisup.alpha"),
+    (FinetuneConfig, "semisup.beta=-0.1", "semisup.beta"),
+    (FinetuneConfig, "semisup.consistency=-1", "semisup.consistency"),
+    (FinetuneConfig, "semisup.confidence=1.2", "semisup.confidence"),
+    (FinetuneConfig, "semisup.labels_per_class=0", "semisup.labels_per_class"),
+    (FinetuneConfig, "semisup.val_per_class=0", "semisup.val_per_class"),
+    (FinetuneConfig, "semisup.labelled_batch_size=0", "semisup.labelled_batch_size"),
+    (FinetuneConfig, "semisup.num_classes=1", "semisup.num_classes"),
+    (FinetuneConfig, "semisup.strong_augment.erase_p=2", "semisup.strong_augment.erase_p"),
+    (FinetuneConfig, "schedule.steps=0", "schedule.steps"),
+    (FinetuneConfig, "schedule.eval_every=0", "schedule.eval_every"),
+    (FinetuneConfig, "schedule.warmup_steps=-1", "schedule.warmup_steps"),
+    (FinetuneConfig, "schedule.head_warmup_steps=-1", "schedule.head_warmup_steps"),
+    (FinetuneConfig, "schedule.backbone_lr_scale=-1", "schedule.backbone_lr_scale"),
+    (FinetuneConfig, "schedule.ema_decay=1", "schedule.ema_decay"),
+    (SweepConfig, "budgets=[]", "budgets"),
+    (SweepConfig, "budgets=[5, 0]", r"budgets\[1\]"),
+    (SweepConfig, "label_seeds=[]", "label_seeds"),
+    (SweepConfig, "samples=0", "samples"),
+    (SweepConfig, "alpha_min=0", "alpha_min"),
+    (SweepConfig, "alpha_max=0.0001", "alpha_max"),  # below alpha_min
+    (SweepConfig, "lr_min=0.1", "lr_max"),  # above lr_max
+    (SweepConfig, "betas=[-1.0]", r"betas\[0\]"),
+    (SweepConfig, "max_concurrent_trials=0", "max_concurrent_trials"),
+    (SweepConfig, "grace_period=0", "grace_period"),
+    (SweepConfig, "trial_max_failures=-1", "trial_max_failures"),
+    (SweepConfig, "finetune.optim.lr=0", r"finetune\.optim\.lr"),  # nested sections name the full path
+    (SweepConfig, "finetune.data.batch_size=-5", r"finetune\.data\.batch_size"),
+]
+
+
+@pytest.mark.parametrize(("cls", "override", "key"), BAD_VALUES, ids=[b[1] for b in BAD_VALUES])
+def test_every_range_rule_names_its_dotted_key(cls, override, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        load_config(cls, None, [override])
+
+
+def test_good_edge_values_pass():
+    load_config(PretrainConfig, None, ["data.quarantine_threshold=0", "train.max_failures=-1", "data.augment.crop_scale_min=1"])
+    load_config(PretrainConfig, None, ["method=mae", "model.name=vit", "model.vit.pool=cls", "model.vit.class_token=true"])
+    load_config(SweepConfig, None, ["alpha_min=0.5", "alpha_max=0.5"])

@@ -9,7 +9,8 @@ import pytest
 from helpers import make_image_folder
 
 from rayssl.data.shards import ShardError, list_shards, read_manifest, validate_shards, write_shards
-from rayssl.data.sources import load_source
+from rayssl.cli import main
+from rayssl.data.sources import SourceError, load_source
 
 
 @pytest.fixture
@@ -114,3 +115,46 @@ def test_digits_split_is_stratified_and_disjoint():
     train, test = list(data.splits["train"]), list(data.splits["test"])
     assert len(train) + len(test) == 1797 and abs(len(test) - 360) <= 1
     assert len({s.label for s in test}) == 10
+
+
+def test_idx_counts_that_disagree_are_named(tmp_path):
+    for prefix, n_images, n_labels in (("train", 6, 5), ("t10k", 3, 3)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n_images, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.zeros(n_labels))
+    with pytest.raises(SourceError, match="train has 6 images but 5 labels"):
+        load_source("mnist", str(tmp_path))
+
+
+def test_empty_folder_source_says_no_images(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match=r"no images found under .*empty: the folder is empty"):
+        load_source("folder", str(tmp_path / "empty"))
+    # the command line prints the same one line and exits 2, no traceback
+    assert main(["shards", "build", "--source", "folder", "--path", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "no images found under" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_without_image_files_names_one(tmp_path):
+    (tmp_path / "docs" / "cat").mkdir(parents=True)
+    (tmp_path / "docs" / "cat" / "notes.txt").write_text("not an image")
+    with pytest.raises(SourceError, match=r"1 file\(s\), none with an image suffix .*cat/notes\.txt"):
+        load_source("folder", str(tmp_path / "docs"))
+
+
+def test_class_folder_without_images_is_named(tmp_path):
+    src = make_image_folder(tmp_path / "raw", per_class=4) / "train"  # class folders, no split folders
+    (src / "zebra").mkdir()
+    (src / "zebra" / "README").write_text("to do")
+    with pytest.raises(SourceError, match=r"class folder .*zebra has no images"):
+        load_source("folder", str(src))
+
+
+def test_class_with_one_image_cannot_be_held_out(tmp_path):
+    src = make_image_folder(tmp_path / "raw", per_class=4) / "train"  # class folders: the test split is held out
+    lonely = src / "lonely"
+    lonely.mkdir()
+    next(src.glob("class0/*.png")).rename(lonely / "only.png")
+    with pytest.raises(SourceError, match="class folder 'lonely' has 1 image"):
+        load_source("folder", str(src))
+    assert load_source("folder", str(src), test_fraction=0).classes[-1] == "lonely"

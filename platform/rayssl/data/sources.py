@@ -23,6 +23,10 @@ SOURCES = ("digits", "mnist", "cifar10", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+class SourceError(ValueError):
+    """A raw dataset cannot be turned into shards; the message names the path and what is wrong."""
+
+
 @dataclass(frozen=True)
 class RawSample:
     sample_id: str  # stable and unique within the dataset, e.g. "train/000042" or "cat/img1.jpg"
@@ -41,7 +45,7 @@ def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, 
     if kind == "digits":
         return _digits(test_fraction, seed)
     if path is None:
-        raise ValueError(f"source {kind!r} needs --path")
+        raise SourceError(f"source {kind!r} needs --path")
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"source {kind!r}: {root} is not a directory")
@@ -51,7 +55,7 @@ def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, 
         return _cifar10(root)
     if kind == "folder":
         return _folder(root, test_fraction, seed)
-    raise ValueError(f"unknown source {kind!r}; choose one of {', '.join(SOURCES)}")
+    raise SourceError(f"unknown source {kind!r}; choose one of {', '.join(SOURCES)}")
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -98,11 +102,11 @@ def _read_idx(path: Path) -> np.ndarray:
         data = f.read()
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()})")
+        raise SourceError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()})")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     array = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: truncated IDX file ({array.size} bytes for dims {dims})")
+        raise SourceError(f"{path}: truncated IDX file ({array.size} bytes for dims {dims})")
     return array.reshape(dims)
 
 
@@ -119,7 +123,7 @@ def _mnist(root: Path) -> SourceData:
         images = _read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))
         labels = _read_idx(_find(root, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
         if len(images) != len(labels):
-            raise ValueError(f"{root}: {split} has {len(images)} images but {len(labels)} labels")
+            raise SourceError(f"{root}: {split} has {len(images)} images but {len(labels)} labels (IDX counts disagree)")
         splits[split] = _array_split(split, images, labels)
     return SourceData(splits=splits, classes=[str(i) for i in range(10)])
 
@@ -128,7 +132,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 binary batch: records of 1 label byte + 3072 bytes (R, G, B planes of 32x32)."""
     data = lzma.open(path).read() if path.suffix == ".xz" else path.read_bytes()
     if len(data) % 3073:
-        raise ValueError(f"{path}: size {len(data)} is not a multiple of the 3073-byte record")
+        raise SourceError(f"{path}: size {len(data)} is not a multiple of the 3073-byte record")
     records = np.frombuffer(data, np.uint8).reshape(-1, 3073)
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
@@ -175,9 +179,15 @@ def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
         return found
 
     listed = {split: files(r) for split, r in split_roots.items()}
+    _check_folder_listing(root, split_roots, listed, class_dirs)
     if "test" not in listed and test_fraction > 0:
         everything = listed["train"]
         labels = np.array([l for _, l in everything]) if classes and all(l is not None for _, l in everything) else None
+        if labels is not None:
+            counts = np.bincount(labels, minlength=len(class_dirs))
+            if counts.min() < 2:
+                raise SourceError(f"{root}: class folder {class_dirs[int(counts.argmin())]!r} has {counts.min()} image(s); "
+                                  "a held-out test split needs at least 2 per class (or pass --test-fraction 0, or add train/ and test/ folders)")
         train_idx, test_idx = _holdout(len(everything), labels, test_fraction, seed)
         listed = {"train": [everything[i] for i in sorted(train_idx)], "test": [everything[i] for i in sorted(test_idx)]}
 
@@ -186,3 +196,21 @@ def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
             yield RawSample(str(p.relative_to(root)), p.read_bytes(), label)
 
     return SourceData(splits={split: samples(e) for split, e in listed.items()}, classes=classes)
+
+
+def _check_folder_listing(root: Path, split_roots: dict[str, Path], listed: dict[str, list[tuple[Path, int | None]]], class_dirs: list[str]) -> None:
+    """Fail before any shard is written when a folder source holds nothing to train on."""
+    for split, entries in listed.items():
+        if entries:
+            continue
+        split_root = split_roots[split]
+        others = [p for p in split_root.rglob("*") if p.is_file()]
+        if not others:
+            raise SourceError(f"no images found under {split_root}: the folder is empty")
+        raise SourceError(f"no images found under {split_root}: {len(others)} file(s), none with an image suffix "
+                          f"{', '.join(IMAGE_SUFFIXES)} (e.g. {others[0].relative_to(root)})")
+    for split_root in split_roots.values():
+        for name in class_dirs:
+            class_root = split_root / name
+            if class_root.is_dir() and not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in class_root.rglob("*")):
+                raise SourceError(f"class folder {class_root} has no images ({', '.join(IMAGE_SUFFIXES)})")
