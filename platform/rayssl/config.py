@@ -81,13 +81,14 @@ class DataConfig:
 
     shards: str = "data/shards/digits"  # URI of a `rayssl shards build` output
     image_size: int = 32  # images are converted to image_size x image_size
-    channels: int = 1  # 1 = grey, 3 = RGB; other channel counts are converted
+    channels: int = 1  # 1 = grey, 3 = RGB; images with other channel layouts are converted to it
     batch_size: int = 128  # per worker
     quarantine_threshold: float = 0.01  # fail the run if more than this fraction is undecodable
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        _check(self, POSITIVE, "image_size", "channels", "batch_size")
+        _check(self, POSITIVE, "image_size", "batch_size")
+        _check(self, (lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"), "channels")
         _check(self, HALF_OPEN_UNIT, "quarantine_threshold")
 
 

@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -82,3 +84,40 @@ def test_decode_stage_adds_an_independent_strong_view(tmp_path):
     assert out["image"].shape == out["image_strong"].shape == (4, 1, 8, 8)
     assert not np.allclose(out["image"], out["image_strong"])  # erased with p=1: the views differ
     assert "image_strong" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid 8x8 PNG whose IHDR chunk is rewritten (with a correct CRC) to claim width x height."""
+    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("width, height", [(50_000, 50_000), (10_000, 10_000)])
+def test_decompression_bomb_is_quarantined_before_allocating(width, height):
+    # 50,000^2 trips PIL's own bomb check; 10,000^2 (100 MP) is under PIL's but over ours.
+    with pytest.raises(DecodeError, match="DecompressionBomb|decode limit"):
+        decode_image(_png_claiming(width, height), ImageSpec(8, 1))
+
+
+def test_text_file_named_jpg_is_quarantined():
+    ok, _, bad = decode_batch(["a.jpg", "b.png"], np.arange(2), [b"hello, I am text\n", png_bytes(np.zeros((8, 8), np.uint8))], ImageSpec(8, 1))
+    assert ok.tolist() == [False, True] and bad[0].sample_id == "a.jpg" and "UnidentifiedImageError" in bad[0].reason
+
+
+def test_16_bit_png_is_rescaled_not_clipped():
+    wide = np.full((8, 8), 32896, np.uint16)  # mid-grey in 16 bits: 32896 / 257 = 128
+    wide[0, 0] = 65535
+    buf = io.BytesIO()
+    Image.fromarray(wide).save(buf, format="PNG")
+    out = decode_image(buf.getvalue(), ImageSpec(8, 1))
+    assert out[1, 1, 0] == 128 and out[0, 0, 0] == 255
+
+
+def test_cmyk_jpeg_converts_to_rgb():
+    buf = io.BytesIO()
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(buf, format="JPEG", quality=95)  # red in CMYK
+    out = decode_image(buf.getvalue(), ImageSpec(8, 3))
+    assert out.shape == (8, 8, 3) and out[4, 4, 0] > 200 and out[4, 4, 1] < 60

@@ -13,6 +13,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 _MODES = {1: "L", 3: "RGB"}
+# 16/32-bit integer modes (16-bit PNG, TIFF): PIL's convert("L") clips them at 255, so they are
+# rescaled from the 16-bit range instead.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")
+# The largest image decoded, from its header, before any pixel is allocated: a 50,000 x 50,000 px
+# "decompression bomb" is quarantined, and one decode holds at most ~3 x 64 MB. Full-size photos
+# (ImageNet: ~0.2 MP; a 50 MP camera) pass.
+MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,16 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
     if not data:
         raise DecodeError("empty image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            if img.width * img.height > MAX_PIXELS:
+                raise DecodeError(f"image declares {img.width}x{img.height} px, over the {MAX_PIXELS:,} px decode limit")
             img.load()  # force the full decode: truncated files fail here, not later
             if img.width == 0 or img.height == 0:
                 raise DecodeError(f"zero-sized image {img.width}x{img.height}")
-            converted = img.convert(_MODES[spec.channels])
+            source = img
+            if img.mode in _WIDE_MODES:
+                source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
+            converted = source.convert(_MODES[spec.channels])
             if converted.size != (spec.size, spec.size):
                 converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
             array = np.asarray(converted, dtype=np.uint8)
