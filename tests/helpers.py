@@ -11,6 +11,11 @@ from PIL import Image
 from rayssl.config import PretrainConfig, load_config
 
 
+# The S3 secret the integration tests run under (moto accepts any): it must never appear in a
+# run's files, the console or Ray's logs.
+SECRET_SENTINEL = "rayssl-sentinel-secret-6f1d2c"
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")

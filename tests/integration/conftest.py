@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import make_image_folder
+from helpers import SECRET_SENTINEL, make_image_folder
 
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source
@@ -15,7 +15,8 @@ from rayssl.data.sources import load_source
 def ray_local():
     # Dummy credentials must be in the environment before Ray starts, so that Ray Data tasks
     # and Train workers (children of this process's raylet) reach the moto server too.
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    # The secret is a sentinel that test_pretrain_from_s3 looks for in every file the run leaves.
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY=SECRET_SENTINEL, AWS_DEFAULT_REGION="us-east-1")
     import ray
 
     ray.init(address="local", num_cpus=8)  # our own, never a cluster found in /tmp/ray

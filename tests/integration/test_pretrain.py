@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import make_image_folder, tiny_config
+from helpers import SECRET_SENTINEL, make_image_folder, tiny_config
 
 from rayssl import cli
 from rayssl.config import StorageConfig, to_dict
-from rayssl.data import quarantine
+from rayssl.data import quarantine, storage
 from rayssl.data.shards import ShardError, write_shards
 from rayssl.data.sources import load_source
 from rayssl.eval.run import run_eval
@@ -25,10 +26,6 @@ TRAIN_IMAGES = 48  # 2 classes x 24; 2 workers x batch 8 -> 3 steps per epoch
 
 
 def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig()) -> torch.Tensor:
-    import io
-
-    from rayssl.data import storage
-
     table = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "method.pt"), storage_cfg)), weights_only=True)["table"]
     assert torch.equal(torch.sort(table).values, torch.arange(TRAIN_IMAGES))
     return table
@@ -116,7 +113,7 @@ def test_broken_shard_fails_before_training(ray_local, local_shards, tmp_path):
         run_pretrain(tiny_config(str(tmp_path / "missing"), str(tmp_path / "runs"), "missing"))
 
 
-def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path):
+def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path, capfd):
     storage_cfg = StorageConfig(s3_endpoint=s3_endpoint)
     data = load_source("folder", str(make_image_folder(tmp_path / "raw")))
     write_shards(data, "s3://rayssl-test/shards/tiny", rows_per_shard=16, storage_cfg=storage_cfg)
@@ -126,3 +123,13 @@ def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path):
     outcome = run_pretrain(cfg)
     assert outcome.checkpoint.startswith("s3://rayssl-test/runs/s3run/checkpoint_")
     assert_table_is_bijection(outcome.checkpoint, storage_cfg)
+    # Credentials never leak: not into the run's files (config.yaml, metrics, checkpoints), the
+    # console, or Ray's session logs (driver, workers, Ray Data, Train), though they are in the environment.
+    secret = SECRET_SENTINEL.encode()
+    run_files = storage.list_files("s3://rayssl-test/runs/s3run", storage_cfg)
+    assert run_files and not [f for f in run_files if secret in storage.read_bytes(f"s3://{f}", storage_cfg)]
+    out, err = capfd.readouterr()
+    assert SECRET_SENTINEL not in out + err
+    logs = Path(ray_local._private.worker._global_node.get_session_dir_path()) / "logs"
+    leaked = [str(p) for p in logs.rglob("*") if p.is_file() and secret in p.read_bytes()]
+    assert list(logs.rglob("*.log")) and not leaked, leaked
