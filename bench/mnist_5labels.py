@@ -30,7 +30,7 @@ VARIANTS = {
     "supervised only": (["semisup.alpha=0", "schedule.steps=1500"], 0.85),
     "+ inversion loss": (["semisup.alpha=0.01", "semisup.beta=0.3", "data.batch_size=64", "schedule.steps=1500", *LIGHT_AUGMENT], 0.97),
     # every round's checkpoint is kept: the best variant's accuracy against wall time is read from them
-    "+ FixMatch": (["semisup.consistency=1.0", "schedule.steps=2500", "train.num_to_keep=20", *LIGHT_AUGMENT], 0.985),
+    "+ FixMatch": (["semisup.consistency=1.0", "schedule.steps=1500", "train.num_to_keep=20", *LIGHT_AUGMENT], 0.985),
 }
 RUNS_LOG = "bench/out/mnist_5labels_runs.jsonl"  # one line per finished run: an interrupted benchmark resumes
 

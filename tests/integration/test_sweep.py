@@ -63,22 +63,24 @@ def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_s
 RAY_DATA_SINGLETONS = {"_StatsActor", "_AutoscalingCoordinatorActor"}
 
 
-def assert_sweep_left_nothing_alive(ray, deadline_s: float = 60) -> None:
-    """No placement group, Train/Tune actor or Ray Data executor of a finished sweep stays alive
-    (Ray issue #54305: Tune over Train V2 leaking placement groups of stopped trials). Teardown is
-    asynchronous, so this waits on the condition with a deadline."""
+def alive_resources(ray) -> dict[str, str]:
+    """Placement groups not REMOVED and actors not DEAD on this test session's Ray: id -> description."""
     from ray.util.state import list_actors
 
-    def alive() -> list[str]:
-        groups = [f"placement group {g['placement_group_id']} ({g['state']})" for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
-        # this test session's Ray, by address: a benchmark's Ray may run beside it on the same machine
-        mine = ray.get_runtime_context().gcs_address
-        actors = [f"actor {a.class_name} ({a.state})" for a in list_actors(address=mine, filters=[("state", "!=", "DEAD")], raise_on_missing_output=False)
-                  if a.class_name not in RAY_DATA_SINGLETONS]
-        return groups + actors
+    # this test session's Ray, by address: a benchmark's Ray may run beside it on the same machine
+    mine = ray.get_runtime_context().gcs_address
+    groups = {g["placement_group_id"]: f"placement group ({g['state']})" for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"}
+    actors = {a.actor_id: f"actor {a.class_name} ({a.state})" for a in list_actors(address=mine, filters=[("state", "!=", "DEAD")], raise_on_missing_output=False)
+              if a.class_name not in RAY_DATA_SINGLETONS}
+    return {**groups, **actors}
 
+
+def assert_sweep_left_nothing_alive(ray, before: dict[str, str], deadline_s: float = 60) -> None:
+    """No placement group, Train/Tune actor or Ray Data executor created since `before` (a sweep's)
+    stays alive (Ray issue #54305: Tune over Train V2 leaking placement groups of stopped trials).
+    Teardown is asynchronous, so this waits on the condition with a deadline."""
     deadline = time.monotonic() + deadline_s
-    while (left := alive()) and time.monotonic() < deadline:
+    while (left := [d for k, d in alive_resources(ray).items() if k not in before]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, f"the sweep left these alive: {left}"
 
@@ -87,6 +89,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     marker = tmp_path / "crashed"
     cfg = sweep_config(local_shards, str(tmp_path / "runs"), "finetune.faults.crash_rank=0",
                        "finetune.faults.crash_at_step=1", f"finetune.faults.crash_marker={marker}")
+    before = alive_resources(ray_local)
     rows = run_sweep(cfg)
     assert marker.exists(), "the fault was never injected"
     # 1 budget x 2 variants (no pretrained runs given) x 2 label draws = 4 trials, all selected and scored.
@@ -104,7 +107,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     assert str(tmp_path) not in md.splitlines()[0]  # the title names the dataset, not a path
     with Image.open(sweep_dir / "label_efficiency.png") as png:
         assert png.size[0] > 300
-    assert_sweep_left_nothing_alive(ray_local)
+    assert_sweep_left_nothing_alive(ray_local, before)
 
 
 def terminated_trials(sweep_dir: Path) -> set[str]:
@@ -155,10 +158,11 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     before = checkpoint_epochs(sweep_dir / "trials" / f"trial_{trial_id}")
     assert max(before.values()) == epochs, f"trial {trial_id} is recorded finished without its last checkpoint"
 
+    alive_before = alive_resources(ray_local)
     rows = run_sweep(cfg)  # same name: Tuner.restore
     assert sorted(r["variant"] for r in rows) == ["+ inversion loss", "supervised only"]
     trial_dirs = sorted((sweep_dir / "trials").glob("trial_*"))
     assert len(trial_dirs) == 2 and all(max(checkpoint_epochs(d).values()) == epochs for d in trial_dirs)
     after = checkpoint_epochs(sweep_dir / "trials" / f"trial_{trial_id}")
     assert after == before, f"trial {trial_id} was trained again after the restore"
-    assert_sweep_left_nothing_alive(ray_local)
+    assert_sweep_left_nothing_alive(ray_local, alive_before)
