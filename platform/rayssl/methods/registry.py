@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rayssl.config import ConfigError, PretrainConfig
+from rayssl.config import PretrainConfig
 from rayssl.methods.base import StepContext
 from rayssl.methods.mae import mae_loss
 from rayssl.methods.nat import NATHead, NoiseAsTargets
@@ -47,8 +47,6 @@ class MAEMethod:
     """Masked autoencoder; bf16 autocast on GPU, fp32 on CPU."""
 
     def __init__(self, cfg: PretrainConfig, num_samples: int) -> None:
-        if cfg.model.name != "vit":
-            raise ConfigError(f"method 'mae' needs model.name: vit, got {cfg.model.name!r}")
         self.model = MaskedAutoencoder(cfg.model.vit, cfg.mae, cfg.data.channels, cfg.data.image_size)
         self.patch, self.norm_pix = cfg.model.vit.patch_size, cfg.mae.norm_pix_loss
         self.cfg = cfg
