@@ -55,31 +55,37 @@ def main() -> None:
     train_index, train_images, _ = decode_split(cfg, "train")
     _, test_images, test_labels = decode_split(cfg, "test")
     torch.manual_seed(cfg.train.seed)
-    step = FinetuneStep(cfg, labelled.images, labelled.labels, validation.images, validation.labels, split.validation)
+    step = FinetuneStep(cfg, labelled.images, labelled.labels, labelled.indices, validation.images, validation.labels, split.validation)
     weak = ImageTransform(cfg.data.image_size, cfg.data.augment)
     strong = ImageTransform(cfg.data.image_size, s.strong_augment) if s.consistency > 0 else None
     rng = np.random.default_rng(cfg.train.seed)
     torch.manual_seed(cfg.train.seed + 1000)
-    curve, started, order = [], time.perf_counter(), rng.permutation(len(train_index))
-    bs = cfg.data.batch_size
-    for t in range(cfg.schedule.steps):
-        rows = order[(t * bs) % len(order) : (t * bs) % len(order) + bs]
-        if len(rows) < bs:
-            order, rows = rng.permutation(len(train_index)), order[:bs]
-        u8 = torch.from_numpy(train_images[rows]).permute(0, 3, 1, 2)
-        batch = {"index": torch.from_numpy(train_index[rows]), "image": weak.tensor(u8)}
-        if strong is not None:
-            batch["image_strong"] = strong.tensor(u8)
-        loss, _ = step.step(step.net, batch, t // cfg.schedule.eval_every, lambda x: x[None])
-        step.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        step.optimizer.step()
-        step.after_step()
-        if (t + 1) % cfg.schedule.eval_every == 0 or t + 1 == cfg.schedule.steps:
-            point = {"step": t + 1, "seconds": round(time.perf_counter() - started, 1), "loss": float(loss.detach()),
-                     "val_acc": step.round_metrics(torch.device("cpu"))["val_acc"], "test_acc": accuracy(step.eval_net(), test_images, test_labels)}
-            curve.append(point)
-            print(json.dumps(point), flush=True)
+    cpu = torch.device("cpu")
+
+    def epoch(batch_size: int, device: torch.device):
+        """One shuffled pass over the in-memory train split, augmented like the Ray Data stage."""
+        order = rng.permutation(len(train_index))
+        for first in range(0, len(order) - batch_size + 1, batch_size):
+            rows = order[first : first + batch_size]
+            u8 = torch.from_numpy(train_images[rows]).permute(0, 3, 1, 2)
+            batch = {"index": torch.from_numpy(train_index[rows]), "image": weak.tensor(u8)}
+            if strong is not None:
+                batch["image_strong"] = strong.tensor(u8)
+            yield batch
+
+    curve, started, t = [], time.perf_counter(), 0
+    for round_index in range(step.num_rounds):
+        for batch in step.round_batches(epoch, round_index, cpu):
+            loss, _ = step.step(step.net, batch, round_index, lambda x: x[None])
+            step.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            step.optimizer.step()
+            step.after_step()
+            t += 1
+        point = {"step": t, "seconds": round(time.perf_counter() - started, 1), "loss": float(loss.detach()),
+                 "val_acc": step.round_metrics(cpu)["val_acc"], "test_acc": accuracy(step.eval_net(), test_images, test_labels)}
+        curve.append(point)
+        print(json.dumps(point), flush=True)
     if args.out:
         with open(args.out, "a") as f:
             f.write(json.dumps({"config": args.config, "overrides": args.overrides, "curve": curve}) + "\n")

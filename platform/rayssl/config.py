@@ -284,6 +284,11 @@ class SemiSupConfig:
         _check(self, FRACTION, "confidence")
         _check(self, (lambda v: v >= 2, ">= 2"), "num_classes")
 
+    @property
+    def uses_unlabelled(self) -> bool:
+        """Whether any loss term reads unlabelled images (else fine-tuning never opens the stream)."""
+        return self.alpha > 0 or self.beta > 0 or self.consistency > 0
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:

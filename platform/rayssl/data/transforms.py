@@ -1,33 +1,42 @@
-"""uint8 image batches -> normalised float tensors, with optional per-sample augmentation."""
+"""uint8 image batches -> normalised float tensors, with optional per-sample augmentation.
+
+Augmentation is batched with kornia: one call draws independent parameters for every image of
+the batch and warps them together. torchvision v2 transforms draw one set of parameters per
+call, so per-sample augmentation with them is a Python loop over images (140 us per 28-px image
+on one core, against ~12 us batched; see the closing note of issue 8). The same code runs in the
+Ray Data CPU stage and on a worker's device.
+"""
 
 from __future__ import annotations
 
+import kornia.augmentation as K
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
 from rayssl.config import AugmentConfig
 
 
-def augmentation(size: int, augment: AugmentConfig | None) -> v2.Transform | None:
-    """The torchvision v2 pipeline an AugmentConfig describes, on uint8 [C, H, W]; None if it does nothing.
+def augmentation(size: int, augment: AugmentConfig | None) -> K.AugmentationSequential | None:
+    """The batched pipeline an AugmentConfig describes, on float [N, C, H, W] in [0, 1]; None if it does nothing.
 
     Order as in the usual recipes: crop/translate (geometry), rotate, flip, then erase.
     """
     if augment is None:
         return None
-    steps: list[v2.Transform] = []
+    steps: list[K.AugmentationBase2D] = []
     if augment.crop_scale_min < 1.0:
-        steps.append(v2.RandomResizedCrop(size, scale=(augment.crop_scale_min, 1.0), antialias=True))
-    if augment.translate_px > 0:  # pad with black and crop back: a translation of up to +-translate_px
-        steps.append(v2.RandomCrop(size, padding=augment.translate_px))
+        steps.append(K.RandomResizedCrop((size, size), scale=(augment.crop_scale_min, 1.0)))
+    if augment.translate_px > 0:  # pad with black and crop back: an integer translation of up to +-translate_px
+        steps.append(K.RandomCrop((size, size), padding=augment.translate_px))
     if augment.rotate_deg > 0:
-        steps.append(v2.RandomRotation(augment.rotate_deg))
+        # Nearest, as torchvision's default: bilinear-blurred strong views made FixMatch on MNIST
+        # (5 labels/class) collapse from 91% to 81% test accuracy over 1,500 steps; nearest reached 96%.
+        steps.append(K.RandomRotation(augment.rotate_deg, p=1.0, resample="nearest"))
     if augment.horizontal_flip:
-        steps.append(v2.RandomHorizontalFlip())
+        steps.append(K.RandomHorizontalFlip())
     if augment.erase_p > 0:
-        steps.append(v2.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0))
-    return v2.Compose(steps) if steps else None
+        steps.append(K.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0.0))
+    return K.AugmentationSequential(*steps) if steps else None
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -36,21 +45,19 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 class ImageTransform:
-    """uint8 [N, H, W, C] -> float32 [N, C, H, W] in [-1, 1], augmenting each sample independently.
-
-    torchvision v2 transforms draw one set of random parameters per call, so augmentation runs
-    per sample (cheap at these sizes; it happens in Ray Data CPU tasks or on the few labelled
-    images of a fine-tuning step).
-    """
+    """uint8 [N, H, W, C] -> float32 [N, C, H, W] in [-1, 1], augmenting each sample independently
+    (random parameters from torch's global generator, which the worker loop seeds per rank)."""
 
     def __init__(self, size: int, augment: AugmentConfig | None) -> None:
         self.augment = augmentation(size, augment)
 
+    @torch.no_grad()
     def tensor(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, C, H, W] -> float32 [N, C, H, W]."""
-        if self.augment is not None and len(images):
-            images = torch.stack([self.augment(img) for img in images])
-        return normalise(images)
+        """uint8 [N, C, H, W] -> float32 [N, C, H, W], on the images' device."""
+        if self.augment is None or not len(images):
+            return normalise(images)
+        return self.augment(images.float().div_(255.0)).mul_(2.0).sub_(1.0)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, C] -> float32 [N, C, H, W]."""
         return self.tensor(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()

@@ -91,7 +91,7 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=list(callbacks),
         ),
-        datasets={"train": dataset},
+        datasets={"train": dataset} if dataset is not None else {},
     )
 
 
@@ -166,7 +166,9 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     strong = s.strong_augment if s.consistency > 0 else None
     loop_config = {
         "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": manifest["splits"]["train"]["rows"],
-        "labelled_x": labelled.images, "labelled_y": labelled.labels,
+        "labelled_x": labelled.images, "labelled_y": labelled.labels, "labelled_idx": labelled.indices,
         "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
     }
-    return _fit(cfg, loop_config, image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, strong_augment=strong), callbacks)
+    # Supervised only reads no unlabelled image: no stream at all.
+    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, strong_augment=strong) if s.uses_unlabelled else None
+    return _fit(cfg, loop_config, stream, callbacks)

@@ -97,7 +97,8 @@ def _build_job(loop_config: dict[str, Any]) -> tuple[PretrainConfig | FinetuneCo
         return cfg, PretrainStep(cfg, loop_config["num_samples"])
     cfg = from_dict(FinetuneConfig, loop_config["config"])
     return cfg, FinetuneStep(
-        cfg, loop_config["labelled_x"], loop_config["labelled_y"], loop_config["val_x"], loop_config["val_y"], loop_config["val_idx"]
+        cfg, loop_config["labelled_x"], loop_config["labelled_y"], loop_config["labelled_idx"],
+        loop_config["val_x"], loop_config["val_y"], loop_config["val_idx"],
     )
 
 
@@ -128,10 +129,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         model = ray.train.torch.prepare_model(job.model, parallel_strategy=None)  # gradients averaged below
     device = ray.train.torch.get_device()
     gather = _all_gather if _distributed() else (lambda t: t[None])
-    shard = ray.train.get_dataset_shard("train")
+    shards: list[Any] = []  # looked up on first use: a job that reads no stream (supervised-only fine-tuning) has none
 
     def epoch(batch_size: int, device: torch.device):
-        return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=2, device=device)
+        if not shards:
+            shards.append(ray.train.get_dataset_shard("train"))
+        return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=2, device=device)
 
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
         ray.train.report({**last_metrics, "status": STATUS_OK})

@@ -108,7 +108,8 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
 class FinetuneStep:
     """Few-label fine-tuning. Each step: a labelled batch drawn with replacement from the small
     in-memory labelled set, augmented here per sample, plus an unlabelled batch from the Ray Data
-    stream (validation images removed). Loss = CE(labelled) + alpha * reconstruction(all)
+    stream (validation images removed) when a loss term reads one (`semisup.uses_unlabelled`;
+    supervised only never touches the stream). Loss = CE(labelled) + alpha * reconstruction(all)
     + beta * entropy(unlabelled) + consistency * FixMatch(unlabelled weak -> strong view).
 
     Runs schedule.steps optimiser steps under warmup + cosine; the stream is re-read as often as
@@ -118,7 +119,7 @@ class FinetuneStep:
 
     wrap_ddp = False
 
-    def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray,
+    def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray, labelled_indices: np.ndarray,
                  val_images: np.ndarray, val_labels: np.ndarray, val_indices: np.ndarray) -> None:
         self.cfg = cfg
         s, sched = cfg.semisup, cfg.schedule
@@ -143,6 +144,7 @@ class FinetuneStep:
         # uint8 [N, C, H, W]: augmented per sample at every step, like the unlabelled stream.
         self.labelled_images = torch.from_numpy(np.ascontiguousarray(labelled_images.transpose(0, 3, 1, 2)))
         self.labelled_labels = torch.as_tensor(labelled_labels, dtype=torch.int64)
+        self.labelled_indices = torch.as_tensor(labelled_indices, dtype=torch.int64)
         self.labelled_transform = ImageTransform(cfg.data.image_size, cfg.data.augment)
         self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
         self.val_labels = torch.as_tensor(val_labels, dtype=torch.int64)
@@ -150,25 +152,36 @@ class FinetuneStep:
         self._stream: Iterator[dict[str, torch.Tensor]] | None = None
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
-        if self._stream is None:
-            self._stream = itertools.chain.from_iterable(epoch(self.cfg.data.batch_size, device) for _ in itertools.count())
-        sched = self.cfg.schedule
+        """This round's batches: stream rows (index, image[, image_strong]) plus `labelled_pick`, the
+        rows of the labelled set drawn for the step. Without the stream, "index" holds the picked
+        labelled images' sample indices, so the loop counts labelled images."""
+        sched, s = self.cfg.schedule, self.cfg.semisup
         first = round_index * sched.eval_every
-        return itertools.islice(self._stream, max(0, min(sched.eval_every, sched.steps - first)))
+        steps = max(0, min(sched.eval_every, sched.steps - first))
+        if s.uses_unlabelled:
+            if self._stream is None:
+                self._stream = itertools.chain.from_iterable(epoch(self.cfg.data.batch_size, device) for _ in itertools.count())
+            stream: Iterable[dict[str, torch.Tensor]] = itertools.islice(self._stream, steps)
+        else:
+            stream = ({} for _ in range(steps))
+        for batch in stream:
+            pick = torch.randint(len(self.labelled_labels), (s.labelled_batch_size,))
+            yield {"index": self.labelled_indices[pick], **batch, "labelled_pick": pick}
 
     def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s = self.cfg.semisup
-        device = batch["image"].device
-        keep = ~torch.isin(batch["index"].cpu(), self.held_out).to(device)  # validation images stay unseen
-        unlabelled = batch["image"][keep]
-        pick = torch.randint(len(self.labelled_labels), (s.labelled_batch_size,))
-        x_l = self.labelled_transform.tensor(self.labelled_images[pick]).to(device)
+        device = next(model.parameters()).device
+        pick = batch["labelled_pick"]
+        x_l = self.labelled_transform.tensor(self.labelled_images[pick].to(device))
         y_l = self.labelled_labels[pick].to(device)
-        if not (s.alpha > 0 or s.beta > 0 or s.consistency > 0):
-            unlabelled = unlabelled[:0]  # no term reads them: forwarding them would only cost time
+        if s.uses_unlabelled:
+            keep = ~torch.isin(batch["index"].cpu(), self.held_out).to(device)  # validation images stay unseen
+            unlabelled = batch["image"][keep]
+        else:
+            unlabelled = x_l[:0]
         x = torch.cat([x_l, unlabelled])
         n_l, n = len(x_l), len(batch["index"])
-        stats: dict[str, torch.Tensor] = {}  # sums over the batch's stream rows: the loop divides by its image count
+        stats: dict[str, torch.Tensor] = {}  # sums over the batch's rows: the loop divides by its image count
         if s.alpha > 0 and self.layers is not None:
             logits, pairs = layerwise_reconstruction(self.layers, x)
             reconstruction = multiscale_loss(pairs)
