@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist clean
+.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ head: $(STAMP)
 
 stop-head:
 	$(VENV)/bin/ray stop
+
+# Every run's and sweep trial's curves (scalars, MAE reconstruction grids) under runs/, on 127.0.0.1:6006.
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir runs --host 127.0.0.1 --port 6006
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from rayssl.config import PretrainConfig, load_config
-
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # The S3 secret the integration tests run under (moto accepts any): it must never appear in a
 # run's files, the console or Ray's logs.
@@ -49,3 +48,16 @@ def tiny_config(shards: str, storage_path: str, name: str, *overrides: str) -> P
             "eval.knn_k=3", *overrides,
         ],
     )
+
+
+def tensorboard_events(log_dir: Path | str) -> EventAccumulator:
+    """The TensorBoard event files in log_dir, read with TensorBoard's own reader."""
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return events
+
+
+def tensorboard_scalars(log_dir: Path | str) -> dict[str, list[int]]:
+    """{scalar tag: [global steps]} of the TensorBoard event files in log_dir."""
+    events = tensorboard_events(log_dir)
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

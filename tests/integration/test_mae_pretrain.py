@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config
+from helpers import tensorboard_events, tiny_config
 from PIL import Image
 
 from rayssl.eval.run import run_eval
@@ -29,6 +29,8 @@ def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, t
         # 3 rows (original, masked, reconstruction) x 4 images of 8x8 with 2-px padding
         assert img.size == (4 * 10 + 2, 3 * 10 + 2)
     assert (Path(outcome.run_dir) / "reconstructions" / "epoch_0001.png").exists()
+    events = tensorboard_events(Path(outcome.run_dir) / "tensorboard")
+    assert [e.step for e in events.Images("reconstructions")] == [3, 6] and [e.step for e in events.Scalars("loss")] == [3, 6]
 
     longer = tiny_config(local_shards, str(tmp_path / "runs"), "mae", *MAE, "train.epochs=3")
     resumed = run_pretrain(longer)

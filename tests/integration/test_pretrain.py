@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import SECRET_SENTINEL, make_image_folder, tiny_config
+from helpers import SECRET_SENTINEL, make_image_folder, tensorboard_scalars, tiny_config
 
 from rayssl import cli
 from rayssl.config import StorageConfig, to_dict
@@ -40,6 +40,8 @@ def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
     # its batches); what must hold is that the Hungarian steps moved the table off its seed.
     assert not torch.equal(table, initial_table(TRAIN_IMAGES, cfg.nat.seed))
     assert (Path(outcome.run_dir) / "config.yaml").read_text().startswith("method: nat")
+    scalars = tensorboard_scalars(Path(outcome.run_dir) / "tensorboard")
+    assert {"loss", "images_per_s", "quarantined", "reassigned_fraction"} <= set(scalars) and scalars["loss"] == [3, 6]
 
     result = run_eval(cfg, outcome.checkpoint)
     assert [r["features"] for r in result["results"]] == ["random init", "NAT (epoch 2)"]
@@ -122,6 +124,7 @@ def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path, capfd):
     )
     outcome = run_pretrain(cfg)
     assert outcome.checkpoint.startswith("s3://rayssl-test/runs/s3run/checkpoint_")
+    assert storage.list_files("s3://rayssl-test/runs/s3run/tensorboard", storage_cfg)  # staged locally, copied up each round
     assert_table_is_bijection(outcome.checkpoint, storage_cfg)
     # Credentials never leak: not into the run's files (config.yaml, metrics, checkpoints), the
     # console, or Ray's session logs (driver, workers, Ray Data, Train), though they are in the environment.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from heads import BIN, kill_leftovers
-from helpers import tiny_config
+from helpers import tensorboard_scalars, tiny_config
 from PIL import Image
 
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
@@ -57,6 +57,8 @@ def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_s
     # Bright-left vs bright-right blobs: separable; chance is 50%.
     assert outcome.metrics["val_acc"] >= 0.85
     assert score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir) >= 0.85
+    scalars = tensorboard_scalars(Path(outcome.run_dir) / "tensorboard")
+    assert {"loss", "ce", "reconstruction", "lr", "val_acc"} <= set(scalars) and scalars["val_acc"] == [20, 40]
 
 
 # One per Ray cluster, shared by every Dataset and kept for the next one: not executors of a sweep.
@@ -104,6 +106,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     assert not any(str(tmp_path) in d["checkpoint"] for d in report["draws"])  # relative to the sweep
     md = (sweep_dir / "label_efficiency.md").read_text()
     assert "| labels / class | supervised only | + inversion loss |" in md and "(n=2)" in md
+    assert "| labels per class to reach | 90% of best" in md and len(report["labels_needed"]) == 2 * 3  # 2 variants x 3 levels
     assert str(tmp_path) not in md.splitlines()[0]  # the title names the dataset, not a path
     with Image.open(sweep_dir / "label_efficiency.png") as png:
         assert png.size[0] > 300

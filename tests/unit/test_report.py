@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from rayssl.tune.report import markdown, summarise
+from rayssl.tune.report import labels_needed, labels_needed_markdown, labels_to_reach, markdown, summarise
 from rayssl.tune.sweep import select_best
 
 
@@ -30,3 +31,30 @@ def test_selection_prefers_a_trial_that_did_not_collapse():
     assert select_best([(config, healthy), (config, better)], num_classes=10)[5, "+ inversion loss", 0][1] is better
     # A cell where every trial collapsed still gets a row (flagged later), never silently dropped.
     assert select_best([(config, collapsed)], num_classes=10)[5, "+ inversion loss", 0][1] is collapsed
+
+
+def test_labels_to_reach_interpolates_on_the_log_scale():
+    curve = [(1, 0.50), (10, 0.90), (100, 0.98)]
+    assert labels_to_reach(curve, 0.94) == pytest.approx(10 ** 1.5)  # halfway from 0.90 to 0.98: halfway in log(labels)
+    assert labels_to_reach(curve, 0.70) == pytest.approx(10 ** 0.5)
+    assert labels_to_reach(curve, 0.40) == 1.0  # already there at the smallest budget
+    assert labels_to_reach(curve, 0.99) is None  # never reached
+    # A non-monotone curve counts its first crossing.
+    assert labels_to_reach([(1, 0.5), (5, 0.9), (10, 0.8), (50, 0.95)], 0.85) == pytest.approx(np.exp(np.log(5) * 0.875))
+
+
+def test_labels_needed_and_saved_against_supervised():
+    rows = [{"budget": b, "variant": v, "test_acc_mean": a} for v, curve in {
+        "supervised only": [(1, 0.50), (10, 0.80), (100, 0.96)],
+        "+ FixMatch": [(1, 0.90), (10, 0.98), (100, 1.00)],
+    }.items() for b, a in curve]
+    needed = {(n["variant"], n["level"]): n for n in labels_needed(rows, ["supervised only", "+ FixMatch"], "supervised only")}
+    # 90% of the best (1.00) is 0.90: FixMatch has it at 1 label; supervised between 10 (0.80) and 100 (0.96).
+    assert needed["+ FixMatch", 0.9]["labels"] == 1.0
+    supervised = 10 ** (1 + (0.90 - 0.80) / (0.96 - 0.80))
+    assert needed["supervised only", 0.9]["labels"] == pytest.approx(supervised)
+    assert needed["+ FixMatch", 0.9]["saved"] == pytest.approx(supervised - 1.0)
+    # 98%: supervised never gets there within 100 labels per class; nothing "saved" is claimed.
+    assert needed["supervised only", 0.98]["labels"] is None and needed["+ FixMatch", 0.98]["saved"] is None
+    table = labels_needed_markdown(list(needed.values()), ["supervised only", "+ FixMatch"], 100)
+    assert "| + FixMatch | 1.0 (saves" in table and "> 100" in table and "(supervised only: > 100)" in table

@@ -33,5 +33,6 @@ class PretrainMethod(Protocol):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
-    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
-        """Artifacts rank 0 writes next to each checkpoint (MAE: the reconstruction grid)."""
+    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
+        """Artifacts rank 0 writes next to each checkpoint (MAE: the reconstruction grid); returns
+        the images to show in TensorBoard, {tag: [C, H, W] in [0, 1]}."""

@@ -59,13 +59,13 @@ def reconstruction_grid(model: torch.nn.Module, images: torch.Tensor, patch: int
     return make_grid(rows.cpu(), nrow=len(images), padding=2, pad_value=1.0)
 
 
-def write_reconstructions(model: torch.nn.Module, cfg: PretrainConfig, run_dir: str, epoch: int) -> str:
-    """Write the grid of this epoch (and latest.png) under <run_dir>/reconstructions/; returns its URI."""
+def write_reconstructions(model: torch.nn.Module, cfg: PretrainConfig, run_dir: str, epoch: int) -> torch.Tensor:
+    """Write the grid of this epoch (and latest.png) under <run_dir>/reconstructions/; returns the grid [C, H', W'] in [0, 1]."""
     grid = reconstruction_grid(model, fixed_images(cfg, cfg.mae.recon_images), cfg.model.vit.patch_size, cfg.mae.norm_pix_loss)
     buf = io.BytesIO()
     save_image(grid, buf, format="png")
     uri = storage.join(run_dir, "reconstructions", f"epoch_{epoch:04d}.png")
     storage.write_bytes(uri, buf.getvalue(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, "reconstructions", "latest.png"), buf.getvalue(), cfg.storage)
-    return uri
+    return grid
 

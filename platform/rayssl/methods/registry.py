@@ -39,8 +39,8 @@ class NATMethod:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.nat.load_state_dict(state)
 
-    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
-        pass
+    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
+        return {}
 
 
 class MAEMethod:
@@ -66,9 +66,9 @@ class MAEMethod:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         pass
 
-    def on_checkpoint(self, run_dir: str, epoch: int) -> None:
+    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
         """Reconstruction grid of fixed held-out images, next to each checkpoint (rank 0)."""
-        write_reconstructions(self.model, self.cfg, run_dir, epoch)
+        return {"reconstructions": write_reconstructions(self.model, self.cfg, run_dir, epoch)}
 
 
 METHODS = {"nat": NATMethod, "mae": MAEMethod}

@@ -2,7 +2,8 @@
 
 The loop owns what both jobs share: restoring the latest checkpoint, placing the model
 (`prepare_model`), iterating this worker's `get_dataset_shard("train")`, fault injection,
-divergence and quarantine checks, and checkpoint-and-report at the end of each round. What a
+divergence and quarantine checks, and checkpoint-and-report at the end of each round (rank 0
+also writes the round's metrics to TensorBoard, rayssl.train.tensorboard). What a
 step does, what a round is and what a checkpoint holds belong to the job's step object
 (rayssl.train.steps): PretrainStep (a round is an epoch) or FinetuneStep (a round is
 `schedule.eval_every` optimiser steps).
@@ -37,6 +38,7 @@ from rayssl.data import quarantine, storage
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.steps import FinetuneStep, JobStep, PretrainStep
+from rayssl.train.tensorboard import RunWriter
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
 STATUS_FILE = "stopped.json"  # written only when a run stops early (diverged, too many bad images)
@@ -139,71 +141,81 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
         ray.train.report({**last_metrics, "status": STATUS_OK})
         return
+    tensorboard = RunWriter(run_dir, cfg.storage) if rank == 0 else None
+    try:
+        for round_index in range(start_round, job.num_rounds):
+            model.train()
+            # Running sums stay tensors; the host syncs only at log points and at the round's end.
+            loss_sum, samples = torch.zeros((), dtype=torch.float64, device=device), 0
+            stat_sums: dict[str, torch.Tensor] = {}
+            first_bad_step = torch.tensor(-1, dtype=torch.int64, device=device)
+            started = time.perf_counter()
+            for batch in job.round_batches(epoch, round_index, device):
+                _maybe_crash(cfg, rank, global_step)
+                loss, stats = job.step(model, batch, round_index, gather)
+                if global_step == cfg.faults.nan_at_step:
+                    loss = loss * float("nan")
+                finite = torch.isfinite(loss.detach())
+                first_bad_step = torch.where(~finite & (first_bad_step < 0), torch.full_like(first_bad_step, global_step), first_bad_step)
+                job.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if not job.wrap_ddp:
+                    _average_gradients(job.model)
+                job.optimizer.step()
+                job.after_step()
+                n = len(batch["index"])
+                loss_sum += loss.detach().double() * n
+                samples += n
+                for name, value in stats.items():
+                    stat_sums[name] = stat_sums.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value.double()
+                global_step += 1
+                if global_step % cfg.train.log_every == 0:
+                    if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
+                        return
+                    log.info("round %d step %d loss %.4f", round_index, global_step, float(loss_sum) / max(samples, 1))
 
-    for round_index in range(start_round, job.num_rounds):
-        model.train()
-        # Running sums stay tensors; the host syncs only at log points and at the round's end.
-        loss_sum, samples = torch.zeros((), dtype=torch.float64, device=device), 0
-        stat_sums: dict[str, torch.Tensor] = {}
-        first_bad_step = torch.tensor(-1, dtype=torch.int64, device=device)
-        started = time.perf_counter()
-        for batch in job.round_batches(epoch, round_index, device):
-            _maybe_crash(cfg, rank, global_step)
-            loss, stats = job.step(model, batch, round_index, gather)
-            if global_step == cfg.faults.nan_at_step:
-                loss = loss * float("nan")
-            finite = torch.isfinite(loss.detach())
-            first_bad_step = torch.where(~finite & (first_bad_step < 0), torch.full_like(first_bad_step, global_step), first_bad_step)
-            job.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if not job.wrap_ddp:
-                _average_gradients(job.model)
-            job.optimizer.step()
-            job.after_step()
-            n = len(batch["index"])
-            loss_sum += loss.detach().double() * n
-            samples += n
-            for name, value in stats.items():
-                stat_sums[name] = stat_sums.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value.double()
-            global_step += 1
-            if global_step % cfg.train.log_every == 0:
-                if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
-                    return
-                log.info("round %d step %d loss %.4f", round_index, global_step, float(loss_sum) / max(samples, 1))
-
-        if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
-            return
-        names = sorted(stat_sums)
-        counts = [loss_sum.cpu(), torch.tensor(float(samples), dtype=torch.float64), *(stat_sums[k].cpu() for k in names)]
-        totals = _all_reduce(torch.stack(counts))
-        quarantined = _quarantined_count(run_dir, cfg, rank)
-        metrics = {
-            "epoch": round_index,  # the round: an epoch for pretraining, eval_every steps for fine-tuning
-            "global_step": global_step,
-            "loss": float(totals[0] / max(totals[1], 1)),
-            **{k: float(totals[2 + i] / max(totals[1], 1)) for i, k in enumerate(names)},
-            "images_per_s": float(totals[1]) / (time.perf_counter() - started),
-            "quarantined": quarantined,
-            **job.round_metrics(device),
-            "run_dir": run_dir,
-            "status": STATUS_OK,
-        }
-        if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
-            _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
-            return
-        log.info("round %d done: %s", round_index, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "run_dir"})
-        last_round = round_index == job.num_rounds - 1
-        if rank == 0 and (last_round or (round_index + 1) % cfg.train.checkpoint_every == 0):
-            job.on_checkpoint(run_dir, round_index)
-            state = job.state_dict()
-            with tempfile.TemporaryDirectory() as tmp:
-                checkpoints.save_local(
-                    Path(tmp), state["model"], state["optimizer"], state["method"],
-                    {"epoch": round_index + 1, "global_step": global_step, "metrics": metrics},
-                )
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+            if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
+                return
+            names = sorted(stat_sums)
+            counts = [loss_sum.cpu(), torch.tensor(float(samples), dtype=torch.float64), *(stat_sums[k].cpu() for k in names)]
+            totals = _all_reduce(torch.stack(counts))
+            quarantined = _quarantined_count(run_dir, cfg, rank)
+            metrics = {
+                "epoch": round_index,  # the round: an epoch for pretraining, eval_every steps for fine-tuning
+                "global_step": global_step,
+                "loss": float(totals[0] / max(totals[1], 1)),
+                **{k: float(totals[2 + i] / max(totals[1], 1)) for i, k in enumerate(names)},
+                "images_per_s": float(totals[1]) / (time.perf_counter() - started),
+                "quarantined": quarantined,
+                **job.round_metrics(device),
+                "run_dir": run_dir,
+                "status": STATUS_OK,
+            }
+            if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
+                _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
+                return
+            log.info("round %d done: %s", round_index, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "run_dir"})
+            if tensorboard is not None:
+                tensorboard.scalars(metrics, global_step)
+            last_round = round_index == job.num_rounds - 1
+            if rank == 0 and (last_round or (round_index + 1) % cfg.train.checkpoint_every == 0):
+                images = job.on_checkpoint(run_dir, round_index)
+                if tensorboard is not None:
+                    tensorboard.images(images, global_step)
+                state = job.state_dict()
+                with tempfile.TemporaryDirectory() as tmp:
+                    checkpoints.save_local(
+                        Path(tmp), state["model"], state["optimizer"], state["method"],
+                        {"epoch": round_index + 1, "global_step": global_step, "metrics": metrics},
+                    )
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            else:
+                ray.train.report(metrics)
+            if tensorboard is not None:
+                tensorboard.flush()
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
 
 
 def _diverged(first_bad_step: torch.Tensor, round_index: int, run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int, log: Any) -> bool:

@@ -50,7 +50,8 @@ class JobStep(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def on_checkpoint(self, run_dir: str, round_index: int) -> None: ...
+    def on_checkpoint(self, run_dir: str, round_index: int) -> dict[str, torch.Tensor]:
+        """Rank 0, before each checkpoint: artifacts next to it; returns {tag: image [C, H, W] in [0, 1]} for TensorBoard."""
 
 
 def build_optimizer(o: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -92,8 +93,8 @@ class PretrainStep:
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
 
-    def on_checkpoint(self, run_dir: str, round_index: int) -> None:
-        self.method.on_checkpoint(run_dir, round_index)
+    def on_checkpoint(self, run_dir: str, round_index: int) -> dict[str, torch.Tensor]:
+        return self.method.on_checkpoint(run_dir, round_index)
 
 
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
@@ -243,5 +244,5 @@ class FinetuneStep:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(method["scheduler"])
 
-    def on_checkpoint(self, run_dir: str, round_index: int) -> None:
-        pass
+    def on_checkpoint(self, run_dir: str, round_index: int) -> dict[str, torch.Tensor]:
+        return {}

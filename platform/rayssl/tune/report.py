@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 
+SUPERVISED = "supervised only"  # the baseline row of every sweep (rayssl.tune.sweep names the others)
+
 
 def summarise(draws: list[dict]) -> list[dict]:
     """One row per (budget, variant) from the selected trial of each label draw.
@@ -59,6 +61,68 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+# Accuracy levels of the "how many labels do I need?" table, as fractions of the sweep's best mean.
+LEVELS = (0.90, 0.95, 0.98)
+
+
+def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | None:
+    """Labels per class at which a curve first reaches `target` accuracy, interpolated linearly in
+    log(labels) between the budgets that bracket it; None if no budget reaches it.
+
+    points: (labels per class, mean accuracy), any order. A curve already at the target at its
+    smallest budget gives that budget (nothing is extrapolated below the measured range).
+    """
+    points = sorted(points)
+    for i, (budget, acc) in enumerate(points):
+        if acc >= target:
+            if i == 0:
+                return float(budget)
+            (b0, a0), (b1, a1) = points[i - 1], (budget, acc)
+            t = (target - a0) / (a1 - a0)
+            return float(np.exp(np.log(b0) + t * (np.log(b1) - np.log(b0))))
+    return None
+
+
+def labels_needed(rows: list[dict], variants: list[str], baseline: str, levels: tuple[float, ...] = LEVELS) -> list[dict]:
+    """Per variant and level: labels per class to reach level x the best mean accuracy of the sweep,
+    and the labels per class saved against `baseline` (supervised only) at that accuracy.
+
+    Row: variant, level, target_acc, labels (None: not reached within the budgets), baseline_labels,
+    saved (baseline_labels - labels; None when either is not reached).
+    """
+    best = max(r["test_acc_mean"] for r in rows)
+    curves = {v: [(r["budget"], r["test_acc_mean"]) for r in rows if r["variant"] == v] for v in variants}
+    out = []
+    for level in levels:
+        target = level * best
+        reference = labels_to_reach(curves.get(baseline, []), target)
+        for v in variants:
+            labels = labels_to_reach(curves[v], target) if curves[v] else None
+            saved = reference - labels if reference is not None and labels is not None else None
+            out.append({"variant": v, "level": level, "target_acc": target, "labels": labels, "baseline_labels": reference, "saved": saved})
+    return out
+
+
+def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: int) -> str:
+    """variant x level table: 'labels per class (saved against supervised only)'."""
+    levels = sorted({n["level"] for n in needed})
+    cell = {(n["variant"], n["level"]): n for n in needed}
+    header = [f"{100 * lv:.0f}% of best ({100 * cell[variants[0], lv]['target_acc']:.1f}%)" for lv in levels]
+    lines = ["| labels per class to reach | " + " | ".join(header) + " |", "|---|" + "---:|" * len(levels)]
+    for v in variants:
+        texts = []
+        for lv in levels:
+            n = cell[v, lv]
+            text = f"{n['labels']:.1f}" if n["labels"] is not None else f"> {max_budget}"
+            if n["saved"] is not None and n["variant"] != SUPERVISED:
+                text += f" (saves {n['saved']:.1f})"
+            elif n["labels"] is not None and n["baseline_labels"] is None and n["variant"] != SUPERVISED:
+                text += f" (supervised only: > {max_budget})"
+            texts.append(text)
+        lines.append(f"| {v} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def plot_png(rows: list[dict], variants: list[str], title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for v in variants:
@@ -80,9 +144,12 @@ def plot_png(rows: list[dict], variants: list[str], title: str) -> bytes:
 
 
 def write_report(sweep_dir: str, rows: list[dict], draws: list[dict], variants: list[str], storage_cfg: StorageConfig, title: str) -> str:
-    """Write label_efficiency.{json,md,png} under sweep_dir; returns the markdown table."""
-    table = markdown(rows, variants)
-    report = {"title": title, "variants": variants, "rows": rows, "draws": draws}
+    """Write label_efficiency.{json,md,png} under sweep_dir; returns the markdown tables."""
+    needed = labels_needed(rows, variants, SUPERVISED)
+    table = markdown(rows, variants) + "\n\nHow many labels do I need? Labels per class at which each variant's mean first reaches " \
+        "a fraction of the sweep's best mean accuracy (interpolated on the log scale between budgets), and the labels per class " \
+        "saved against supervised only at that accuracy:\n\n" + labels_needed_markdown(needed, variants, max(r["budget"] for r in rows))
+    report = {"title": title, "variants": variants, "rows": rows, "labels_needed": needed, "draws": draws}
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.json"), json.dumps(report, indent=2).encode(), storage_cfg)
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.md"), (f"{title}\n\n{table}\n").encode(), storage_cfg)
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.png"), plot_png(rows, variants, title), storage_cfg)

@@ -25,9 +25,8 @@ from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
-from rayssl.tune.report import summarise, write_report
+from rayssl.tune.report import SUPERVISED, summarise, write_report
 
-SUPERVISED = "supervised only"
 INVERSION = "+ inversion loss"
 FIXMATCH = "+ FixMatch"
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
