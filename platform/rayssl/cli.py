@@ -16,6 +16,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayssl", description=__doc__)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Ray's own output: worker logs, Tune status tables, Train report lines, Ray warnings")
     sub = parser.add_subparsers(dest="command", required=True)
 
     shards = sub.add_parser("shards", help="build or validate parquet image shards").add_subparsers(dest="action", required=True)
@@ -50,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from rayssl import console
+
+    console.set_verbose(args.verbose)
     # Imported late so `rayssl --help` and config errors do not pay for importing Ray and torch.
     from ray.train import TrainingFailedError
 

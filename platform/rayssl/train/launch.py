@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from rayssl import console
 from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
 from rayssl.data.labelled import load_labelled, select_labels
@@ -20,6 +22,7 @@ from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.progress import RunProgress
 
 
 BLOCK_BACKBONES = ("cnn", "small_cnn", "large_cnn")  # backbones with `blocks`: the multiscale inversion's layers
@@ -63,12 +66,15 @@ def init_ray(cfg: RayInitConfig) -> None:
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    # Quiet unless --verbose (rayssl.console): worker/actor output stays in Ray's session logs
+    # (`ray logs`, the dashboard), and the driver's `ray` logger says only warnings and errors.
+    quiet = {} if console.verbose() else {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address)
+        ray.init(address=address, **quiet)
     else:
         # "local": a new Ray of our own. A bare ray.init() would join whatever cluster
         # /tmp/ray/ray_current_cluster names (another user's, a test's) and then refuse num_cpus.
-        ray.init(address="local", num_cpus=cfg.num_cpus)
+        ray.init(address="local", num_cpus=cfg.num_cpus, **quiet)
 
 
 def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config: dict, dataset: Any, callbacks: Any = ()) -> TorchTrainer:
@@ -90,19 +96,30 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=list(callbacks),
+            # Ray Train's per-report INFO lines ("Reporting training result ...") only with --verbose.
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if console.verbose() else "WARNING"),
         ),
         datasets={"train": dataset} if dataset is not None else {},
     )
 
 
-def _fit(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, callbacks: Any = ()) -> RunOutcome:
-    """Run (or resume) the worker loop; an early stop (divergence, too many bad images) raises here."""
+def _fit(
+    cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, callbacks: Any = (),
+    progress: tuple[str, int] | None = None,
+) -> RunOutcome:
+    """Run (or resume) the worker loop; an early stop (divergence, too many bad images) raises here.
+
+    progress: (what, total optimiser steps) for a live display on this console; None inside a sweep's trials.
+    """
     run_dir = loop_config["run_dir"]
-    trainer = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks)
     status_uri = storage.join(run_dir, STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
-    result = trainer.fit()
+    if progress is None:
+        result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks).fit()
+    else:
+        with RunProgress(*progress) as board:
+            result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed, "progress": board}, dataset, callbacks).fit()
     metrics = dict(result.metrics or {})  # Ray Train: the metrics of the latest checkpoint
     if storage.exists(status_uri, cfg.storage):
         metrics = json.loads(storage.read_bytes(status_uri, cfg.storage))
@@ -133,18 +150,22 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     init_ray(cfg.ray)
 
     log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
+    # Each worker reads an equal share of the stream in full batches (drop_last).
+    steps_per_epoch = num_samples // cfg.train.num_workers // cfg.data.batch_size
     outcome = _fit(
         cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
         image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True),
+        progress=(f"pretrain {cfg.method}", cfg.train.epochs * steps_per_epoch),
     )
     log.info("pretraining done: %s", {k: v for k, v in outcome.metrics.items() if k not in ("status", "run_dir")})
     return outcome
 
 
-def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
+def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True) -> RunOutcome:
     """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
 
-    `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback).
+    `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback, and no
+    progress display: its trials run off the console).
     """
     log = get_logger()
     cfg = with_absolute_paths(cfg)
@@ -171,4 +192,4 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = ()) -> RunOutcome:
     }
     # Supervised only reads no unlabelled image: no stream at all.
     stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, strong_augment=strong) if s.uses_unlabelled else None
-    return _fit(cfg, loop_config, stream, callbacks)
+    return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None)

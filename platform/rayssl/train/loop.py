@@ -142,6 +142,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report({**last_metrics, "status": STATUS_OK})
         return
     tensorboard = RunWriter(run_dir, cfg.storage) if rank == 0 else None
+    # The driver's live progress display (rayssl.train.progress), fed by rank 0 without a round trip.
+    board = loop_config.get("progress") if rank == 0 else None
+    pretraining = isinstance(cfg, PretrainConfig)
+
+    def post_progress(round_index: int, **fields: float) -> None:
+        if board is not None:
+            board.post.remote({"step": global_step, **({"epoch": round_index + 1} if pretraining else {}), **fields})
     try:
         for round_index in range(start_round, job.num_rounds):
             model.train()
@@ -173,6 +180,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
                         return
                     log.info("round %d step %d loss %.4f", round_index, global_step, float(loss_sum) / max(samples, 1))
+                    post_progress(round_index, loss=float(loss_sum) / max(samples, 1), images_per_s=samples / (time.perf_counter() - started))
 
             if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
                 return
@@ -197,6 +205,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             log.info("round %d done: %s", round_index, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "run_dir"})
             if tensorboard is not None:
                 tensorboard.scalars(metrics, global_step)
+            post_progress(round_index, **{k: metrics[k] for k in ("loss", "images_per_s", "val_acc") if k in metrics})
             last_round = round_index == job.num_rounds - 1
             if rank == 0 and (last_round or (round_index + 1) % cfg.train.checkpoint_every == 0):
                 images = job.on_checkpoint(run_dir, round_index)

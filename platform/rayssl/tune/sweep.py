@@ -17,6 +17,7 @@ from typing import Any
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from rayssl import console
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
 from rayssl.eval.classifier import accuracy_on_test_split
@@ -25,6 +26,7 @@ from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
+from rayssl.tune.progress import SweepProgress
 from rayssl.tune.report import SUPERVISED, summarise, write_report
 
 INVERSION = "+ inversion loss"
@@ -60,7 +62,7 @@ def trial_config(config: dict[str, Any]) -> FinetuneConfig:
 def run_trial(config: dict[str, Any]) -> None:
     """Tune trainable: one fine-tuning run on Ray Train, reporting every epoch to Tune."""
     trial_id = ray.tune.get_context().get_trial_id()
-    run_finetune(trial_config({**config, "trial_name": f"trial_{trial_id}"}), callbacks=[TuneReportCallback()])
+    run_finetune(trial_config({**config, "trial_name": f"trial_{trial_id}"}), callbacks=[TuneReportCallback()], show_progress=False)
 
 
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
@@ -102,6 +104,9 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             storage_path=root,
             storage_filesystem=fs,
             failure_config=ray.tune.FailureConfig(max_failures=cfg.trial_max_failures),
+            # Tune's status tables only with --verbose; SweepProgress shows trials done / running / pending.
+            verbose=None if console.verbose() else 0,
+            callbacks=[SweepProgress(len(cfg.budgets) * len(variants) * len(cfg.label_seeds) * cfg.samples)],
         ),
     )
 

@@ -1,0 +1,82 @@
+"""What a person sees on the console: RaySSL's own lines and one live progress display per job.
+
+Quiet by default: Ray's machinery (worker and actor output forwarded to the driver, Tune's status
+tables, Ray Train's per-report lines, deprecation warnings raised inside Ray) stays in Ray's log
+files, through Ray's own switches (`log_to_driver`, Tune `verbose`, `ray.train.LoggingConfig`,
+the `ray` logger's level), not by filtering text. `rayssl --verbose` turns all of it back on.
+Errors are never hidden: a failed run raises on the driver with its cause.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+_verbose = False
+
+
+def set_verbose(on: bool) -> None:
+    """`--verbose`: Ray's own output back on the console (read by rayssl.train.launch and rayssl.tune.sweep)."""
+    global _verbose
+    _verbose = on
+    if not on:
+        # Deprecation notices Ray raises about its own internals are not the user's to act on.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+
+
+def verbose() -> bool:
+    return _verbose
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class ProgressDisplay:
+    """A live progress display: a tqdm bar on an interactive terminal; elsewhere (CI, files,
+    `ray job logs`) one plain line every `every_s` seconds and one when it closes.
+
+    update(done, **fields): `done` units of `total` finished; fields (loss, epoch, ...) are shown beside it.
+    """
+
+    def __init__(self, desc: str, total: int, unit: str, every_s: float = 30.0, stream: TextIO | None = None) -> None:
+        self.desc, self.total, self.unit, self.every_s = desc, max(total, 1), unit, every_s
+        self.stream = stream or sys.stderr
+        self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True) if self.stream.isatty() else None
+        self.started = self.last_line = time.monotonic()
+        self.done, self.fields = 0, {}
+
+    def update(self, done: int, **fields: Any) -> None:
+        self.done, self.fields = min(done, self.total), {**self.fields, **fields}
+        if self.bar is not None:
+            self.bar.update(self.done - self.bar.n)
+            self.bar.set_postfix({k: _format(v) for k, v in self.fields.items()}, refresh=True)
+        elif time.monotonic() - self.last_line >= self.every_s:
+            self._line()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        eta = f", ETA {_duration(elapsed * (self.total - self.done) / self.done)}" if 0 < self.done < self.total else ""
+        fields = "".join(f", {k} {_format(v)}" for k, v in self.fields.items())
+        return f"{self.desc}: {self.done}/{self.total} {self.unit}s ({100 * self.done / self.total:.0f}%){fields}, {_duration(elapsed)} elapsed{eta}"
+
+    def _line(self) -> None:
+        print(self.line(), file=self.stream, flush=True)
+        self.last_line = time.monotonic()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            self._line()
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

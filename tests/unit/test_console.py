@@ -1,0 +1,27 @@
+"""The console's progress display (rayssl.console) on a non-interactive stream."""
+
+from __future__ import annotations
+
+import io
+
+from rayssl.console import ProgressDisplay
+
+
+def test_non_interactive_progress_prints_rate_limited_lines_and_a_final_one():
+    out = io.StringIO()  # not a terminal: plain lines, no bar
+    progress = ProgressDisplay("pretrain nat", 200, "step", every_s=3600, stream=out)
+    for step in range(1, 201):
+        progress.update(step, loss=1.0 / step)
+    assert out.getvalue() == ""  # nothing yet: one line per every_s
+    progress.update(200, epoch=3)
+    progress.close()
+    (line,) = out.getvalue().splitlines()
+    assert line.startswith("pretrain nat: 200/200 steps (100%), loss 0.005, epoch 3,") and "elapsed" in line
+
+
+def test_eta_from_the_rate_so_far():
+    out = io.StringIO()
+    progress = ProgressDisplay("fine-tune", 100, "step", every_s=0, stream=out)
+    progress.started -= 60  # 25 steps took a minute: 75 more take three
+    progress.update(25, loss=0.5)
+    assert "fine-tune: 25/100 steps (25%), loss 0.5, 1m00s elapsed, ETA 3m00s" in out.getvalue()
