@@ -55,7 +55,7 @@ bench: $(STAMP)
 # The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; tens of minutes on 2 cores).
 bench-mnist: $(STAMP)
 	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
-	$(PY) bench/mnist_5labels.py
+	$(PY) bench/few_labels.py
 
 clean:
 	rm -rf runs data/shards bench/out

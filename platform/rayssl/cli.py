@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray.train import TrainingFailedError
 
     from rayssl.data.quarantine import QuarantineThresholdExceeded
+    from rayssl.data.storage import ObjectStoreError
     from rayssl.data.shards import ShardError
     from rayssl.data.sources import SourceError
     from rayssl.train.launch import TrainingDiverged
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ObjectStoreError as exc:
+        print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except TrainingFailedError as exc:
         # Workers kept failing after FailureConfig's retries: a one-line reason and a non-zero
         # exit (so `ray job submit` reports FAILED); the last checkpoint stays for a resume.

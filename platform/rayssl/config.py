@@ -56,6 +56,16 @@ class StorageConfig:
 
     s3_endpoint: str | None = None  # e.g. "http://127.0.0.1:9000" for MinIO/moto; None = AWS
     s3_region: str = "us-east-1"
+    # An unreachable or silent store fails an operation after at most about
+    # s3_max_attempts x (s3_connect_timeout_s + s3_request_timeout_s) + backoff (~1 min by default),
+    # never hangs. s3_request_timeout_s is a stall limit (no byte for that long), not a cap on a
+    # large transfer. Ray Data reads and Ray Train checkpoints use the same filesystem object.
+    s3_connect_timeout_s: float = 5.0
+    s3_request_timeout_s: float = 10.0
+    s3_max_attempts: int = 4  # AWS "standard" retry mode: 5xx, throttling and network errors, with backoff
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "s3_connect_timeout_s", "s3_request_timeout_s", "s3_max_attempts")
 
 
 @dataclass(frozen=True)

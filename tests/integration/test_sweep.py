@@ -104,6 +104,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     report = json.loads((sweep_dir / "label_efficiency.json").read_text())
     assert len(report["rows"]) == 2 and len(report["draws"]) == 4
     assert not any(str(tmp_path) in d["checkpoint"] for d in report["draws"])  # relative to the sweep
+    assert all(tensorboard_scalars(sweep_dir / d["tensorboard"])["val_acc"] for d in report["draws"])  # each trial's curves
     md = (sweep_dir / "label_efficiency.md").read_text()
     assert "| labels / class | supervised only | + inversion loss |" in md and "(n=2)" in md
     assert "| labels per class to reach | 90% of best" in md and len(report["labels_needed"]) == 2 * 3  # 2 variants x 3 levels

@@ -140,6 +140,9 @@ BAD_VALUES = [
     (SweepConfig, "trial_max_failures=-1", "trial_max_failures"),
     (SweepConfig, "finetune.optim.lr=0", r"finetune\.optim\.lr"),  # nested sections name the full path
     (SweepConfig, "finetune.data.batch_size=-5", r"finetune\.data\.batch_size"),
+    (PretrainConfig, "storage.s3_connect_timeout_s=0", r"storage\.s3_connect_timeout_s"),
+    (PretrainConfig, "storage.s3_request_timeout_s=-1", r"storage\.s3_request_timeout_s"),
+    (PretrainConfig, "storage.s3_max_attempts=0", r"storage\.s3_max_attempts"),
 ]
 
 

@@ -9,12 +9,41 @@ AWS/GCP chain (instance profile, IRSA, workload identity).
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from rayssl.config import StorageConfig
+
+
+class ObjectStoreError(OSError):
+    """An object store did not answer within its retries and timeouts (StorageConfig). Names the
+    endpoint and the object, so a dead endpoint reads as one line, not as a hang or a traceback."""
+
+
+def endpoint_of(uri: str, storage: StorageConfig) -> str:
+    scheme = urlparse(uri).scheme
+    if scheme == "s3":
+        return storage.s3_endpoint or f"AWS S3 ({storage.s3_region})"
+    return "Google Cloud Storage" if scheme in ("gs", "gcs") else "the local filesystem"
+
+
+@contextmanager
+def reaching(uri: str, storage: StorageConfig) -> Iterator[None]:
+    """Turn a remote store's network or server error into ObjectStoreError; a missing object
+    stays FileNotFoundError, local errors pass through."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not is_remote(uri) or isinstance(exc, ObjectStoreError):
+            raise
+        attempts = f" after {storage.s3_max_attempts} attempts" if urlparse(uri).scheme == "s3" else ""
+        raise ObjectStoreError(f"object store {endpoint_of(uri, storage)} failed{attempts} for {uri}: {exc}") from exc
 
 
 def is_remote(uri: str) -> bool:
@@ -40,16 +69,25 @@ def resolve(uri: str, storage: StorageConfig = StorageConfig()) -> tuple[pafs.Fi
 
 def _s3(storage: StorageConfig) -> pafs.S3FileSystem:
     if storage.s3_endpoint is None:
-        return pafs.S3FileSystem(region=storage.s3_region)
+        return pafs.S3FileSystem(**_s3_limits(storage))
     endpoint = urlparse(storage.s3_endpoint)
     if not endpoint.scheme or not endpoint.netloc:
         raise ValueError(f"storage.s3_endpoint must look like http://host:port, got {storage.s3_endpoint!r}")
     return pafs.S3FileSystem(
         endpoint_override=endpoint.netloc,
         scheme=endpoint.scheme,
-        region=storage.s3_region,
         allow_bucket_creation=True,
+        **_s3_limits(storage),
     )
+
+
+def _s3_limits(storage: StorageConfig) -> dict:
+    return {
+        "region": storage.s3_region,
+        "connect_timeout": storage.s3_connect_timeout_s,
+        "request_timeout": storage.s3_request_timeout_s,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=storage.s3_max_attempts),
+    }
 
 
 def join(base: str, *parts: str) -> str:
@@ -67,31 +105,35 @@ def relative_to(uri: str | None, base: str) -> str | None:
 
 def write_bytes(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:
     fs, path = resolve(uri, storage)
-    fs.create_dir(posixpath.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
+    with reaching(uri, storage):
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
 
 
 def read_bytes(uri: str, storage: StorageConfig = StorageConfig()) -> bytes:
     fs, path = resolve(uri, storage)
-    with fs.open_input_stream(path) as src:
+    with reaching(uri, storage), fs.open_input_stream(path) as src:
         return src.read()
 
 
 def exists(uri: str, storage: StorageConfig = StorageConfig()) -> bool:
     fs, path = resolve(uri, storage)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    with reaching(uri, storage):
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def delete(uri: str, storage: StorageConfig = StorageConfig()) -> None:
     fs, path = resolve(uri, storage)
-    fs.delete_file(path)
+    with reaching(uri, storage):
+        fs.delete_file(path)
 
 
 def list_files(uri: str, storage: StorageConfig = StorageConfig(), suffix: str = "") -> list[str]:
     """Paths (inside the filesystem) of the files directly or recursively under `uri`."""
     fs, path = resolve(uri, storage)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return []
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    with reaching(uri, storage):
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return []
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))

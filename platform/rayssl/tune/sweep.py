@@ -173,6 +173,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
             "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta, "consistency": trial_cfg.semisup.consistency,
             "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"], "test_acc": test_acc[budget, variant, label_seed],
             "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
+            "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
         })
         log.info("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
     rows = summarise(draws)
