@@ -6,9 +6,12 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
-from rayssl.config import PretrainConfig, load_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rayssl.config import PretrainConfig, StorageConfig, load_config
+from rayssl.data import storage
 
 # The S3 secret the integration tests run under (moto accepts any): it must never appear in a
 # run's files, the console or Ray's logs.
@@ -61,3 +64,10 @@ def tensorboard_scalars(log_dir: Path | str) -> dict[str, list[int]]:
     """{scalar tag: [global steps]} of the TensorBoard event files in log_dir."""
     events = tensorboard_events(log_dir)
     return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig(), images: int = 48) -> torch.Tensor:
+    """The NAT assignment table in a checkpoint maps the `images` train samples one-to-one onto targets."""
+    table = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "method.pt"), storage_cfg)), weights_only=True)["table"]
+    assert torch.equal(torch.sort(table).values, torch.arange(images))
+    return table

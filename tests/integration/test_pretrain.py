@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import SECRET_SENTINEL, make_image_folder, tensorboard_scalars, tiny_config
+from helpers import SECRET_SENTINEL, assert_table_is_bijection, make_image_folder, tensorboard_scalars, tiny_config
 
 from rayssl import cli
 from rayssl.config import StorageConfig, to_dict
@@ -23,12 +22,6 @@ from rayssl.train.launch import TrainingDiverged, run_pretrain
 pytestmark = pytest.mark.integration
 
 TRAIN_IMAGES = 48  # 2 classes x 24; 2 workers x batch 8 -> 3 steps per epoch
-
-
-def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig()) -> torch.Tensor:
-    table = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "method.pt"), storage_cfg)), weights_only=True)["table"]
-    assert torch.equal(torch.sort(table).values, torch.arange(TRAIN_IMAGES))
-    return table
 
 
 def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):

@@ -42,7 +42,7 @@ def reaching(uri: str, storage: StorageConfig) -> Iterator[None]:
     except OSError as exc:
         if not is_remote(uri) or isinstance(exc, ObjectStoreError):
             raise
-        attempts = f" after {storage.s3_max_attempts} attempts" if urlparse(uri).scheme == "s3" else ""
+        attempts = f" (retried up to {storage.s3_max_attempts} attempts)" if urlparse(uri).scheme == "s3" else ""
         raise ObjectStoreError(f"object store {endpoint_of(uri, storage)} failed{attempts} for {uri}: {exc}") from exc
 
 

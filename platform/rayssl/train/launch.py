@@ -115,11 +115,15 @@ def _fit(
     status_uri = storage.join(run_dir, STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
-    if progress is None:
-        result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks).fit()
-    else:
-        with RunProgress(*progress) as board:
-            result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed, "progress": board}, dataset, callbacks).fit()
+    try:
+        if progress is None:
+            result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks).fit()
+        else:
+            with RunProgress(*progress) as board:
+                result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed, "progress": board}, dataset, callbacks).fit()
+    except ray.train.TrainingFailedError as exc:
+        _raise_if_store_unreachable(cfg, run_dir, exc)
+        raise
     metrics = dict(result.metrics or {})  # Ray Train: the metrics of the latest checkpoint
     if storage.exists(status_uri, cfg.storage):
         metrics = json.loads(storage.read_bytes(status_uri, cfg.storage))
@@ -136,6 +140,17 @@ def _fit(
     if checkpoint is None:
         raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
     return RunOutcome(run_dir, checkpoint, metrics)
+
+
+def _raise_if_store_unreachable(cfg: PretrainConfig | FinetuneConfig, run_dir: str, failure: Exception) -> None:
+    """After a failed run: if its object store no longer answers, say that (endpoint and object,
+    rayssl.data.storage.ObjectStoreError) instead of the workers' tracebacks it caused."""
+    for uri in (storage.join(run_dir, "config.yaml"), storage.join(cfg.data.shards, "manifest.json")):
+        if storage.is_remote(uri):
+            try:
+                storage.exists(uri, cfg.storage)
+            except storage.ObjectStoreError as unreachable:
+                raise unreachable from failure
 
 
 def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
