@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rayssl.config import PretrainConfig, StorageConfig, load_config
 from rayssl.data import storage
+from rayssl.train import ledger
 
 # The S3 secret the integration tests run under (moto accepts any): it must never appear in a
 # run's files, the console or Ray's logs.
@@ -71,3 +73,14 @@ def assert_table_is_bijection(checkpoint_uri: str, storage_cfg: StorageConfig = 
     table = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "method.pt"), storage_cfg)), weights_only=True)["table"]
     assert torch.equal(torch.sort(table).values, torch.arange(images))
     return table
+
+
+def committed_ledger(checkpoint_uri: str, storage_cfg: StorageConfig = StorageConfig()) -> list[dict]:
+    """The per-epoch exactly-once ledger a checkpoint committed (rayssl.train.ledger)."""
+    return json.loads(storage.read_bytes(storage.join(checkpoint_uri, "meta.json"), storage_cfg))["ledger"]
+
+
+def assert_every_sample_once_per_epoch(checkpoint_uri: str, epochs: int, storage_cfg: StorageConfig = StorageConfig(), images: int = 48) -> None:
+    """The committed model saw each of the `images` train samples exactly once in each of `epochs` epochs."""
+    rows = ledger.audit(committed_ledger(checkpoint_uri, storage_cfg), images)
+    assert [r["epoch"] for r in rows] == list(range(epochs)) and all(r["exactly_once"] for r in rows), rows

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from fault_proxy import FaultProxy
-from helpers import assert_table_is_bijection, make_image_folder, tiny_config
+from helpers import assert_every_sample_once_per_epoch, assert_table_is_bijection, make_image_folder, tiny_config
 
 from rayssl.config import StorageConfig
 from rayssl.data import storage
@@ -52,6 +52,7 @@ def test_pretraining_finishes_through_a_store_failing_one_request_in_ten(ray_loc
     kept = checkpoint_dirs("s3://rayssl-flaky/runs/flaky", StorageConfig(s3_endpoint=s3_endpoint))
     assert len(kept) == 2 and all(CHECKPOINT_FILES <= files for files in kept.values()), kept
     assert_table_is_bijection(outcome.checkpoint, StorageConfig(s3_endpoint=s3_endpoint))
+    assert_every_sample_once_per_epoch(outcome.checkpoint, epochs=3, storage_cfg=StorageConfig(s3_endpoint=s3_endpoint))
 
 
 def test_store_gone_mid_run_fails_fast_naming_endpoint_and_object(ray_local, s3_endpoint, tmp_path):

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import SECRET_SENTINEL, assert_table_is_bijection, make_image_folder, tensorboard_scalars, tiny_config
+from helpers import (
+    SECRET_SENTINEL, assert_every_sample_once_per_epoch, assert_table_is_bijection, committed_ledger, make_image_folder,
+    tensorboard_scalars, tiny_config,
+)
 
 from rayssl import cli
 from rayssl.config import StorageConfig, to_dict
@@ -16,7 +19,7 @@ from rayssl.data.shards import ShardError, write_shards
 from rayssl.data.sources import load_source
 from rayssl.eval.run import run_eval
 from rayssl.methods.nat import initial_table
-from rayssl.train import checkpoints
+from rayssl.train import checkpoints, ledger
 from rayssl.train.launch import TrainingDiverged, run_pretrain
 
 pytestmark = pytest.mark.integration
@@ -58,6 +61,7 @@ def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path)
     # 3 epochs x 3 steps: the interrupted epoch was redone from its start, not counted twice.
     assert outcome.metrics["epoch"] == 2 and outcome.metrics["global_step"] == 9
     assert_table_is_bijection(outcome.checkpoint)
+    assert_every_sample_once_per_epoch(outcome.checkpoint, epochs=3)  # the redone epoch counted once
 
 
 def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_path, capsys):
@@ -84,6 +88,11 @@ def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
     assert outcome.metrics["quarantined"] == 1
     # 47 good rows: equal split over 2 workers -> 23 each -> 2 full batches of 8 per epoch.
     assert outcome.metrics["global_step"] == 4
+    # The ledger lists the quarantined sample and counts what was trained: 2 x 16 of the 47 good ones
+    # (equal split and whole batches leave 15 out; the audit shows it as a difference, not as "exactly once").
+    for line, audit in zip(committed_ledger(outcome.checkpoint), ledger.audit(committed_ledger(outcome.checkpoint), 48, [records["train/train/class1/img005.png"]["index"]])):
+        assert line["quarantined"] == ["train/class1/img005.png"] and line["samples"] == 32
+        assert audit["expected"] == 47 and audit["difference"] == -15 and not audit["exactly_once"]
 
     strict = tiny_config(str(shards), str(tmp_path / "runs"), "corrupt_strict", "data.quarantine_threshold=0.001")
     with pytest.raises(quarantine.QuarantineThresholdExceeded, match="1 of 48 images"):

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
 from rayssl.logs import get_logger
-from rayssl.train import checkpoints
+from rayssl.train import checkpoints, ledger
 from rayssl.train.steps import FinetuneStep, JobStep, PretrainStep
 from rayssl.train.tensorboard import RunWriter
 
@@ -114,13 +114,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     torch.manual_seed(loop_config["seed"])  # identical initial weights on every rank
     cfg, job = _build_job(loop_config)
-    start_round, global_step, last_metrics = 0, 0, {}
+    start_round, global_step, last_metrics, epoch_ledger = 0, 0, {}, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             model_state, optim_state, method_state, meta = checkpoints.load_local(Path(d))
         job.load_state_dict({"model": model_state, "optimizer": optim_state, "method": method_state})
         start_round, global_step, last_metrics = meta["epoch"], meta["global_step"], meta.get("metrics", {})
+        epoch_ledger = meta.get("ledger", [])  # the committed epochs; a redone epoch is counted afresh
         log.info("resumed from checkpoint: round %d, step %d", start_round, global_step)
 
     # From here on: per-rank randomness (MAE masks, labelled draws, augmentation on the worker).
@@ -156,6 +157,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             loss_sum, samples = torch.zeros((), dtype=torch.float64, device=device), 0
             stat_sums: dict[str, torch.Tensor] = {}
             first_bad_step = torch.tensor(-1, dtype=torch.int64, device=device)
+            trained = ledger.sketch_of(torch.empty(0, dtype=torch.int64))  # this rank's samples this round
             started = time.perf_counter()
             for batch in job.round_batches(epoch, round_index, device):
                 _maybe_crash(cfg, rank, global_step)
@@ -171,6 +173,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 job.optimizer.step()
                 job.after_step()
                 n = len(batch["index"])
+                if job.keeps_ledger:
+                    trained = ledger.combine(trained, ledger.sketch_of(batch["index"].cpu()))
                 loss_sum += loss.detach().double() * n
                 samples += n
                 for name, value in stats.items():
@@ -187,7 +191,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             names = sorted(stat_sums)
             counts = [loss_sum.cpu(), torch.tensor(float(samples), dtype=torch.float64), *(stat_sums[k].cpu() for k in names)]
             totals = _all_reduce(torch.stack(counts))
-            quarantined = _quarantined_count(run_dir, cfg, rank)
+            quarantined_ids = _quarantined_ids(run_dir, cfg, rank)
+            quarantined = int(_all_reduce(torch.tensor(len(quarantined_ids))))
+            if job.keeps_ledger:
+                epoch_ledger = [*epoch_ledger, ledger.entry(round_index, ledger.combine(_all_reduce(trained)), quarantined_ids)]
             metrics = {
                 "epoch": round_index,  # the round: an epoch for pretraining, eval_every steps for fine-tuning
                 "global_step": global_step,
@@ -215,7 +222,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     checkpoints.save_local(
                         Path(tmp), state["model"], state["optimizer"], state["method"],
-                        {"epoch": round_index + 1, "global_step": global_step, "metrics": metrics},
+                        {"epoch": round_index + 1, "global_step": global_step, "metrics": metrics, "ledger": epoch_ledger},
                     )
                     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             else:
@@ -237,10 +244,11 @@ def _diverged(first_bad_step: torch.Tensor, round_index: int, run_dir: str, cfg:
     return True
 
 
-def _quarantined_count(run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int) -> int:
-    """Distinct quarantined training samples so far; rank 0 reads, every rank gets the same count."""
-    count = torch.tensor(len(quarantine.read_records(run_dir, cfg.storage, split="train")) if rank == 0 else 0)
-    return int(_all_reduce(count))
+def _quarantined_ids(run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int) -> list[str]:
+    """sample_ids of the distinct quarantined training samples so far, read by rank 0 (other ranks: [])."""
+    if rank != 0:
+        return []
+    return [r["sample_id"] for r in quarantine.read_records(run_dir, cfg.storage, split="train").values()]
 
 
 def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int) -> None:

@@ -35,6 +35,7 @@ class JobStep(Protocol):
     optimizer: torch.optim.Optimizer
     num_rounds: int
     wrap_ddp: bool  # False: the loop all-reduces gradients itself (double backward does not go through DDP)
+    keeps_ledger: bool  # True: a round is an epoch, and the loop records which samples it trained (rayssl.train.ledger)
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]: ...
 
@@ -65,6 +66,7 @@ class PretrainStep:
     """Self-supervised pretraining with a registered method; one round = one epoch of the shard."""
 
     wrap_ddp = True
+    keeps_ledger = True
 
     def __init__(self, cfg: PretrainConfig, num_samples: int) -> None:
         self.cfg = cfg
@@ -119,6 +121,7 @@ class FinetuneStep:
     """
 
     wrap_ddp = False
+    keeps_ledger = False  # a round is a number of steps, not a pass over the corpus
 
     def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray, labelled_indices: np.ndarray,
                  val_images: np.ndarray, val_labels: np.ndarray, val_indices: np.ndarray) -> None:
