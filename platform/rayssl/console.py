@@ -50,6 +50,7 @@ class ProgressDisplay:
         self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True) if self.stream.isatty() else None
         self.started = self.last_line = time.monotonic()
         self.done, self.fields = 0, {}
+        self.printed: tuple | None = None  # (done, fields) of the last plain line
 
     def update(self, done: int, **fields: Any) -> None:
         self.done, self.fields = min(done, self.total), {**self.fields, **fields}
@@ -68,11 +69,12 @@ class ProgressDisplay:
     def _line(self) -> None:
         print(self.line(), file=self.stream, flush=True)
         self.last_line = time.monotonic()
+        self.printed = (self.done, dict(self.fields))
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.printed != (self.done, self.fields):  # the last line already said it all
             self._line()
 
 

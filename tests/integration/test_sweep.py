@@ -170,3 +170,16 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     after = checkpoint_epochs(sweep_dir / "trials" / f"trial_{trial_id}")
     assert after == before, f"trial {trial_id} was trained again after the restore"
     assert_sweep_left_nothing_alive(ray_local, alive_before)
+
+
+def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_local, local_shards, tmp_path):
+    # 1 budget x 2 variants x 3 label draws x 2 samples; 2 rounds each, so ASHA may stop the weaker
+    # sample of a cell after its first round (Ray issue #54305 concerns exactly those trials).
+    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "label_seeds=[0, 1, 2]", "samples=2", "max_concurrent_trials=3",
+                       "grace_period=1", "finetune.schedule.steps=4", "finetune.schedule.eval_every=2")
+    before = alive_resources(ray_local)
+    rows = run_sweep(cfg)
+    assert sorted((r["variant"], r["draws"]) for r in rows) == [("+ inversion loss", 3), ("supervised only", 3)]
+    trial_dirs = sorted((tmp_path / "runs" / "sweep" / "trials").glob("trial_*"))
+    assert len(trial_dirs) == 12
+    assert_sweep_left_nothing_alive(ray_local, before)

@@ -25,3 +25,11 @@ def test_eta_from_the_rate_so_far():
     progress.started -= 60  # 25 steps took a minute: 75 more take three
     progress.update(25, loss=0.5)
     assert "fine-tune: 25/100 steps (25%), loss 0.5, 1m00s elapsed, ETA 3m00s" in out.getvalue()
+
+
+def test_close_does_not_repeat_a_line_that_said_it_all():
+    out = io.StringIO()
+    progress = ProgressDisplay("sweep", 4, "trial", every_s=0, stream=out)
+    progress.update(4, running=0)
+    progress.close()
+    assert len(out.getvalue().splitlines()) == 1
