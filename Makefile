@@ -51,8 +51,9 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/mae_sparsity.py
 	$(PY) bench/tune_overhead.py
+	$(PY) bench/faults.py
 
-# The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; tens of minutes on 2 cores).
+# The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; about an hour on 2 cores).
 bench-mnist: $(STAMP)
 	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
 	$(PY) bench/few_labels.py

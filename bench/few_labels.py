@@ -52,8 +52,8 @@ SETTINGS = {
         "CIFAR-10, 25 labels per class", "configs/semisup_cifar10.yaml", 25,
         "94.93 ± 0.65% (Sohn et al., FixMatch, arXiv 2001.07685, 250 labels, WRN-28-2, 2^20 steps on GPUs)",
         {
-            "supervised only": (["semisup.alpha=0"], None),
-            "+ FixMatch": (["semisup.consistency=1.0", "train.num_to_keep=30"], None),
+            "supervised only": (["semisup.alpha=0", "schedule.steps=1500"], None),
+            "+ FixMatch": (["semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30"], None),
         },
     ),
 }

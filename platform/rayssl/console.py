@@ -9,6 +9,7 @@ Errors are never hidden: a failed run raises on the driver with its cause.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
@@ -30,6 +31,16 @@ def set_verbose(on: bool) -> None:
 
 def verbose() -> bool:
     return _verbose
+
+
+def quiet_console_handlers(logger_name: str) -> None:
+    """Unless --verbose: a library logger's console handlers say only warnings and errors; its
+    file handlers (Ray Data's ray-data.log in the session logs) keep everything."""
+    if _verbose:
+        return
+    for handler in logging.getLogger(logger_name).handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def _duration(seconds: float) -> str:

@@ -33,3 +33,16 @@ def test_close_does_not_repeat_a_line_that_said_it_all():
     progress.update(4, running=0)
     progress.close()
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_quiet_console_handlers_leave_file_handlers_alone(tmp_path):
+    import logging
+
+    from rayssl import console
+
+    logger = logging.getLogger("rayssl-test-library")
+    stream, file = logging.StreamHandler(io.StringIO()), logging.FileHandler(tmp_path / "lib.log")
+    logger.handlers = [stream, file]
+    console.quiet_console_handlers("rayssl-test-library")
+    assert stream.level == logging.WARNING and file.level == logging.NOTSET
+    file.close()

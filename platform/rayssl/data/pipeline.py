@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import ray.data
 
+from rayssl import console
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine, storage
 from rayssl.data.decode import ImageSpec, decode_batch
@@ -70,6 +71,7 @@ def image_dataset(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.use_datasource_v2 = False
+    console.quiet_console_handlers("ray.data")  # planning lines ("Estimated parquet encoding ratio ...") stay in ray-data.log
     ds = ray.data.read_parquet(paths, filesystem=fs)
     fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, strong_augment)
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)
