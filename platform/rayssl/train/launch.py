@@ -75,6 +75,9 @@ def init_ray(cfg: RayInitConfig) -> None:
         # "local": a new Ray of our own. A bare ray.init() would join whatever cluster
         # /tmp/ray/ray_current_cluster names (another user's, a test's) and then refuse num_cpus.
         ray.init(address="local", num_cpus=cfg.num_cpus, **quiet)
+    # Tune and Train log through the `ray` logger's console handler at INFO whatever ray.init set
+    # ("To visualize your results with TensorBoard ..." names Tune's own artifacts, not ours).
+    console.quiet_console_handlers("ray")
 
 
 def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config: dict, dataset: Any, callbacks: Any = ()) -> TorchTrainer:

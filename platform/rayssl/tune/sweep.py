@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import ray.tune
@@ -66,6 +67,10 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
+    if not console.verbose():
+        # Tune's new output engine prints its experiment header whatever `verbose` says; its
+        # documented switch back to the classic engine makes verbose=0 silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     # The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
