@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayssl", description=__doc__)
     parser.add_argument("--verbose", action="store_true",
                         help="also show Ray's own output: worker logs, Tune status tables, Train report lines, Ray warnings")
+    parser.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                        help="where there is no terminal (CI, ray job logs): seconds between two progress lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     shards = sub.add_parser("shards", help="build or validate parquet image shards").add_subparsers(dest="action", required=True)
@@ -44,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="Ray Tune sweep -> label-efficiency table and plot")
     _add_config_args(sweep)
 
+    runs = sub.add_parser("runs", help="list the runs under a storage path, or `runs show NAME` for one",
+                          usage="rayssl runs [PATH] | rayssl runs show NAME [--path PATH]")
+    runs.add_argument("words", nargs="*", metavar="PATH | show NAME", help="storage path to list (default: runs)")
+    runs.add_argument("--path", default="runs", help="storage path holding the runs (local or s3://)")
+    runs.add_argument("--s3-endpoint")
+    runs.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
+                      help="a run whose heartbeat is older than this is listed as interrupted, not running")
+
     evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
     _add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", help="checkpoint URI (default: the run's latest)")
@@ -55,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from rayssl import console
 
     console.set_verbose(args.verbose)
+    try:
+        console.set_progress_every(args.progress_every)
+    except ValueError as exc:
+        print(f"rayssl: error: {exc}", file=sys.stderr)
+        return 2
     # Imported late so `rayssl --help` and config errors do not pay for importing Ray and torch.
     from ray.train import TrainingFailedError
 
@@ -94,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.action} ok: {args.out if args.action == 'build' else args.uri} ({summary})")
         return 0
 
+    if args.command == "runs":
+        return _runs(args)
     if args.command == "finetune":
         from rayssl.eval.classifier import score_on_test_split
         from rayssl.train.launch import run_finetune
@@ -120,6 +137,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             run_eval(cfg, outcome.checkpoint)
         return 0
     run_eval(cfg, args.checkpoint)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from rayssl.data import storage
+    from rayssl.train.runs import list_runs, runs_table, show_run
+
+    storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
+    words = args.words
+    if words[:1] == ["show"]:
+        if len(words) != 2:
+            raise ConfigError("usage: rayssl runs show NAME [--path PATH]")
+        run_dir = words[1] if storage.is_remote(words[1]) else storage.join(args.path, words[1])
+        print(show_run(run_dir, args.path, storage_cfg, args.stale_after))
+        return 0
+    if len(words) > 1:
+        raise ConfigError(f"rayssl runs takes one storage path, got {words}")
+    root = words[0] if words else args.path
+    found = list_runs(root, storage_cfg, args.stale_after)
+    print(f"{len(found)} runs under {root}:\n{runs_table(found)}" if found else f"no runs under {root}")
     return 0
 
 

@@ -21,6 +21,7 @@ from rayssl.eval.run import run_eval
 from rayssl.methods.nat import initial_table
 from rayssl.train import checkpoints, ledger
 from rayssl.train.launch import TrainingDiverged, run_pretrain
+from rayssl.train.runs import list_runs
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,9 @@ def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
     assert [r["features"] for r in result["results"]] == ["random init", "NAT (epoch 2)"]
     assert all(0.0 <= r["knn_acc"] <= 1.0 and r["test_samples"] == 16 for r in result["results"])
     assert (Path(outcome.run_dir) / "eval.json").exists()
+    (listed,) = list_runs(str(tmp_path / "runs"))  # `rayssl runs` reads what the run wrote
+    assert (listed.name, listed.status, listed.rounds_done, listed.rounds_total) == ("local", "finished", 2, 2)
+    assert listed.headline.startswith("kNN ")
 
     # Same name again: Ray Train restores the run; nothing is retrained.
     again = run_pretrain(cfg)
@@ -73,6 +77,7 @@ def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_pa
     config_file.write_text(yaml.safe_dump(to_dict(cfg)))
     assert cli.main(["pretrain", "--config", str(config_file)]) == 1
     assert "training failed after its retries (train.max_failures)" in capsys.readouterr().err
+    assert [r.status for r in list_runs(str(tmp_path / "runs"))] == ["failed"]
 
 
 def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
@@ -106,6 +111,8 @@ def test_nan_loss_stops_as_diverged_and_keeps_last_checkpoint(ray_local, local_s
     latest = checkpoints.latest_checkpoint(str(tmp_path / "runs" / "nan"), StorageConfig())
     _, meta = checkpoints.load_model_state(latest, StorageConfig())
     assert meta["global_step"] == 3  # the epoch-0 checkpoint, not a diverged one
+    (listed,) = list_runs(str(tmp_path / "runs"))
+    assert (listed.status, listed.rounds_done, listed.headline) == ("diverged", 1, "loss not finite at step 4")
 
 
 def test_broken_shard_fails_before_training(ray_local, local_shards, tmp_path):

@@ -14,18 +14,18 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from rayssl import console
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
+from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
-from rayssl.train.loop import STATUS_DIVERGED, STATUS_FILE, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.runs import STATUS_FILE
 from rayssl.train.progress import RunProgress
 
 
-BLOCK_BACKBONES = ("cnn", "small_cnn", "large_cnn")  # backbones with `blocks`: the multiscale inversion's layers
 
 
 class TrainingDiverged(RuntimeError):
@@ -126,6 +126,8 @@ def _fit(
                 result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed, "progress": board}, dataset, callbacks).fit()
     except ray.train.TrainingFailedError as exc:
         _raise_if_store_unreachable(cfg, run_dir, exc)
+        # For `rayssl runs`; the next attempt under this name deletes it (above).
+        storage.write_bytes(status_uri, json.dumps({"status": "failed", "error": str(exc)[:2000]}).encode(), cfg.storage)
         raise
     metrics = dict(result.metrics or {})  # Ray Train: the metrics of the latest checkpoint
     if storage.exists(status_uri, cfg.storage):
@@ -189,9 +191,6 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
     s = cfg.semisup
-    if s.alpha > 0 and s.inversion == "multiscale" and not cfg.init and cfg.model.name not in BLOCK_BACKBONES:
-        # Checked again on the worker for pretrained backbones (their config names the model).
-        raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {cfg.model.name!r}")
     manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)

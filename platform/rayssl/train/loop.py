@@ -22,6 +22,7 @@ never saved. Divergence and too many quarantined images end the run through a re
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -36,12 +37,11 @@ import torch.distributed as dist
 from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
 from rayssl.logs import get_logger
-from rayssl.train import checkpoints, ledger
+from rayssl.train import checkpoints, ledger, runs
 from rayssl.train.steps import FinetuneStep, JobStep, PretrainStep
 from rayssl.train.tensorboard import RunWriter
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
-STATUS_FILE = "stopped.json"  # written only when a run stops early (diverged, too many bad images)
 
 
 def _collective_device() -> torch.device:
@@ -143,6 +143,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report({**last_metrics, "status": STATUS_OK})
         return
     tensorboard = RunWriter(run_dir, cfg.storage) if rank == 0 else None
+    # `rayssl runs` tells a running run from one whose process went away by this file's age.
+    last_heartbeat = -math.inf
+
+    def heartbeat(round_index: int, force: bool = False) -> None:
+        nonlocal last_heartbeat
+        if rank == 0 and (force or time.monotonic() - last_heartbeat >= runs.HEARTBEAT_EVERY_S):
+            last_heartbeat = time.monotonic()
+            try:
+                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index)
+            except OSError as exc:  # advisory: a store hiccup must not cost the run
+                log.warning("heartbeat not written: %s", exc)
+
     # The driver's live progress display (rayssl.train.progress), fed by rank 0 without a round trip.
     board = loop_config.get("progress") if rank == 0 else None
     pretraining = isinstance(cfg, PretrainConfig)
@@ -151,13 +163,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if board is not None:
             board.post.remote({"step": global_step, **({"epoch": round_index + 1} if pretraining else {}), **fields})
     try:
+        heartbeat(start_round, force=True)
         for round_index in range(start_round, job.num_rounds):
             model.train()
             # Running sums stay tensors; the host syncs only at log points and at the round's end.
             loss_sum, samples = torch.zeros((), dtype=torch.float64, device=device), 0
             stat_sums: dict[str, torch.Tensor] = {}
             first_bad_step = torch.tensor(-1, dtype=torch.int64, device=device)
-            trained = ledger.sketch_of(torch.empty(0, dtype=torch.int64))  # this rank's samples this round
+            # This rank's samples this round; the sketch stays on the device (no host sync per step).
+            trained = ledger.sketch_of(torch.empty(0, dtype=torch.int64, device=device))
             started = time.perf_counter()
             for batch in job.round_batches(epoch, round_index, device):
                 _maybe_crash(cfg, rank, global_step)
@@ -174,7 +188,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 job.after_step()
                 n = len(batch["index"])
                 if job.keeps_ledger:
-                    trained = ledger.combine(trained, ledger.sketch_of(batch["index"].cpu()))
+                    trained = ledger.combine(trained, ledger.sketch_of(batch["index"]))
                 loss_sum += loss.detach().double() * n
                 samples += n
                 for name, value in stats.items():
@@ -185,6 +199,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         return
                     log.info("round %d step %d loss %.4f", round_index, global_step, float(loss_sum) / max(samples, 1))
                     post_progress(round_index, loss=float(loss_sum) / max(samples, 1), images_per_s=samples / (time.perf_counter() - started))
+                    heartbeat(round_index)
 
             if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
                 return
@@ -213,6 +228,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if tensorboard is not None:
                 tensorboard.scalars(metrics, global_step)
             post_progress(round_index, **{k: metrics[k] for k in ("loss", "images_per_s", "val_acc") if k in metrics})
+            heartbeat(round_index, force=True)
             last_round = round_index == job.num_rounds - 1
             if rank == 0 and (last_round or (round_index + 1) % cfg.train.checkpoint_every == 0):
                 images = job.on_checkpoint(run_dir, round_index)
@@ -255,5 +271,5 @@ def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig | FinetuneCo
     """End the run early without a checkpoint. Ray Train's Result only carries the metrics of the
     latest checkpoint, so rank 0 also leaves the status where the driver reads it."""
     if rank == 0:
-        storage.write_bytes(storage.join(run_dir, STATUS_FILE), json.dumps(status).encode(), cfg.storage)
+        storage.write_bytes(storage.join(run_dir, runs.STATUS_FILE), json.dumps(status).encode(), cfg.storage)
     ray.train.report(status)
