@@ -10,6 +10,7 @@ Errors are never hidden: a failed run raises on the driver with its cause.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 _verbose = False
+_progress_every_s = 60.0
 
 
 def set_verbose(on: bool) -> None:
@@ -27,6 +29,17 @@ def set_verbose(on: bool) -> None:
     if not on:
         # Deprecation notices Ray raises about its own internals are not the user's to act on.
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+        # Tune's new output engine prints its experiment header whatever `verbose` says; its
+        # documented switch back to the classic engine makes Tune's verbose=0 silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+def set_progress_every(seconds: float) -> None:
+    """`--progress-every`: seconds between two plain progress lines where there is no terminal."""
+    global _progress_every_s
+    if seconds <= 0:
+        raise ValueError(f"--progress-every must be > 0 seconds, got {seconds}")
+    _progress_every_s = seconds
 
 
 def verbose() -> bool:
@@ -50,13 +63,14 @@ def _duration(seconds: float) -> str:
 
 class ProgressDisplay:
     """A live progress display: a tqdm bar on an interactive terminal; elsewhere (CI, files,
-    `ray job logs`) one plain line every `every_s` seconds and one when it closes.
+    `ray job logs`) one plain line every `every_s` seconds (default: --progress-every) and one when it closes.
 
     update(done, **fields): `done` units of `total` finished; fields (loss, epoch, ...) are shown beside it.
     """
 
-    def __init__(self, desc: str, total: int, unit: str, every_s: float = 30.0, stream: TextIO | None = None) -> None:
-        self.desc, self.total, self.unit, self.every_s = desc, max(total, 1), unit, every_s
+    def __init__(self, desc: str, total: int, unit: str, every_s: float | None = None, stream: TextIO | None = None) -> None:
+        self.desc, self.total, self.unit = desc, max(total, 1), unit
+        self.every_s = _progress_every_s if every_s is None else every_s
         self.stream = stream or sys.stderr
         self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True) if self.stream.isatty() else None
         self.started = self.last_line = time.monotonic()

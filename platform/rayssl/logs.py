@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from rayssl import console
+
 
 def get_logger(rank: int = 0) -> logging.Logger:
     logger = logging.getLogger("rayssl")
@@ -13,5 +15,6 @@ def get_logger(rank: int = 0) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(asctime)s rayssl %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    # DEBUG lines (per-draw details of a sweep, ...) only with --verbose.
+    logger.setLevel((logging.DEBUG if console.verbose() else logging.INFO) if rank == 0 else logging.WARNING)
     return logger

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from rayssl.console import ProgressDisplay
 
 
@@ -46,3 +48,15 @@ def test_quiet_console_handlers_leave_file_handlers_alone(tmp_path):
     console.quiet_console_handlers("rayssl-test-library")
     assert stream.level == logging.WARNING and file.level == logging.NOTSET
     file.close()
+
+
+def test_progress_interval_is_a_setting():
+    from rayssl import console
+
+    try:
+        console.set_progress_every(5)
+        assert ProgressDisplay("x", 1, "step", stream=io.StringIO()).every_s == 5
+    finally:
+        console.set_progress_every(60)
+    with pytest.raises(ValueError, match="--progress-every must be > 0"):
+        console.set_progress_every(0)

@@ -58,3 +58,22 @@ def test_labels_needed_and_saved_against_supervised():
     assert needed["supervised only", 0.98]["labels"] is None and needed["+ FixMatch", 0.98]["saved"] is None
     table = labels_needed_markdown(list(needed.values()), ["supervised only", "+ FixMatch"], 100)
     assert "| + FixMatch | 1.0 (saves" in table and "> 100" in table and "(supervised only: > 100)" in table
+
+
+def test_compute_is_trial_time_times_reserved_resources():
+    from rayssl.config import FinetuneConfig, load_config
+    from rayssl.tune.report import compute_markdown
+    from rayssl.tune.sweep import compute_used
+
+    cfg = load_config(FinetuneConfig, None, ["train.num_workers=2", "train.cpus_per_worker=1.5"])  # 0.1 + 2 x 1.5 = 3.1 CPUs per trial
+    results = [
+        ({"variant": "supervised only"}, {"time_total_s": 3600.0, "timestamp": 10_000.0}),
+        ({"variant": "+ FixMatch"}, {"time_total_s": 1800.0, "timestamp": 12_000.0}),
+        ({"variant": "+ FixMatch"}, {}),  # never reported: costs nothing measurable
+    ]
+    used = compute_used(results, cfg)
+    assert used["wall_s"] == pytest.approx(12_000 - (10_000 - 3600))  # first start to last report
+    assert used["cpu_hours"] == pytest.approx(3.1 * 1.5) and used["gpu_hours"] == 0
+    assert used["per_variant"]["+ FixMatch"] == {"trials": 1, "cpu_hours": pytest.approx(3.1 * 0.5), "gpu_hours": 0.0}
+    text = compute_markdown(used)
+    assert "93.3 min of wall time, 4.65 CPU-hours" in text and "+ FixMatch: 1.55 CPU-h (1 trial)" in text

@@ -123,7 +123,32 @@ def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: 
     return "\n".join(lines)
 
 
-def plot_png(rows: list[dict], variants: list[str], title: str) -> bytes:
+def compute_markdown(compute: dict) -> str:
+    """One paragraph: the sweep's wall time and the CPU/GPU-hours it reserved, per variant."""
+    per_variant = "; ".join(f"{v}: {c['cpu_hours']:.2f} CPU-h" + (f", {c['gpu_hours']:.2f} GPU-h" if c["gpu_hours"] else "") + f" ({c['trials']} trial{'' if c['trials'] == 1 else 's'})"
+                            for v, c in compute["per_variant"].items())
+    gpu = f", {compute['gpu_hours']:.2f} GPU-hours" if compute["gpu_hours"] else ""
+    return (f"Cost: {compute['wall_s'] / 60:.1f} min of wall time, {compute['cpu_hours']:.2f} CPU-hours{gpu} reserved through Ray "
+            f"({compute['resources_per_trial']['CPU']:g} CPU, {compute['resources_per_trial']['GPU']:g} GPU per trial x its running time). "
+            f"Per variant: {per_variant}.")
+
+
+def annotation(needed: list[dict], variants: list[str], compute: dict | None, level: float = 0.95) -> str:
+    """The PNG's corner note: labels per class each variant needs for `level` x the best accuracy, and the cost."""
+    at_level = [n for n in needed if n["level"] == level]
+    if not at_level:
+        return ""
+    lines = [f"labels/class for {100 * level:.0f}% of best ({100 * at_level[0]['target_acc']:.1f}%):"]
+    for v in variants:
+        n = next((n for n in at_level if n["variant"] == v), None)
+        if n is not None:
+            lines.append(f"  {v}: {n['labels']:.1f}" if n["labels"] is not None else f"  {v}: not reached")
+    if compute:
+        lines.append(f"{compute['wall_s'] / 60:.0f} min wall, {compute['cpu_hours']:.2f} CPU-h" + (f", {compute['gpu_hours']:.2f} GPU-h" if compute["gpu_hours"] else ""))
+    return "\n".join(lines)
+
+
+def plot_png(rows: list[dict], variants: list[str], title: str, note: str = "") -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for v in variants:
         points = sorted((r["budget"], r["test_acc_mean"], r["test_acc_std"]) for r in rows if r["variant"] == v)
@@ -135,7 +160,10 @@ def plot_png(rows: list[dict], variants: list[str], title: str) -> bytes:
     ax.set_ylabel("test accuracy (%), mean ± std over label draws")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right", fontsize=8)
+    if note:
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", ha="left", fontsize=7, family="monospace",
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"})
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -143,14 +171,21 @@ def plot_png(rows: list[dict], variants: list[str], title: str) -> bytes:
     return buf.getvalue()
 
 
-def write_report(sweep_dir: str, rows: list[dict], draws: list[dict], variants: list[str], storage_cfg: StorageConfig, title: str) -> str:
-    """Write label_efficiency.{json,md,png} under sweep_dir; returns the markdown tables."""
+def write_report(
+    sweep_dir: str, rows: list[dict], draws: list[dict], variants: list[str], storage_cfg: StorageConfig, title: str, compute: dict | None = None,
+) -> str:
+    """Write label_efficiency.{json,md,png} under sweep_dir; returns the markdown tables.
+
+    compute: the sweep's wall time and reserved CPU/GPU-hours (rayssl.tune.sweep.compute_used).
+    """
     needed = labels_needed(rows, variants, SUPERVISED)
     table = markdown(rows, variants) + "\n\nHow many labels do I need? Labels per class at which each variant's mean first reaches " \
         "a fraction of the sweep's best mean accuracy (interpolated on the log scale between budgets), and the labels per class " \
         "saved against supervised only at that accuracy:\n\n" + labels_needed_markdown(needed, variants, max(r["budget"] for r in rows))
-    report = {"title": title, "variants": variants, "rows": rows, "labels_needed": needed, "draws": draws}
+    if compute is not None:
+        table += "\n\n" + compute_markdown(compute)
+    report = {"title": title, "variants": variants, "rows": rows, "labels_needed": needed, "compute": compute, "draws": draws}
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.json"), json.dumps(report, indent=2).encode(), storage_cfg)
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.md"), (f"{title}\n\n{table}\n").encode(), storage_cfg)
-    storage.write_bytes(storage.join(sweep_dir, "label_efficiency.png"), plot_png(rows, variants, title), storage_cfg)
+    storage.write_bytes(storage.join(sweep_dir, "label_efficiency.png"), plot_png(rows, variants, title, annotation(needed, variants, compute)), storage_cfg)
     return table

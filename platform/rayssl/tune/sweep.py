@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any
 
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.search import BasicVariantGenerator
 
 from rayssl import console
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
@@ -34,11 +34,15 @@ INVERSION = "+ inversion loss"
 FIXMATCH = "+ FixMatch"
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
 COLLAPSE_FACTOR = 2.0
+# The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
+# an empty request); the trainers' workers and Ray Data tasks get the rest of the cluster.
+TRIAL_DRIVER_CPUS = 0.1
 
 
 def variant_names(cfg: SweepConfig) -> list[str]:
+    inversion = [INVERSION] if cfg.inversion else []
     fixmatch = [FIXMATCH] if cfg.fixmatch else []
-    return [SUPERVISED, INVERSION, *fixmatch, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+    return [SUPERVISED, *inversion, *fixmatch, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
@@ -67,15 +71,9 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
-    if not console.verbose():
-        # Tune's new output engine prints its experiment header whatever `verbose` says; its
-        # documented switch back to the classic engine makes verbose=0 silent.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
-    # The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
-    # an empty request); the trainers' workers and Ray Data tasks get the rest of the cluster.
-    trainable = ray.tune.with_resources(run_trial, {"CPU": 0.1})
+    trainable = ray.tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPUS})
     restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
     if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
         get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
@@ -96,6 +94,7 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
         },
         tune_config=ray.tune.TuneConfig(
+            search_alg=BasicVariantGenerator(random_state=cfg.seed),
             num_samples=cfg.samples,
             max_concurrent_trials=cfg.max_concurrent_trials,
             # Trials only compete within their (budget, variant, label draw) cell: see grouped_asha.
@@ -114,6 +113,34 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             callbacks=[SweepProgress(len(cfg.budgets) * len(variants) * len(cfg.label_seeds) * cfg.samples)],
         ),
     )
+
+
+def compute_used(results: list[tuple[dict, dict]], finetune: FinetuneConfig) -> dict[str, Any]:
+    """The sweep's cost from Tune's per-trial accounting: wall time (first trial start to last
+    report, restores included) and the CPU/GPU-hours the trials reserved through Ray (each trial's
+    running time x its driver's CPU share + its Train workers' resources), in all and per variant.
+
+    results: [(config, metrics)], metrics with Tune's time_total_s and timestamp (trials that
+    never reported count nothing).
+    """
+    train = finetune.train
+    cpus = TRIAL_DRIVER_CPUS + train.num_workers * train.cpus_per_worker
+    gpus = train.num_workers if train.use_gpu else 0
+    spans, per_variant = [], {}
+    for config, metrics in results:
+        if "time_total_s" not in metrics:
+            continue
+        seconds = float(metrics["time_total_s"])
+        spans.append((metrics["timestamp"] - seconds, metrics["timestamp"]))
+        used = per_variant.setdefault(config["variant"], {"trials": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
+        used["trials"] += 1
+        used["cpu_hours"] += seconds * cpus / 3600
+        used["gpu_hours"] += seconds * gpus / 3600
+    return {
+        "wall_s": max(end for _, end in spans) - min(start for start, _ in spans) if spans else 0.0,
+        "cpu_hours": sum(v["cpu_hours"] for v in per_variant.values()), "gpu_hours": sum(v["gpu_hours"] for v in per_variant.values()),
+        "resources_per_trial": {"CPU": cpus, "GPU": gpus}, "per_variant": per_variant,
+    }
 
 
 def collapsed(metrics: dict, num_classes: int) -> bool:
@@ -180,9 +207,10 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
             "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
             "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
         })
-        log.info("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
+        log.debug("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
     rows = summarise(draws)
     dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
-    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})")
+    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})",
+                         compute_used(results, cfg.finetune))
     print(f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n", flush=True)
     return rows
