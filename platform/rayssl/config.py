@@ -8,6 +8,7 @@ starts, with the dotted path of the offending key, so a typo never silently trai
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ def _check(section: Any, rule: tuple[Any, str], *names: str) -> None:
             if item is not None and not test(item):
                 where = f"{name}[{i}]" if items is value else name
                 raise ConfigError(f"{where}: must be {wanted}, got {item!r}")
+
+
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+# Backbones made of `blocks`: the layers the multiscale inversion loss reconstructs one by one.
+BLOCK_BACKBONES = ("cnn", "small_cnn", "large_cnn")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -336,6 +343,12 @@ class FinetuneConfig:
     ray: RayInitConfig = field(default_factory=RayInitConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
+    def __post_init__(self) -> None:
+        s = self.semisup
+        # A pretrained backbone's model is named by its run's config: checked on the worker (rayssl.train.steps).
+        _require(not (s.alpha > 0 and s.inversion == "multiscale" and not self.init and self.model.name not in BLOCK_BACKBONES),
+                 "semisup.inversion", f"multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {self.model.name!r}")
+
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -347,9 +360,12 @@ class SweepConfig:
     budgets: list[int] = field(default_factory=lambda: [1, 5, 10, 50, 100])  # labels per class (grid)
     label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
     pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
+    # The row "+ inversion loss" (from scratch); the pretrained rows always use the inversion loss.
+    inversion: bool = True
     # Adds the row "+ FixMatch" (weight: finetune.semisup.consistency, or 1).
     fixmatch: bool = False
     samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
+    seed: int = 0  # of those random draws: the same config samples the same settings
     alpha_min: float = 1e-3
     alpha_max: float = 1.0
     betas: list[float] = field(default_factory=lambda: [0.0])
@@ -459,6 +475,9 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, allowed))}")
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        # PyYAML follows YAML 1.1, where 1e-4 (no dot) is a string; it is meant as a number.
         return float(value)
     if hint in (int, float, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

@@ -67,11 +67,10 @@ def test_lists_and_mappings_are_checked():
 
 
 def test_multiscale_inversion_on_a_vit_fails_before_anything_starts():
-    from rayssl.train.launch import run_finetune
-
-    cfg = load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "data.shards=/nonexistent"])
     with pytest.raises(ConfigError, match="semisup.inversion: multiscale needs a backbone made of blocks"):
-        run_finetune(cfg)
+        load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "data.shards=/nonexistent"])
+    # from a pretrained run, its own config names the model: checked on the worker
+    load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "init=runs/mae"])
 
 
 # One bad value per range or cross-field rule: (config class, override, the dotted key the error must name).
@@ -156,3 +155,11 @@ def test_good_edge_values_pass():
     load_config(PretrainConfig, None, ["data.quarantine_threshold=0", "train.max_failures=-1", "data.augment.crop_scale_min=1"])
     load_config(PretrainConfig, None, ["method=mae", "model.name=vit", "model.vit.pool=cls", "model.vit.class_token=true"])
     load_config(SweepConfig, None, ["alpha_min=0.5", "alpha_max=0.5"])
+
+
+def test_exponent_without_a_dot_is_a_float():
+    # YAML 1.1 (PyYAML) reads 1e-4 as a string; a float field takes it as the number it means.
+    assert load_config(SweepConfig, None, ["lr_min=1e-6", "lr_max=2E-2"]).lr_min == 1e-6
+    assert load_config(FinetuneConfig, None, ["optim.lr=3e-4"]).optim.lr == 3e-4
+    with pytest.raises(ConfigError, match="optim.lr: expected float, got str 'fast'"):
+        load_config(FinetuneConfig, None, ["optim.lr=fast"])

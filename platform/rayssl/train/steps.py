@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from rayssl.config import ConfigError, FinetuneConfig, OptimConfig, PretrainConfig
+from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimConfig, PretrainConfig
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
@@ -130,7 +130,7 @@ class FinetuneStep:
         self.net = self.model = build_classifier(cfg)
         self.layers = self.net.layers() if s.alpha > 0 and s.inversion == "multiscale" else None
         if s.alpha > 0 and s.inversion == "multiscale" and self.layers is None:
-            raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks (cnn, small_cnn, large_cnn), got {cfg.model.name!r}")
+            raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {cfg.model.name!r}")
         backbone_lr = cfg.optim.lr * (sched.backbone_lr_scale if cfg.init else 1.0)
         self.optimizer = build_optimizer(cfg.optim, [
             {"params": self.net.backbone.parameters(), "lr": backbone_lr},
@@ -179,7 +179,7 @@ class FinetuneStep:
         x_l = self.labelled_transform.tensor(self.labelled_images[pick].to(device))
         y_l = self.labelled_labels[pick].to(device)
         if s.uses_unlabelled:
-            keep = ~torch.isin(batch["index"].cpu(), self.held_out).to(device)  # validation images stay unseen
+            keep = ~torch.isin(batch["index"], self.held_out.to(device))  # validation images stay unseen
             unlabelled = batch["image"][keep]
         else:
             unlabelled = x_l[:0]
