@@ -186,6 +186,10 @@ def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_l
     assert sorted((r["variant"], r["draws"]) for r in rows) == [("+ inversion loss", 3), ("supervised only", 3)]
     trial_dirs = sorted((tmp_path / "runs" / "sweep" / "trials").glob("trial_*"))
     assert len(trial_dirs) == 12
+    # Each trial ran at least from writing its config.yaml to writing its last checkpoint.
+    spans = [((d / "config.yaml").stat().st_mtime, max(m.stat().st_mtime for m in d.glob("checkpoint_*/meta.json"))) for d in trial_dirs]
+    most_at_once = max(sum(start <= t <= end for start, end in spans) for t, _ in spans)
+    assert most_at_once <= 3, f"{most_at_once} trials ran at once with max_concurrent_trials=3"
     rounds = [max(checkpoint_epochs(d).values(), default=0) for d in trial_dirs]
     assert rounds.count(1) >= 1, f"ASHA stopped no trial early (rounds per trial: {rounds}): the leak check below would test nothing"
     assert set(rounds) <= {1, 2}

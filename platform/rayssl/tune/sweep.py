@@ -94,9 +94,11 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
         },
         tune_config=ray.tune.TuneConfig(
-            search_alg=BasicVariantGenerator(random_state=cfg.seed),
+            # The concurrency limit goes to the generator itself: Tune applies TuneConfig's
+            # max_concurrent_trials only to the default generator or to a Searcher, and silently
+            # drops it for a BasicVariantGenerator passed in (Ray 2.60, tune.py).
+            search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cfg.max_concurrent_trials),
             num_samples=cfg.samples,
-            max_concurrent_trials=cfg.max_concurrent_trials,
             # Trials only compete within their (budget, variant, label draw) cell: see grouped_asha.
             scheduler=GroupedASHAScheduler(
                 group_by=("budget", "variant", "label_seed"), metric="val_acc", mode="max", time_attr="training_iteration",
