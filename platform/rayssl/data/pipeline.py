@@ -8,6 +8,8 @@ alone; Ray Data's own error handling would fail the job or drop whole blocks of 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import ray.data
@@ -70,6 +72,9 @@ def image_dataset(
     # training logs already show progress, so keep the console readable.
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    if not console.verbose():
+        # Ray Data then warns once per process that they are off: our own choice, not the user's to act on.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     ctx.use_datasource_v2 = False
     console.quiet_console_handlers("ray.data")  # planning lines ("Estimated parquet encoding ratio ...") stay in ray-data.log
     ds = ray.data.read_parquet(paths, filesystem=fs)
