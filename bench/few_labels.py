@@ -144,7 +144,8 @@ def main() -> None:
     for r in results:
         wall, target = np.mean([x["wall_s"] for x in r["runs"]]), r["target"]
         met = "–" if target is None else ("yes" if r["test_acc_mean"] >= target else "no")
-        lines.append(f"| {r['variant']} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}% | {r['draws']} | "
+        spread = f" ± {100 * r['test_acc_std']:.2f}%" if r["draws"] > 1 else "% (one draw: no spread)"
+        lines.append(f"| {r['variant']} | {100 * r['test_acc_mean']:.2f}{spread} | {r['draws']} | "
                      f"{'–' if target is None else f'≥ {100 * target:.1f}%'} | {met} | {wall / 60:.1f} min |")
     best = max(results, key=lambda r: r["test_acc_mean"])
     curves = [r["curve"] for r in best["runs"] if r.get("curve")]

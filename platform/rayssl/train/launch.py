@@ -22,10 +22,8 @@ from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
-from rayssl.train.runs import STATUS_FILE
 from rayssl.train.progress import RunProgress
-
-
+from rayssl.train.runs import STATUS_FILE
 
 
 class TrainingDiverged(RuntimeError):
