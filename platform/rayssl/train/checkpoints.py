@@ -20,6 +20,7 @@ from rayssl.config import StorageConfig
 from rayssl.data import storage
 
 META = "meta.json"
+FILES = ("model.pt", "optimizer.pt", "method.pt", META)  # a checkpoint is complete when all are there
 
 
 def save_local(directory: Path, model: dict, optimizer: dict, method: dict, meta: dict[str, Any]) -> None:
@@ -46,7 +47,7 @@ def latest_checkpoint(run_dir: str, storage_cfg: StorageConfig) -> str | None:
         if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
             continue
         meta_uri = storage.join(run_dir, info.base_name, META)
-        if not storage.exists(meta_uri, storage_cfg):
+        if not all(storage.exists(storage.join(run_dir, info.base_name, name), storage_cfg) for name in FILES):
             continue  # a checkpoint still being uploaded, or one Ray is deleting
         step = json.loads(storage.read_bytes(meta_uri, storage_cfg))["global_step"]
         if best is None or step > best[0]:

@@ -116,6 +116,13 @@ def _fit(
     status_uri = storage.join(run_dir, STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
+    # A driver killed after a checkpoint was written but before Ray Train recorded it leaves a
+    # complete checkpoint that Ray Train does not restore: the workers fall back to it (loop.py).
+    earlier = checkpoints.latest_checkpoint(run_dir, cfg.storage)
+    if earlier is not None:
+        meta = json.loads(storage.read_bytes(storage.join(earlier, checkpoints.META), cfg.storage))
+        get_logger().info("resuming %s from %s (round %d, step %d)", cfg.run.name, earlier, meta["epoch"], meta["global_step"])
+    loop_config = {**loop_config, "resume_from": earlier}
     try:
         if progress is None:
             result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks).fit()

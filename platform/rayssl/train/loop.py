@@ -93,6 +93,23 @@ def _maybe_crash(cfg: PretrainConfig | FinetuneConfig, rank: int, global_step: i
         os._exit(1)
 
 
+def _step_of(checkpoint: ray.train.Checkpoint) -> int:
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{checkpoints.META}") as f:
+        return json.loads(f.read())["global_step"]
+
+
+def _newest_checkpoint(recorded: ray.train.Checkpoint | None, on_storage: str | None, cfg: PretrainConfig | FinetuneConfig) -> ray.train.Checkpoint | None:
+    """The checkpoint to resume from: Ray Train's (right after a worker-group restart inside one
+    fit) or the newest complete one the driver found on storage, whichever is further on. A driver
+    killed after a checkpoint was written but before Ray Train recorded it leaves Ray's record one
+    checkpoint (or all of them) behind."""
+    if not on_storage:
+        return recorded
+    fs, path = storage.resolve(on_storage, cfg.storage)
+    found = ray.train.Checkpoint(path, filesystem=fs)
+    return recorded if recorded is not None and _step_of(recorded) >= _step_of(found) else found
+
+
 def _build_job(loop_config: dict[str, Any]) -> tuple[PretrainConfig | FinetuneConfig, JobStep]:
     if loop_config["job"] == "pretrain":
         cfg = from_dict(PretrainConfig, loop_config["config"])
@@ -115,7 +132,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(loop_config["seed"])  # identical initial weights on every rank
     cfg, job = _build_job(loop_config)
     start_round, global_step, last_metrics, epoch_ledger = 0, 0, {}, []
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = _newest_checkpoint(ray.train.get_checkpoint(), loop_config.get("resume_from"), cfg)
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             model_state, optim_state, method_state, meta = checkpoints.load_local(Path(d))
