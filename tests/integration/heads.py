@@ -81,14 +81,34 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         proc.wait()
 
 
-def kill_leftovers(temp_dir: str) -> None:
-    """SIGKILL any process still naming this head's temp dir (nodes the autoscaler started)."""
-    for pid_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            if temp_dir.encode() in (pid_dir / "cmdline").read_bytes():
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
+def kill_leftovers(temp_dir: str, timeout_s: float = 30) -> None:
+    """SIGKILL every process still belonging to the Ray whose temp dir is `temp_dir`, and wait until they are gone.
+
+    Ray's actors rename themselves ("ray::RayTrainWorker..."), which overwrites their command line, so
+    they are found by their environment too (they inherit RAY_TMPDIR or the head's command line). An
+    actor that outlives its raylet by a second can still finish a training round and write a checkpoint.
+    """
+    needle = temp_dir.encode()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = []
+        for pid_dir in Path("/proc").glob("[0-9]*"):
+            pid = int(pid_dir.name)
+            if pid == os.getpid():
+                continue
+            try:
+                if needle in (pid_dir / "cmdline").read_bytes() or needle in (pid_dir / "environ").read_bytes():
+                    if (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue  # a zombie is dead already; its parent reaps it
+                    os.kill(pid, signal.SIGKILL)
+                    alive.append(pid)
+            except (OSError, ValueError):
+                continue
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes of the Ray under {temp_dir} survived SIGKILL for {timeout_s}s: {alive}")
+        time.sleep(0.1)
 
 
 def wait_for_job_api(head: Head, proc: subprocess.Popen, timeout_s: float = 300) -> None:
