@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rayssl.config import PretrainConfig, StorageConfig, load_config
@@ -24,6 +24,16 @@ def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def strokes(seed: int, size: int = 28) -> np.ndarray:
+    """A digit-like uint8 [size, size] image: three random thick strokes on black (distinct per seed)."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (size, size))
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):
+        draw.line([tuple(int(v) for v in rng.integers(5, size - 5, 2)) for _ in range(2)], fill=255, width=3)
+    return np.asarray(img)
 
 
 def make_image_folder(root: Path, per_class: int = 24, size: int = 8, classes: int = 2, seed: int = 0) -> Path:

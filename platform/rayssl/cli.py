@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, StorageConfig, SweepConfig, load_config
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, QualityConfig, RobustnessConfig, StorageConfig, SweepConfig, load_config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -54,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
                       help="a run whose heartbeat is older than this is listed as interrupted, not running")
 
+    quality = sub.add_parser("quality", help="corpus report: broken files, duplicates, train/test leaks, imbalance, outliers, label issues")
+    quality.add_argument("shards", nargs="?", help="shard set URI (default: the config's `shards`)")
+    quality.add_argument("--out", help="report URI (default: the config's `out`)")
+    quality.add_argument("--s3-endpoint", help="S3-compatible endpoint for both URIs")
+    _add_config_args(quality)
+
+    robustness = sub.add_parser("robustness", help="accuracy under common corruptions (5 severities each) and on a shifted domain")
+    robustness.add_argument("run", nargs="?", help="a fine-tuned run (its classifier) or a pretraining run (linear probe); default: the config's `run`")
+    robustness.add_argument("--target-shards", help="shard set standing for a new domain (e.g. digits for an MNIST model)")
+    robustness.add_argument("--shards", help="corrupt this shard set's test split instead of the run's own")
+    robustness.add_argument("--out", help="report URI (default: <run>/robustness)")
+    _add_config_args(robustness)
+
     evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
     _add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", help="checkpoint URI (default: the run's latest)")
@@ -77,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     from rayssl.data.storage import ObjectStoreError
     from rayssl.data.shards import ShardError
     from rayssl.data.sources import SourceError
+    from rayssl.quality.run import LeakedTestSplit
     from rayssl.train.launch import TrainingDiverged
 
     try:
         return _dispatch(args)
-    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError) as exc:
+    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError, LeakedTestSplit) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ObjectStoreError as exc:
@@ -119,6 +133,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         outcome = run_finetune(ft)
         accuracy = score_on_test_split(ft, outcome.checkpoint, outcome.run_dir)
         print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, test accuracy {accuracy:.4f}")
+        return 0
+    if args.command == "quality":
+        from rayssl.quality.run import run_quality
+
+        overrides = [*args.overrides, *([f"shards={args.shards}"] if args.shards else []), *([f"out={args.out}"] if args.out else []),
+                     *([f"storage.s3_endpoint={args.s3_endpoint}"] if args.s3_endpoint else [])]
+        run_quality(load_config(QualityConfig, args.config, overrides))
+        return 0
+    if args.command == "robustness":
+        from rayssl.eval.robustness import run_robustness
+
+        given = {"run": args.run, "target_shards": args.target_shards, "shards": args.shards, "out": args.out}
+        overrides = [*args.overrides, *(f"{key}={value}" for key, value in given.items() if value)]
+        run_robustness(load_config(RobustnessConfig, args.config, overrides))
         return 0
     if args.command == "sweep":
         from rayssl.tune.sweep import run_sweep

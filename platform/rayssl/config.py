@@ -251,6 +251,9 @@ class FaultConfig:
     crash_at_step: int = -1
     crash_marker: str = ""  # ... unless this local file exists (it is created before the crash)
     nan_at_step: int = -1  # the loss becomes NaN at this global step
+    # Fine-tuning with optim.lr below this reports val_acc -1 (the true accuracy stays in the logs): a drill
+    # that hands an early-stopping scheduler a certain loser, since real accuracies on a tiny validation set tie.
+    sink_val_acc_below_lr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,12 @@ class SweepConfig:
     max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
     grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
     trial_max_failures: int = 1  # Tune retries of a crashed trial
+    # Before any trial: scan the shards for test images duplicated in another split (rayssl quality's
+    # leak check). "refuse" stops the sweep, "warn" logs the leaks and goes on, "off" skips the scan.
+    leak_check: Literal["refuse", "warn", "off"] = "warn"
+    # Also score every selected trial on the corruption suite (rayssl robustness: 11 corruptions x 5
+    # severities, seeded by `seed`): the table shows mean corruption accuracy next to test accuracy.
+    robustness: bool = False
 
     def __post_init__(self) -> None:
         _check(self, NONEMPTY, "budgets", "label_seeds", "betas")
@@ -381,6 +390,57 @@ class SweepConfig:
         _check(self, NON_NEGATIVE, "betas", "trial_max_failures")
         _require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
         _require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Corpus quality report (`rayssl quality`): one streaming pass over every split of a shard set."""
+
+    shards: str = "data/shards/digits"
+    out: str = "runs/quality"  # quality.json, quality.md, quality.png and the decode quarantine go here
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+    neighbours: int = 10  # near-duplicate candidates per image from the thumbnail index
+    max_changed_fraction: float = 0.05  # near duplicates: structure pixels changed after alignment (see quality.signatures)
+    align_radius: int = 2  # px searched in each direction when aligning a candidate pair
+    min_per_class: int = 10  # classes with fewer labelled images are listed
+    label_issues: bool = True  # likely mislabelled images (cleanlab), from a fine-tuned run or a kNN on thumbnails
+    finetune_run: str = ""  # a fine-tuned run directory whose classifier gives the predicted probabilities
+    examples_per_finding: int = 8  # images per row of the contact sheet
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "neighbours", "min_per_class", "examples_per_finding")
+        _check(self, OPEN_UNIT, "max_changed_fraction")
+        _check(self, NON_NEGATIVE, "align_radius")
+        _require(bool(self.shards), "shards", "must name a shard set URI")
+
+
+CORRUPTION_NAMES = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "motion_blur", "contrast",
+                    "brightness", "jpeg", "pixelate", "rotate", "translate")  # rayssl.data.corruptions.CORRUPTIONS
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """Accuracy under common corruptions and domain shift (`rayssl robustness`)."""
+
+    # A fine-tuned run (its classifier is scored) or a pretraining run (a linear probe on its frozen backbone).
+    run: str = ""
+    shards: str = ""  # corrupt the test split of these shards (default: the run's own data.shards)
+    target_shards: str = ""  # a shard set standing for a new domain: its clean test accuracy is reported too
+    out: str = ""  # robustness.{json,md,png} (default: <run>/robustness)
+    corruptions: list[str] = field(default_factory=lambda: list(CORRUPTION_NAMES))
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    seed: int = 0  # of every corrupted sample's randomness: the same suite in every run
+    probe_train_samples: int = 10_000  # pretraining runs: clean train images the linear probe is fit on
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.run), "run", "must name a fine-tuned or pretraining run directory")
+        _check(self, NONEMPTY, "corruptions", "severities")
+        _check(self, (lambda v: v in CORRUPTION_NAMES, f"one of {', '.join(CORRUPTION_NAMES)}"), "corruptions")
+        _check(self, (lambda v: 1 <= v <= 5, "between 1 and 5"), "severities")
+        _check(self, POSITIVE, "probe_train_samples")
 
 
 C = TypeVar("C")

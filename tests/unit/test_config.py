@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, SweepConfig, load_config
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, QualityConfig, RobustnessConfig, SweepConfig, load_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -50,7 +50,8 @@ def test_optional_accepts_null():
 
 
 def config_class(path: Path) -> type:
-    return SweepConfig if path.name.startswith("sweep_") else FinetuneConfig if path.name.startswith("semisup_") else PretrainConfig
+    prefixes = {"sweep_": SweepConfig, "semisup_": FinetuneConfig, "quality_": QualityConfig, "robustness_": RobustnessConfig}
+    return next((cls for prefix, cls in prefixes.items() if path.name.startswith(prefix)), PretrainConfig)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -163,3 +164,17 @@ def test_exponent_without_a_dot_is_a_float():
     assert load_config(FinetuneConfig, None, ["optim.lr=3e-4"]).optim.lr == 3e-4
     with pytest.raises(ConfigError, match="optim.lr: expected float, got str 'fast'"):
         load_config(FinetuneConfig, None, ["optim.lr=fast"])
+
+
+@pytest.mark.parametrize(
+    "cls, override, message",
+    [
+        (QualityConfig, "max_changed_fraction=1.5", r"max_changed_fraction: must be strictly between 0 and 1"),
+        (QualityConfig, "neighbours=0", r"neighbours: must be > 0"),
+        (SweepConfig, "leak_check=maybe", r"leak_check: 'maybe' is not one of"),
+        (RobustnessConfig, "run=", r"run: must name a fine-tuned or pretraining run"),
+    ],
+)
+def test_quality_robustness_and_leak_check_settings_are_checked(cls, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(cls, None, [override, *(["run=runs/x"] if cls is RobustnessConfig and not override.startswith("run=") else [])])

@@ -51,6 +51,25 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
     Other sizes are resized (bilinear) and other channel layouts converted (RGBA/CMYK/P -> RGB,
     RGB -> L, ...). Raises DecodeError with a short reason when the bytes are not a usable image.
     """
+    converted = _decode(data, spec.channels)
+    if converted.size != (spec.size, spec.size):
+        converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+    return np.asarray(converted, dtype=np.uint8).reshape(spec.size, spec.size, spec.channels)
+
+
+def decode_pixels(data: bytes | None, channels: int) -> tuple[np.ndarray, str]:
+    """Decode one image at its own size: (uint8 [H, W, channels], the file's PIL mode).
+
+    The same checks and conversions as `decode_image`; raises DecodeError likewise.
+    """
+    converted = _decode(data, channels)
+    return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels), converted.info["source_mode"]
+
+
+def _decode(data: bytes | None, channels: int) -> Image.Image:
+    """Fully decoded image converted to `channels` (1: "L", 3: "RGB"); info["source_mode"] holds the file's mode."""
+    if channels not in _MODES:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not data:
         raise DecodeError("empty image bytes")
     try:
@@ -63,15 +82,14 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
             source = img
             if img.mode in _WIDE_MODES:
                 source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
-            converted = source.convert(_MODES[spec.channels])
-            if converted.size != (spec.size, spec.size):
-                converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
-            array = np.asarray(converted, dtype=np.uint8)
+            converted = source.convert(_MODES[channels])
+            converted.load()
+            converted.info["source_mode"] = img.mode
     except DecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
-    return array.reshape(spec.size, spec.size, spec.channels)
+    return converted
 
 
 def decode_batch(

@@ -1,6 +1,7 @@
-"""The only module that imports ray.data: shards -> decoded, augmented batches.
+"""The only module that imports ray.data for training data: shards -> decoded, augmented batches.
 
     read_parquet(shards) -> map_batches(DecodeAndTransform) -> {index, image, label}
+    read_parquet(shards) -> map_batches(DecodeCorruptTransform) -> {variant, index, image, label}  (robustness)
 
 Decoding happens inside our own `map_batches` function so that one bad image is quarantined
 alone; Ray Data's own error handling would fail the job or drop whole blocks of good rows.
@@ -17,6 +18,7 @@ import ray.data
 from rayssl import console
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine, storage
+from rayssl.data.corruptions import corrupt_batch
 from rayssl.data.decode import ImageSpec, decode_batch
 from rayssl.data.shards import list_shards
 from rayssl.data.transforms import ImageTransform
@@ -58,6 +60,19 @@ class DecodeAndTransform:
         return out
 
 
+def quiet_ray_data() -> None:
+    """Ray Data settings for a readable console (the driver's DataContext; set before building a dataset)."""
+    # Ray Data logs a progress table every few seconds in non-interactive terminals; rank-0
+    # training logs already show progress, so keep the console readable.
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    if not console.verbose():
+        # Ray Data then warns once per process that they are off: our own choice, not the user's to act on.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ctx.use_datasource_v2 = False
+    console.quiet_console_handlers("ray.data")  # planning lines ("Estimated parquet encoding ratio ...") stay in ray-data.log
+
+
 def image_dataset(
     data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, augment: bool = True,
     strong_augment: AugmentConfig | None = None,
@@ -68,15 +83,45 @@ def image_dataset(
     fs, _ = storage.resolve(data.shards, storage_cfg)
     paths = [storage.resolve(s.uri, storage_cfg)[1] for s in shards]
     spec = ImageSpec(data.image_size, data.channels)
-    # Ray Data logs a progress table every few seconds in non-interactive terminals; rank-0
-    # training logs already show progress, so keep the console readable.
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    if not console.verbose():
-        # Ray Data then warns once per process that they are off: our own choice, not the user's to act on.
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-    ctx.use_datasource_v2 = False
-    console.quiet_console_handlers("ray.data")  # planning lines ("Estimated parquet encoding ratio ...") stay in ray-data.log
+    quiet_ray_data()
     ds = ray.data.read_parquet(paths, filesystem=fs)
     fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, strong_augment)
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)
+
+
+class DecodeCorruptTransform:
+    """Ray Data batch function for the robustness suite: every decodable row once per (corruption, severity).
+
+    Output columns: variant int64 [N_ok x V] (position in `variants`), index, label, and image
+    float32 [N_ok x V, C, H, W], normalised like training's evaluation images (no augmentation).
+    """
+
+    def __init__(self, spec: ImageSpec, variants: list[tuple[str, int]], seed: int, split: str, run_dir: str, storage_cfg: StorageConfig) -> None:
+        self.spec, self.variants, self.seed = spec, variants, seed
+        self.transform = ImageTransform(spec.size, None)
+        self.split, self.run_dir, self.storage_cfg = split, run_dir, storage_cfg
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        indices = batch.column("index").to_numpy()
+        ok, images, bad = decode_batch(batch.column("sample_id").to_pylist(), indices, batch.column("image").to_pylist(), self.spec)
+        quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
+        indices, labels = indices[ok], batch.column("label").fill_null(-1).to_numpy()[ok]
+        views = [corrupt_batch(images, indices, name, severity, self.seed) for name, severity in self.variants]
+        return {
+            "variant": np.repeat(np.arange(len(self.variants)), len(indices)),
+            "index": np.tile(indices, len(self.variants)),
+            "label": np.tile(labels, len(self.variants)),
+            "image": self.transform(np.concatenate(views)) if views else np.zeros((0, self.spec.channels, self.spec.size, self.spec.size), np.float32),
+        }
+
+
+def corrupted_dataset(data: DataConfig, split: str, variants: list[tuple[str, int]], seed: int, run_dir: str, storage_cfg: StorageConfig) -> ray.data.Dataset:
+    """The split once per (corruption name, severity) of `variants` (severity 0: clean), corrupted in
+    the Ray Data CPU stage with per-sample seeds (see rayssl.data.corruptions); one read of the shards."""
+    shards = list_shards(data.shards, split, storage_cfg)
+    fs, _ = storage.resolve(data.shards, storage_cfg)
+    quiet_ray_data()
+    ds = ray.data.read_parquet([storage.resolve(s.uri, storage_cfg)[1] for s in shards], filesystem=fs)
+    fn = DecodeCorruptTransform(ImageSpec(data.image_size, data.channels), variants, seed, split, run_dir, storage_cfg)
+    # Each input row becomes len(variants) rows: smaller input batches keep a block near training's size.
+    return ds.map_batches(fn, batch_format="pyarrow", batch_size=max(8, DECODE_BATCH_ROWS // max(1, len(variants) // 4)))

@@ -52,3 +52,11 @@ def check_threshold(quarantined: int, total: int, threshold: float, run_dir: str
             f"{quarantined} of {total} images ({quarantined / total:.2%}) were undecodable, above the "
             f"data.quarantine_threshold of {threshold:.2%}; see {storage.join(run_dir, QUARANTINE_DIR)}"
         )
+
+
+def clear(run_dir: str, storage_cfg: StorageConfig) -> None:
+    """Remove a run's quarantine records (a report about new shards must not count a previous scan's)."""
+    uri = storage.join(run_dir, QUARANTINE_DIR)
+    if storage.exists(uri, storage_cfg):
+        fs, path = storage.resolve(uri, storage_cfg)
+        fs.delete_dir(path)

@@ -238,6 +238,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 "run_dir": run_dir,
                 "status": STATUS_OK,
             }
+            if "val_acc" in metrics and cfg.optim.lr < cfg.faults.sink_val_acc_below_lr:
+                log.warning("fault injection: val_acc %.4f reported as -1 (lr %.3g)", metrics["val_acc"], cfg.optim.lr)
+                metrics["val_acc"] = -1.0
             if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
                 _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
                 return

@@ -37,13 +37,17 @@ def summarise(draws: list[dict]) -> list[dict]:
             "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
             "draws": len(cell), "val_acc_mean": float(np.mean([d["val_acc"] for d in cell])),
             "collapsed": sum(d["collapsed"] for d in cell),
-            "selected": [{k: d[k] for k in ("label_seed", "alpha", "beta", "consistency", "lr", "val_acc", "test_acc")} for d in cell],
+            "selected": [{k: d[k] for k in ("label_seed", "alpha", "beta", "consistency", "lr", "val_acc", "test_acc", "corruption_acc") if k in d} for d in cell],
         })
+        if all("corruption_acc" in d for d in cell):  # the sweep scored the corruption suite (SweepConfig.robustness)
+            corrupted = np.array([d["corruption_acc"] for d in cell])
+            rows[-1] |= {"corruption_acc_mean": float(corrupted.mean()), "corruption_acc_std": float(corrupted.std(ddof=1)) if len(corrupted) > 1 else 0.0}
     return rows
 
 
 def markdown(rows: list[dict], variants: list[str]) -> str:
-    """budget x variant table of 'mean ± std % (n draws)'; collapsed draws are flagged."""
+    """budget x variant table of 'mean ± std % (n draws)', with the mean corruption accuracy when
+    the sweep scored it; collapsed draws are flagged."""
     cell = {(r["budget"], r["variant"]): r for r in rows}
     lines = ["| labels / class | " + " | ".join(variants) + " |", "|---:|" + "---:|" * len(variants)]
     for budget in sorted({r["budget"] for r in rows}):
@@ -54,6 +58,8 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
                 cells.append("–")
                 continue
             text = f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}% (n={r['draws']})"
+            if "corruption_acc_mean" in r:
+                text += f"; corrupted {100 * r['corruption_acc_mean']:.2f} ± {100 * r['corruption_acc_std']:.2f}%"
             if r["collapsed"]:
                 text += f" ⚠ collapsed in {r['collapsed']}/{r['draws']}"
             cells.append(text)

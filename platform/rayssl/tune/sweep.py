@@ -22,7 +22,9 @@ from rayssl import console
 from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
 from rayssl.eval.classifier import accuracy_on_test_split
+from rayssl.eval.robustness import mean_corruption_accuracies
 from rayssl.logs import get_logger
+from rayssl.quality.run import LeakedTestSplit, find_test_leaks
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
@@ -180,13 +182,32 @@ def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
     )
 
 
+def check_leaks(cfg: SweepConfig, sweep_dir: str) -> None:
+    """Refuse (or warn about, by cfg.leak_check) test images that duplicate images of another split:
+    a leaked test set overstates every accuracy in the table."""
+    out = storage.join(sweep_dir, "leak_check")
+    leaks = find_test_leaks(cfg.finetune.data.shards, out, cfg.finetune.storage)
+    if not leaks:
+        get_logger().info("leak check: no test image of %s duplicates another split", cfg.finetune.data.shards)
+        return
+    show = lambda x: f"{x['split']}/{x['sample_id']}" if not x["sample_id"].startswith(x["split"] + "/") else x["sample_id"]  # noqa: E731
+    examples = ", ".join(f"{show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in leaks[:3])
+    message = (f"{len(leaks)} duplicate pairs join the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
+               f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: warn")
+    if cfg.leak_check == "refuse":
+        raise LeakedTestSplit(message)
+    get_logger().warning("leak check: %s", message.replace("or set leak_check: warn", "or set leak_check: off"))
+
+
 def run_sweep(cfg: SweepConfig) -> list[dict]:
     """Run (or resume) the sweep and write label_efficiency.{json,md,png} to `<storage_path>/<name>`."""
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     init_ray(cfg.finetune.ray)
-    grid = build_tuner(cfg).fit()
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
+    if cfg.leak_check != "off":
+        check_leaks(cfg, sweep_dir)
+    grid = build_tuner(cfg).fit()
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
     if unfinished:
         # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
@@ -200,6 +221,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
     candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
     test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
+    corruption_acc = mean_corruption_accuracies(candidates, cfg.seed, sweep_dir) if candidates and cfg.robustness else {}
     draws = []
     for (budget, variant, label_seed), (trial_cfg, checkpoint, metrics) in selected.items():
         draws.append({
@@ -208,6 +230,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
             "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"], "test_acc": test_acc[budget, variant, label_seed],
             "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
             "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
+            **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
         })
         log.debug("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
     rows = summarise(draws)

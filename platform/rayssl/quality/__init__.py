@@ -1,0 +1,1 @@
+"""Corpus quality: what is wrong with a shard set (`rayssl quality`)."""

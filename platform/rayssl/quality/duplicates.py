@@ -1,0 +1,85 @@
+"""Exact and near duplicates, and the train/test leaks among them: pure functions on signatures.
+
+Candidates for near duplicates come from a nearest-neighbour index over thumbnails (scikit-learn's
+ball tree: O(N log N), never all pairs); each candidate pair is then decided on the full analysis
+images by `changed_fractions`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.neighbors import NearestNeighbors
+
+from rayssl.quality.signatures import changed_fractions, thumbnails
+
+
+@dataclass(frozen=True)
+class NearDuplicateRule:
+    neighbours: int = 10  # candidates per image from the thumbnail index
+    max_thumbnail_distance: float = 0.6  # only skips hopeless pairs; changed_fractions decides
+    max_changed_fraction: float = 0.05  # the decision (planted copies <= 0.03, distinct digits >= 0.078)
+    align_radius: int = 2
+
+
+def exact_duplicate_groups(pixel_sha: list[str]) -> list[list[int]]:
+    """Groups (positions, ascending) of two or more samples with the same decoded pixels."""
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, digest in enumerate(pixel_sha):
+        by_hash[digest].append(i)
+    return sorted(group for group in by_hash.values() if len(group) > 1)
+
+
+def near_duplicate_pairs(analysis: np.ndarray, pixel_sha: list[str], rule: NearDuplicateRule = NearDuplicateRule()) -> list[tuple[int, int, float]]:
+    """(i, j, changed fraction) with i < j for near-duplicate pairs that are not exact duplicates.
+
+    analysis: uint8 [N, S, S] analysis images (see signatures.signature).
+    """
+    n = len(analysis)
+    if n < 2:
+        return []
+    thumbs = thumbnails(analysis)
+    index = NearestNeighbors(n_neighbors=min(rule.neighbours + 1, n), algorithm="ball_tree").fit(thumbs)
+    distance, neighbour = index.kneighbors(thumbs)
+    rows = np.repeat(np.arange(n), neighbour.shape[1])
+    cols, dist = neighbour.ravel(), distance.ravel()
+    keep = (rows != cols) & (dist <= rule.max_thumbnail_distance)
+    pairs = np.unique(np.sort(np.stack([rows[keep], cols[keep]], axis=1), axis=1), axis=0)
+    if len(pairs) == 0:
+        return []
+    sha = np.asarray(pixel_sha)
+    pairs = pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]]  # exact duplicates are reported as such
+    scores = np.concatenate([
+        changed_fractions(analysis[chunk[:, 0]], analysis[chunk[:, 1]], rule.align_radius)
+        for chunk in np.array_split(pairs, max(1, len(pairs) // 4096))
+    ]) if len(pairs) else np.zeros(0)
+    near = scores <= rule.max_changed_fraction
+    return [(int(i), int(j), float(s)) for (i, j), s in zip(pairs[near], scores[near])]
+
+
+def duplicate_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (two or more members) of the graph of duplicate pairs over n samples."""
+    if not pairs:
+        return []
+    i, j = np.asarray(pairs).T
+    _, component = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for position in np.unique(np.concatenate([i, j])):
+        groups[int(component[position])].append(int(position))
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def cross_split_pairs(groups: list[list[int]], split: list[str]) -> list[tuple[int, int]]:
+    """(i, j) pairs of one duplicate group that sit in different splits, i in the earlier split name order
+    as given by `split` ("test" rows are listed against every other split's copies)."""
+    leaks = []
+    for group in groups:
+        for a in group:
+            for b in group:
+                if a < b and split[a] != split[b]:
+                    leaks.append((a, b))
+    return leaks

@@ -1,0 +1,91 @@
+"""Writing the quality report: quality.json, quality.md and a contact sheet PNG, to any URI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rayssl.config import StorageConfig  # noqa: E402
+from rayssl.data import storage  # noqa: E402
+from rayssl.quality.signatures import Signatures  # noqa: E402
+
+
+def markdown(report: dict) -> str:
+    """The human-readable report: the summary table, then the details a user acts on."""
+    f = report["findings"]
+    lines = [f"# Quality report: {report['shards']}", "",
+             f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).", "",
+             "| finding | count |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["summary"].items()]
+    show = lambda x: f"{x['split']}/{x['sample_id']}" if not x["sample_id"].startswith(x["split"] + "/") else x["sample_id"]  # noqa: E731
+    sections = [
+        ("Undecodable images", [f"- {show(r)}: {r['reason']}" for r in report["undecodable"]]),
+        ("Train/test leaks", [f"- {show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in f["leaks"]]),
+        ("Exact duplicates", [f"- {', '.join(show(m) for m in g)}" for g in f["exact_duplicates"]]),
+        ("Near duplicates", [f"- {', '.join(show(m) for m in g)}" for g in f["near_duplicates"]]),
+        *[(f"Outliers: {kind.replace('_', ' ')}", [f"- {show(m)}" for m in members]) for kind, members in f["outliers"].items()],
+        ("Likely label issues" + (f" (from {f['label_issues_from']})" if f["label_issues_from"] else ""),
+         [f"- {show(x)}: labelled {x['label']}, looks like {x['suggested']}" for x in f["label_issues"]]),
+    ]
+    for title, items in sections:
+        if items:
+            lines += ["", f"## {title} ({len(items)})", "", *items[:50], *([f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else [])]
+    lines += ["", "## Class balance", "", "| split | labelled | unlabelled | imbalance ratio | classes below min |", "|---|---:|---:|---:|---|"]
+    for split, b in f["class_balance"].items():
+        ratio = "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}"
+        lines.append(f"| {split} | {b['labelled']} | {b['unlabelled']} | {ratio} | {', '.join(b['classes_below_min']) or '-'} |")
+    for split, rows in f["sources"].items():
+        if rows:
+            lines += ["", f"## Sources in {split}", "", "| source | images | mean brightness | mean contrast | label TV distance | flagged |", "|---|---:|---:|---:|---:|---|"]
+            lines += [f"| {r['source']} | {r['images']} | {r['mean_brightness']:.1f} | {r['mean_contrast']:.1f} | "
+                      f"{'-' if r['label_tv_distance'] is None else format(r['label_tv_distance'], '.2f')} | {', '.join(r['flagged']) or '-'} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def contact_sheet(report: dict, sigs: Signatures, per_row: int) -> bytes:
+    """PNG: one row of example images (grey analysis images) per finding that has any."""
+    position = {(s, i): p for p, (s, i) in enumerate(zip(sigs.split, sigs.sample_id))}
+    f = report["findings"]
+    rows = [("exact duplicates", [m for g in f["exact_duplicates"] for m in g[:2]]),
+            ("near duplicates", [m for g in f["near_duplicates"] for m in g[:2]]),
+            ("leaks", [m for x in f["leaks"] for m in (x["a"], x["b"])]),
+            *[(kind.replace("_", " "), members) for kind, members in f["outliers"].items()],
+            ("label issues", f["label_issues"])]
+    rows = [(title, members[:per_row]) for title, members in rows if members]
+    fig, axes = plt.subplots(max(len(rows), 1), per_row, figsize=(per_row * 1.1, max(len(rows), 1) * 1.3), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (title, members) in enumerate(rows):
+        axes[r, 0].set_title(title, loc="left", fontsize=8)
+        for c, member in enumerate(members):
+            axes[r, c].imshow(sigs.analysis[position[member["split"], member["sample_id"]]], cmap="gray", vmin=0, vmax=255)
+            caption = f"{member['label']}->{member['suggested']}" if "suggested" in member else member["sample_id"].rsplit("/", 1)[-1][:10]
+            axes[r, c].text(0.5, -0.12, caption, transform=axes[r, c].transAxes, ha="center", va="top", fontsize=6)
+    if not rows:
+        axes[0, 0].text(0, 0.5, "no findings to show", fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(out_uri: str, report: dict, sigs: Signatures, per_row: int, storage_cfg: StorageConfig) -> dict[str, str]:
+    """Write the three files; returns {kind: URI}."""
+    uris = {kind: storage.join(out_uri, f"quality.{kind}") for kind in ("json", "md", "png")}
+    storage.write_bytes(uris["json"], json.dumps(report, indent=1).encode(), storage_cfg)
+    storage.write_bytes(uris["md"], markdown(report).encode(), storage_cfg)
+    storage.write_bytes(uris["png"], contact_sheet(report, sigs, per_row), storage_cfg)
+    return uris
+
+
+def summary_table(summary: dict[str, int]) -> str:
+    """The console's summary: one aligned line per finding."""
+    width = max(len(k) for k in summary)
+    return "\n".join(f"  {k.ljust(width)}  {v:>7}" for k, v in summary.items())
+
+
