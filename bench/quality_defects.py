@@ -30,6 +30,7 @@ from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import RawSample, SourceData, encode_png
 from rayssl.quality.run import run_quality
+from rayssl.quality.scan import scan
 
 OUT = Path("bench/out/quality_defects")
 RESULTS = Path("bench/results")
@@ -131,12 +132,28 @@ def evaluate(report: dict, truth: dict) -> dict[str, dict]:
 
 
 def ingest_images_per_s(shards: str) -> float:
-    """The training pipeline (decode + augment, no model) over the same train split, images/s."""
+    """The training pipeline (decode + augment, no model) over every split, images/s."""
     data = DataConfig(shards=shards, image_size=28, channels=1)
     started, n = time.perf_counter(), 0
-    for batch in image_dataset(data, "train", str(OUT / "ingest_run"), StorageConfig()).iter_batches(batch_size=256, batch_format="numpy"):
-        n += len(batch["index"])
+    for split in ("train", "test"):
+        for batch in image_dataset(data, split, str(OUT / "ingest_run"), StorageConfig()).iter_batches(batch_size=256, batch_format="numpy"):
+            n += len(batch["index"])
     return n / (time.perf_counter() - started)
+
+
+def scan_images_per_s(shards: str) -> float:
+    """The quality scan alone (signatures of every split to the driver), images/s."""
+    started = time.perf_counter()
+    n = len(scan(shards, str(OUT / "scan_run"), StorageConfig()).sample_id)
+    return n / (time.perf_counter() - started)
+
+
+def throughput(shards: str, rounds: int = 2) -> tuple[float, float]:
+    """(scan, ingest) images/s, warm: both once to start Ray's workers and imports, then `rounds`
+    alternating measurements each; the medians."""
+    scan_images_per_s(shards), ingest_images_per_s(shards)
+    scans, ingests = zip(*[(scan_images_per_s(shards), ingest_images_per_s(shards)) for _ in range(rounds)])
+    return float(np.median(scans)), float(np.median(ingests))
 
 
 def main() -> None:
@@ -154,18 +171,20 @@ def main() -> None:
     started = time.perf_counter()
     report = run_quality(QualityConfig(shards=shards, out=str((OUT / "report").resolve())))
     wall = time.perf_counter() - started
-    ingest = ingest_images_per_s(shards)
+    scan_rate, ingest = throughput(shards)
     scores = evaluate(report, truth)
     result = {"train": len(rows["train"]), "test": len(rows["test"]), "planted": PLANTED, "scores": scores, "wall_s": wall,
-              "scan_images_per_s": report["images_per_s"], "ingest_images_per_s": ingest, "scan_to_ingest": report["images_per_s"] / ingest,
-              "label_issues_from": report["findings"]["label_issues_from"]}
+              "first_scan_images_per_s": report["images_per_s"], "scan_images_per_s": scan_rate, "ingest_images_per_s": ingest,
+              "scan_to_ingest": scan_rate / ingest, "label_issues_from": report["findings"]["label_issues_from"]}
     lines = [f"Planted-defect MNIST corpus: {len(rows['train'])} train + {len(rows['test'])} test images (2-core CPU). "
              f"`rayssl quality` end to end: {wall:.0f} s. Target: recall >= 95% and precision >= 90% per type (flipped labels: reported).", "",
              "| defect | planted | flagged | correct | precision | recall | target met |", "|---|---:|---:|---:|---:|---:|:-:|"]
     for name, s in scores.items():
         met = "n/a" if name == "flipped labels" else ("yes" if s["recall"] >= 0.95 and s["precision"] >= 0.9 else "no")
         lines.append(f"| {name} | {s['planted']} | {s['found']} | {s['correct']} | {100 * s['precision']:.1f}% | {100 * s['recall']:.1f}% | {met} |")
-    lines += ["", f"Scan {report['images_per_s']:.0f} images/s vs training ingest {ingest:.0f} images/s on the same shards: ratio {result['scan_to_ingest']:.2f}.",
+    lines += ["", f"Throughput, warm (median of 2 alternating passes over both splits after one warm-up pass each): quality scan {scan_rate:.0f} "
+              f"images/s vs training ingest (decode + normalise) {ingest:.0f} images/s: ratio {result['scan_to_ingest']:.2f}. "
+              f"The report's own first scan, with Ray's workers starting cold: {report['images_per_s']:.0f} images/s.",
               f"Label issues from {result['label_issues_from']}."]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality_defects.json").write_text(json.dumps(result, indent=1))

@@ -69,7 +69,7 @@ def test_sweep_refuses_a_leaking_test_split_before_any_trial(ray_local, tmp_path
     shards = str(tmp_path / "shards")
     write_shards(planted_source(), shards, rows_per_shard=16)
     cfg = sweep_config(shards, str(tmp_path / "runs"), "leak_check=refuse")
-    with pytest.raises(LeakedTestSplit, match=r"1 duplicate pairs join the test split .* train/041 = test/003 \(near\)"):
+    with pytest.raises(LeakedTestSplit, match=r"1 duplicate pair joins the test split .* train/041 = test/003 \(near\)"):
         run_sweep(cfg)
     assert not (tmp_path / "runs" / "sweep" / "trials").exists()
     assert json.loads((tmp_path / "runs" / "sweep" / "leak_check" / "leaks.json").read_text())[0]["b"]["sample_id"] == "test/003"

@@ -78,7 +78,8 @@ def test_exact_and_near_duplicates_are_found_and_distinct_images_are_not():
 def test_groups_and_leaks_name_the_samples_across_splits():
     groups = duplicates.duplicate_groups(5, [(0, 3), (3, 4)])
     assert groups == [[0, 3, 4]]
-    assert duplicates.cross_split_pairs(groups, ["train", "train", "train", "test", "train"]) == [(0, 3), (3, 4)]
+    # Leaks are direct pairs: 0 and 4 are both alike 3 but not necessarily alike each other.
+    assert duplicates.cross_split_pairs([(0, 3), (3, 4), (0, 1)], ["train", "train", "train", "test", "train"]) == [(0, 3), (3, 4)]
 
 
 def test_robust_z_and_outliers():

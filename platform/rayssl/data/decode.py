@@ -16,6 +16,8 @@ _MODES = {1: "L", 3: "RGB"}
 # 16/32-bit integer modes (16-bit PNG, TIFF): PIL's convert("L") clips them at 255, so they are
 # rescaled from the 16-bit range instead.
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")
+# Modes that hold one grey channel (decode_pixels keeps them grey by default).
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 # The largest image decoded, from its header, before any pixel is allocated: a 50,000 x 50,000 px
 # "decompression bomb" is quarantined, and one decode holds at most ~3 x 64 MB. Full-size photos
 # (ImageNet: ~0.2 MP; a 50 MP camera) pass.
@@ -57,18 +59,20 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
     return np.asarray(converted, dtype=np.uint8).reshape(spec.size, spec.size, spec.channels)
 
 
-def decode_pixels(data: bytes | None, channels: int) -> tuple[np.ndarray, str]:
-    """Decode one image at its own size: (uint8 [H, W, channels], the file's PIL mode).
+def decode_pixels(data: bytes | None, channels: int | None = None) -> tuple[np.ndarray, str]:
+    """Decode one image at its own size: (uint8 [H, W, C], the file's PIL mode).
 
-    The same checks and conversions as `decode_image`; raises DecodeError likewise.
+    C is `channels`, or by default the file's own: 1 for grey modes, else 3 (palettes, CMYK,
+    alpha become RGB). The same checks and conversions as `decode_image`; raises DecodeError likewise.
     """
     converted = _decode(data, channels)
-    return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels), converted.info["source_mode"]
+    return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, -1), converted.info["source_mode"]
 
 
-def _decode(data: bytes | None, channels: int) -> Image.Image:
-    """Fully decoded image converted to `channels` (1: "L", 3: "RGB"); info["source_mode"] holds the file's mode."""
-    if channels not in _MODES:
+def _decode(data: bytes | None, channels: int | None) -> Image.Image:
+    """Fully decoded image converted to `channels` (1: "L", 3: "RGB", None: as the file's mode is
+    grey or not); info["source_mode"] holds the file's mode."""
+    if channels not in (None, *_MODES):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not data:
         raise DecodeError("empty image bytes")
@@ -82,7 +86,7 @@ def _decode(data: bytes | None, channels: int) -> Image.Image:
             source = img
             if img.mode in _WIDE_MODES:
                 source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
-            converted = source.convert(_MODES[channels])
+            converted = source.convert(_MODES[channels or (1 if img.mode in GREY_MODES else 3)])
             converted.load()
             converted.info["source_mode"] = img.mode
     except DecodeError:

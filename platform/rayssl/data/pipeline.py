@@ -9,17 +9,15 @@ alone; Ray Data's own error handling would fail the job or drop whole blocks of 
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pyarrow as pa
 import ray.data
 
-from rayssl import console
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine, storage
 from rayssl.data.corruptions import corrupt_batch
 from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards
 from rayssl.data.transforms import ImageTransform
 
@@ -58,19 +56,6 @@ class DecodeAndTransform:
         if self.strong is not None:
             out["image_strong"] = self.strong(images)
         return out
-
-
-def quiet_ray_data() -> None:
-    """Ray Data settings for a readable console (the driver's DataContext; set before building a dataset)."""
-    # Ray Data logs a progress table every few seconds in non-interactive terminals; rank-0
-    # training logs already show progress, so keep the console readable.
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    if not console.verbose():
-        # Ray Data then warns once per process that they are off: our own choice, not the user's to act on.
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-    ctx.use_datasource_v2 = False
-    console.quiet_console_handlers("ray.data")  # planning lines ("Estimated parquet encoding ratio ...") stay in ray-data.log
 
 
 def image_dataset(

@@ -22,7 +22,7 @@ from rayssl.quality.signatures import changed_fractions, thumbnails
 class NearDuplicateRule:
     neighbours: int = 10  # candidates per image from the thumbnail index
     max_thumbnail_distance: float = 0.6  # only skips hopeless pairs; changed_fractions decides
-    max_changed_fraction: float = 0.05  # the decision (planted copies <= 0.03, distinct digits >= 0.078)
+    max_changed_fraction: float = 0.05  # the decision (planted copies <= 0.035, see signatures.CHANGE_LEVELS)
     align_radius: int = 2
 
 
@@ -73,13 +73,7 @@ def duplicate_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
-def cross_split_pairs(groups: list[list[int]], split: list[str]) -> list[tuple[int, int]]:
-    """(i, j) pairs of one duplicate group that sit in different splits, i in the earlier split name order
-    as given by `split` ("test" rows are listed against every other split's copies)."""
-    leaks = []
-    for group in groups:
-        for a in group:
-            for b in group:
-                if a < b and split[a] != split[b]:
-                    leaks.append((a, b))
-    return leaks
+def cross_split_pairs(pairs: list[tuple[int, int]], split: list[str]) -> list[tuple[int, int]]:
+    """The duplicate pairs whose two samples sit in different splits (direct pairs only: chaining
+    near duplicates through a group would pair images that are not alike themselves)."""
+    return [(a, b) for a, b in pairs if split[a] != split[b]]

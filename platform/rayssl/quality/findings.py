@@ -6,8 +6,12 @@ import numpy as np
 
 from rayssl.config import QualityConfig
 from rayssl.quality import duplicates, stats
-from rayssl.quality.labels import label_issues, out_of_sample_probabilities
-from rayssl.quality.signatures import Signatures, label_features
+from rayssl.quality.labels import (
+    label_features,
+    label_issues,
+    out_of_sample_probabilities,
+)
+from rayssl.quality.signatures import Signatures
 
 
 def find_issues(sigs: Signatures, classes: list[str], cfg: QualityConfig, pred_probs: np.ndarray | None = None) -> dict:
@@ -41,14 +45,15 @@ def duplicate_findings(sigs: Signatures, cfg: QualityConfig) -> dict:
     near_pairs = duplicates.near_duplicate_pairs(sigs.analysis, sigs.pixel_sha, rule)
     # Groups join exact and near copies (a noised copy of one of two exact twins makes one group of three);
     # a group is a near-duplicate group when its members are not all pixel-identical.
-    pairs = [(g[0], m) for g in exact for m in g[1:]] + [(i, j) for i, j, _ in near_pairs]
+    exact_pairs = [(a, b) for g in exact for i, a in enumerate(g) for b in g[i + 1 :]]
+    pairs = exact_pairs + [(i, j) for i, j, _ in near_pairs]
     groups = duplicates.duplicate_groups(len(sigs.sample_id), pairs)
     same_pixels = lambda a, b: sigs.pixel_sha[a] == sigs.pixel_sha[b]  # noqa: E731
     return {
         "exact_duplicates": [[name(m) for m in g] for g in exact],
         "near_duplicates": [[name(m) for m in g] for g in groups if len({sigs.pixel_sha[m] for m in g}) > 1],
         "near_duplicate_pairs": [{"a": name(i), "b": name(j), "changed_fraction": round(score, 4)} for i, j, score in near_pairs],
-        "leaks": [{"a": name(a), "b": name(b), "kind": "exact" if same_pixels(a, b) else "near"} for a, b in duplicates.cross_split_pairs(groups, sigs.split)],
+        "leaks": [{"a": name(a), "b": name(b), "kind": "exact" if same_pixels(a, b) else "near"} for a, b in duplicates.cross_split_pairs(pairs, sigs.split)],
     }
 
 

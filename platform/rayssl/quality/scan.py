@@ -15,7 +15,7 @@ import ray.data
 from rayssl.config import StorageConfig
 from rayssl.data import quarantine, storage
 from rayssl.data.decode import DecodeError, QuarantineRecord
-from rayssl.data.pipeline import quiet_ray_data
+from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards, read_manifest
 from rayssl.quality.signatures import ANALYSIS_SIZE, Signatures, signature
 

@@ -192,7 +192,7 @@ def check_leaks(cfg: SweepConfig, sweep_dir: str) -> None:
         return
     show = lambda x: f"{x['split']}/{x['sample_id']}" if not x["sample_id"].startswith(x["split"] + "/") else x["sample_id"]  # noqa: E731
     examples = ", ".join(f"{show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in leaks[:3])
-    message = (f"{len(leaks)} duplicate pairs join the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
+    message = (f"{len(leaks)} duplicate pair{'s' if len(leaks) > 1 else ''} join{'' if len(leaks) > 1 else 's'} the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
                f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: warn")
     if cfg.leak_check == "refuse":
         raise LeakedTestSplit(message)
