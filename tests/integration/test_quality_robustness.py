@@ -15,7 +15,7 @@ from test_sweep import FINETUNE, sweep_config
 from rayssl.config import FinetuneConfig, QualityConfig, RobustnessConfig, StorageConfig, load_config
 from rayssl.data import storage
 from rayssl.data.shards import write_shards
-from rayssl.data.sources import RawSample, SourceData
+from rayssl.data.sources import RawSample, SourceData, load_source
 from rayssl.eval.classifier import score_on_test_split
 from rayssl.eval.robustness import run_robustness
 from rayssl.quality.run import LeakedTestSplit, run_quality
@@ -75,7 +75,7 @@ def test_sweep_refuses_a_leaking_test_split_before_any_trial(ray_local, tmp_path
     assert json.loads((tmp_path / "runs" / "sweep" / "leak_check" / "leaks.json").read_text())[0]["b"]["sample_id"] == "test/003"
 
 
-def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_local, local_shards, tmp_path):
+def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_local, s3_endpoint, local_shards, tmp_path):
     cfg = load_config(FinetuneConfig, None, [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", "optim.lr=0.01",
                                              *(o.removeprefix("finetune.") for o in FINETUNE)])
     outcome = run_finetune(cfg)
@@ -91,6 +91,13 @@ def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_loc
     again = run_robustness(RobustnessConfig(run=outcome.run_dir, corruptions=["gaussian_noise", "rotate", "brightness"], severities=[1, 5]))
     assert again["accuracy"] == report["accuracy"]  # seeded: the same corrupted test set
     out = Path(outcome.run_dir) / "robustness"
+    # The same test split read from s3:// (moto), the report written there too.
+    s3 = StorageConfig(s3_endpoint=s3_endpoint)
+    write_shards(load_source("folder", str(tmp_path / "raw")), "s3://rayssl-test/robustness/shards", rows_per_shard=16, storage_cfg=s3)
+    remote = run_robustness(RobustnessConfig(run=outcome.run_dir, shards="s3://rayssl-test/robustness/shards", out="s3://rayssl-test/robustness/report",
+                                             corruptions=["gaussian_noise"], severities=[1], storage=s3))
+    assert remote["summary"]["clean_acc"] == pytest.approx(clean) and remote["accuracy"]["gaussian_noise"] == {"1": report["accuracy"]["gaussian_noise"]["1"]}
+    assert "| gaussian_noise |" in storage.read_bytes("s3://rayssl-test/robustness/report/robustness.md", s3).decode()
     # The fine-tuned classifier also gives the quality report's label check its probabilities.
     quality = run_quality(QualityConfig(shards=local_shards, out=str(tmp_path / "quality"), finetune_run=outcome.run_dir))
     assert quality["findings"]["label_issues_from"] == "the fine-tuned classifier's probabilities"

@@ -62,6 +62,7 @@ def find_test_leaks(shards: str, out: str, storage_cfg: StorageConfig) -> list[d
     The sweep's pre-flight check: the report's duplicate checks only (no outliers, no label issues);
     the pairs are also written to `<out>/leaks.json`.
     """
+    quarantine.clear(out, storage_cfg)
     sigs = scan(shards, out, storage_cfg)
     leaks = [x for x in duplicate_findings(sigs, QualityConfig(shards=shards))["leaks"] if "test" in (x["a"]["split"], x["b"]["split"])]
     storage.write_bytes(storage.join(out, "leaks.json"), json.dumps(leaks, indent=1).encode(), storage_cfg)
