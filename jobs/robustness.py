@@ -1,4 +1,4 @@
-"""Robustness job: `ray job submit --working-dir . -- python jobs/robustness.py runs/semisup_mnist --target-shards data/shards/digits`."""
+"""Robustness job: `ray job submit --working-dir . -- python jobs/robustness.py s3://bucket/runs/semisup_mnist --target-shards s3://bucket/shards/digits --set storage.s3_endpoint=...`."""
 
 import sys
 
