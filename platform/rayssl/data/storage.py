@@ -103,6 +103,12 @@ def relative_to(uri: str | None, base: str) -> str | None:
     return uri[len(prefix):] if uri.startswith(prefix) else uri
 
 
+def absolute(uri: str, storage: StorageConfig = StorageConfig()) -> str:
+    """A local path made absolute (Ray workers and Data tasks run in other directories); remote URIs
+    and "" (an unset optional path) unchanged."""
+    return uri if not uri or is_remote(uri) else resolve(uri, storage)[1]
+
+
 def write_bytes(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:
     fs, path = resolve(uri, storage)
     with reaching(uri, storage):

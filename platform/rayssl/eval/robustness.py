@@ -143,8 +143,7 @@ def heatmap(report: dict) -> bytes:
 def run_robustness(cfg: RobustnessConfig) -> dict:
     """Score the run's model; writes robustness.{json,md,png} to cfg.out (default <run>/robustness)."""
     log = get_logger()
-    absolute = lambda uri: uri if not uri or storage.is_remote(uri) else storage.resolve(uri, cfg.storage)[1]  # noqa: E731
-    cfg = dataclasses.replace(cfg, run=absolute(cfg.run), shards=absolute(cfg.shards), target_shards=absolute(cfg.target_shards), out=absolute(cfg.out))
+    cfg = dataclasses.replace(cfg, **{k: storage.absolute(getattr(cfg, k), cfg.storage) for k in ("run", "shards", "target_shards", "out")})
     out = cfg.out or storage.join(cfg.run, "robustness")
     raw = yaml.safe_load(storage.read_bytes(storage.join(cfg.run, "config.yaml"), cfg.storage))  # fails fast on a wrong run
     init_ray(cfg.ray)
@@ -153,14 +152,14 @@ def run_robustness(cfg: RobustnessConfig) -> dict:
         checkpoint = checkpoints.latest_checkpoint(cfg.run, cfg.storage)
         if checkpoint is None:
             raise FileNotFoundError(f"run: no checkpoint under {cfg.run}")
-        data, model = run_cfg.data, f"fine-tuned classifier ({storage.relative_to(checkpoint, cfg.run)})"
+        data = dataclasses.replace(run_cfg.data, shards=cfg.shards or run_cfg.data.shards)
+        model = f"fine-tuned classifier ({storage.relative_to(checkpoint, cfg.run)})"
         predict = classifier_predictor(run_cfg, checkpoint)
     else:
         run_cfg = from_dict(PretrainConfig, raw)
-        data = dataclasses.replace(run_cfg.data, shards=cfg.shards or run_cfg.data.shards)
+        data = dataclasses.replace(run_cfg.data, shards=cfg.shards or run_cfg.data.shards)  # the probe trains on these shards too
         model = f"linear probe on the frozen {run_cfg.method.upper()} backbone ({cfg.probe_train_samples} clean train images)"
         predict = probe_predictor(cfg.run, run_cfg, data, cfg.probe_train_samples, out, cfg.storage)
-    data = dataclasses.replace(data, shards=cfg.shards or data.shards)
     variants = variants_of(cfg)
     log.info("scoring %s on %d views of the test split of %s", model, len(variants), data.shards)
     accuracy = accuracy_per_variant({"model": predict}, data, variants, cfg.seed, "test", out, cfg.storage)["model"]

@@ -15,6 +15,11 @@ from rayssl.data import storage  # noqa: E402
 from rayssl.quality.signatures import Signatures  # noqa: E402
 
 
+def sample_name(member: dict) -> str:
+    """"split/sample_id", without repeating the split when the id already starts with it ("train/000042")."""
+    return member["sample_id"] if member["sample_id"].startswith(member["split"] + "/") else f"{member['split']}/{member['sample_id']}"
+
+
 def markdown(report: dict) -> str:
     """The human-readable report: the summary table, then the details a user acts on."""
     f = report["findings"]
@@ -22,7 +27,7 @@ def markdown(report: dict) -> str:
              f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).", "",
              "| finding | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["summary"].items()]
-    show = lambda x: f"{x['split']}/{x['sample_id']}" if not x["sample_id"].startswith(x["split"] + "/") else x["sample_id"]  # noqa: E731
+    show = sample_name
     sections = [
         ("Undecodable images", [f"- {show(r)}: {r['reason']}" for r in report["undecodable"]]),
         ("Train/test leaks", [f"- {show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in f["leaks"]]),

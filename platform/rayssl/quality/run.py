@@ -25,9 +25,7 @@ from rayssl.train.launch import init_ray
 def run_quality(cfg: QualityConfig) -> dict:
     """The report as written to `<cfg.out>/quality.json`; also printed as a summary table."""
     log = get_logger()
-    absolute = lambda uri: uri if storage.is_remote(uri) else storage.resolve(uri, cfg.storage)[1]  # noqa: E731
-    cfg = dataclasses.replace(cfg, shards=absolute(cfg.shards), out=absolute(cfg.out),
-                              finetune_run=absolute(cfg.finetune_run) if cfg.finetune_run else "")
+    cfg = dataclasses.replace(cfg, **{k: storage.absolute(getattr(cfg, k), cfg.storage) for k in ("shards", "out", "finetune_run")})
     manifest = read_manifest(cfg.shards, cfg.storage)  # a missing or broken shard set fails here, before Ray starts
     finetune = _finetune_run(cfg) if cfg.finetune_run and cfg.label_issues else None
     quarantine.clear(cfg.out, cfg.storage)

@@ -46,10 +46,9 @@ def latest_checkpoint(run_dir: str, storage_cfg: StorageConfig) -> str | None:
     for info in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
         if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
             continue
-        meta_uri = storage.join(run_dir, info.base_name, META)
         if not all(storage.exists(storage.join(run_dir, info.base_name, name), storage_cfg) for name in FILES):
             continue  # a checkpoint still being uploaded, or one Ray is deleting
-        step = json.loads(storage.read_bytes(meta_uri, storage_cfg))["global_step"]
+        step = read_meta(storage.join(run_dir, info.base_name), storage_cfg)["global_step"]
         if best is None or step > best[0]:
             best = (step, storage.join(run_dir, info.base_name))
     return best[1] if best else None
@@ -62,5 +61,9 @@ def load_model_state(checkpoint_uri: str, storage_cfg: StorageConfig) -> tuple[d
         map_location="cpu",
         weights_only=True,
     )
-    meta = json.loads(storage.read_bytes(storage.join(checkpoint_uri, META), storage_cfg))
-    return model, meta
+    return model, read_meta(checkpoint_uri, storage_cfg)
+
+
+def read_meta(checkpoint_uri: str, storage_cfg: StorageConfig) -> dict[str, Any]:
+    """A checkpoint's meta.json: epoch (the next round to run), global_step, metrics, ledger."""
+    return json.loads(storage.read_bytes(storage.join(checkpoint_uri, META), storage_cfg))

@@ -47,7 +47,7 @@ C = TypeVar("C", PretrainConfig, FinetuneConfig)
 def with_absolute_paths(cfg: C) -> C:
     """Local paths made absolute on the driver: Ray workers and Data tasks run in other directories."""
     def absolute(uri: str) -> str:
-        return uri if storage.is_remote(uri) else storage.resolve(uri, cfg.storage)[1]
+        return storage.absolute(uri, cfg.storage)
 
     cfg = dataclasses.replace(
         cfg,
@@ -120,7 +120,7 @@ def _fit(
     # complete checkpoint that Ray Train does not restore: the workers fall back to it (loop.py).
     earlier = checkpoints.latest_checkpoint(run_dir, cfg.storage)
     if earlier is not None:
-        meta = json.loads(storage.read_bytes(storage.join(earlier, checkpoints.META), cfg.storage))
+        meta = checkpoints.read_meta(earlier, cfg.storage)
         get_logger().info("resuming %s from %s (round %d, step %d)", cfg.run.name, earlier, meta["epoch"], meta["global_step"])
     loop_config = {**loop_config, "resume_from": earlier}
     try:

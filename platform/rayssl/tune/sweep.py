@@ -24,6 +24,7 @@ from rayssl.data import storage
 from rayssl.eval.classifier import accuracy_on_test_split
 from rayssl.eval.robustness import mean_corruption_accuracies
 from rayssl.logs import get_logger
+from rayssl.quality.report import sample_name
 from rayssl.quality.run import LeakedTestSplit, find_test_leaks
 from rayssl.train import checkpoints
 from rayssl.train.launch import init_ray, run_finetune
@@ -172,7 +173,7 @@ def select_best(results: list[tuple[dict, dict]], num_classes: int) -> dict[tupl
 def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
     """Local paths made absolute on the driver: trials run in Tune actors with another cwd."""
     def absolute(uri: str) -> str:
-        return uri if storage.is_remote(uri) else storage.resolve(uri)[1]
+        return storage.absolute(uri)
 
     return dataclasses.replace(
         cfg,
@@ -190,13 +191,13 @@ def check_leaks(cfg: SweepConfig, sweep_dir: str) -> None:
     if not leaks:
         get_logger().info("leak check: no test image of %s duplicates another split", cfg.finetune.data.shards)
         return
-    show = lambda x: f"{x['split']}/{x['sample_id']}" if not x["sample_id"].startswith(x["split"] + "/") else x["sample_id"]  # noqa: E731
-    examples = ", ".join(f"{show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in leaks[:3])
+    examples = ", ".join(f"{sample_name(x['a'])} = {sample_name(x['b'])} ({x['kind']})" for x in leaks[:3])
     message = (f"{len(leaks)} duplicate pair{'s' if len(leaks) > 1 else ''} join{'' if len(leaks) > 1 else 's'} the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
-               f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: warn")
+               f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: "
+               + ("warn" if cfg.leak_check == "refuse" else "off"))
     if cfg.leak_check == "refuse":
         raise LeakedTestSplit(message)
-    get_logger().warning("leak check: %s", message.replace("or set leak_check: warn", "or set leak_check: off"))
+    get_logger().warning("leak check: %s", message)
 
 
 def run_sweep(cfg: SweepConfig) -> list[dict]:
