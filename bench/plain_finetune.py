@@ -70,7 +70,7 @@ def main() -> None:
             u8 = torch.from_numpy(train_images[rows]).permute(0, 3, 1, 2)
             batch = {"index": torch.from_numpy(train_index[rows]), "image": weak.tensor(u8)}
             if strong is not None:
-                batch["image_strong"] = strong.tensor(u8)
+                batch["image_view2"] = strong.tensor(u8)
             yield batch
 
     curve, started, t = [], time.perf_counter(), 0

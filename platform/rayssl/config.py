@@ -84,12 +84,18 @@ class AugmentConfig:
     rotate_deg: float = 0.0  # random rotation within +-rotate_deg (strong views for consistency)
     erase_p: float = 0.0  # probability of erasing a random rectangle (Cutout-like, strong views)
     horizontal_flip: bool = False  # off for digits, on for natural images
+    # SimCLR's photometric views (Chen et al. 2020, appendix A): colour jitter of strength s with
+    # p = 0.8 (brightness/contrast/saturation 0.8 s, hue 0.2 s; grey images: brightness and contrast
+    # only), grayscale with p (RGB only), Gaussian blur (kernel ~10% of the image) with p.
+    color_jitter: float = 0.0
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self, (lambda v: 0 < v <= 1, "> 0 and <= 1"), "crop_scale_min")
-        _check(self, NON_NEGATIVE, "translate_px")
+        _check(self, NON_NEGATIVE, "translate_px", "color_jitter")
         _check(self, (lambda v: 0 <= v <= 180, "between 0 and 180"), "rotate_deg")
-        _check(self, FRACTION, "erase_p")
+        _check(self, FRACTION, "erase_p", "grayscale_p", "blur_p")
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,24 @@ class MAEConfig:
         _check(self, NON_NEGATIVE, "recon_images")
         _require(self.decoder_width % self.decoder_heads == 0, "decoder_width",
                  f"{self.decoder_width} is not divisible by decoder_heads ({self.decoder_heads})")
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig:
+    """SimCLR (Chen et al. 2020) and the masked contrastive objective. Both views of an image are
+    made with data.augment in the Ray Data CPU stage (use SimCLR's crop, colour and blur there)."""
+
+    temperature: float = 0.2
+    projection_hidden: int = 512
+    projection_dim: int = 128
+    # masked_contrastive: loss = weight * NT-Xent + (1 - weight) * MAE loss, both views masked with
+    # mae.mask_ratio (CAN masks 50% of both views). NT-Xent starts near log(2 x global batch) ~ 6 and
+    # the normalised-pixel MSE near 1, so a small weight keeps the two terms of similar size.
+    weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "temperature", "projection_hidden", "projection_dim")
+        _check(self, FRACTION, "weight")
 
 
 @dataclass(frozen=True)
@@ -260,12 +284,13 @@ class FaultConfig:
 class PretrainConfig:
     """Self-supervised pretraining job (`rayssl pretrain`)."""
 
-    method: Literal["nat", "mae"] = "nat"
+    method: Literal["nat", "mae", "simclr", "masked_contrastive"] = "nat"
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     nat: NATConfig = field(default_factory=NATConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -274,7 +299,8 @@ class PretrainConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
-        _require(self.method != "mae" or self.model.name == "vit", "model.name", f"method 'mae' needs model.name: vit, got {self.model.name!r}")
+        _require(self.method not in ("mae", "masked_contrastive") or self.model.name == "vit", "model.name",
+                 f"method {self.method!r} needs model.name: vit, got {self.model.name!r}")
 
 
 @dataclass(frozen=True)

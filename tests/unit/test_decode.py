@@ -64,7 +64,7 @@ def test_batch_of_only_bad_rows_is_empty_not_an_error():
     assert not ok.any() and images.shape == (0, 4, 4, 3) and len(bad) == 1
 
 
-def test_decode_stage_adds_an_independent_strong_view(tmp_path):
+def test_decode_stage_adds_an_independent_second_view(tmp_path):
     import pyarrow as pa
 
     from rayssl.config import AugmentConfig, StorageConfig
@@ -79,11 +79,11 @@ def test_decode_stage_adds_an_independent_strong_view(tmp_path):
         encoded.append(buf.getvalue())
     batch = pa.table({"sample_id": [f"s{i}" for i in range(4)], "index": np.arange(4), "image": encoded, "label": [0, 1, 0, 1]})
     stage = DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig(),
-                               strong=AugmentConfig(translate_px=2, rotate_deg=30.0, erase_p=1.0))
+                               second_view=AugmentConfig(translate_px=2, rotate_deg=30.0, erase_p=1.0))
     out = stage(batch)
-    assert out["image"].shape == out["image_strong"].shape == (4, 1, 8, 8)
-    assert not np.allclose(out["image"], out["image_strong"])  # erased with p=1: the views differ
-    assert "image_strong" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
+    assert out["image"].shape == out["image_view2"].shape == (4, 1, 8, 8)
+    assert not np.allclose(out["image"], out["image_view2"])  # erased with p=1: the views differ
+    assert "image_view2" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
 
 
 def _png_claiming(width: int, height: int) -> bytes:

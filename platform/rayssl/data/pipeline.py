@@ -29,18 +29,18 @@ class DecodeAndTransform:
     """Ray Data batch function: a pyarrow batch of shard rows -> numpy columns for training.
 
     Output columns: index int64 [N_ok], image float32 [N_ok, C, H, W], label int64 [N_ok]
-    (-1 where unlabelled), and image_strong float32 [N_ok, C, H, W] (a second, independently and
-    more strongly augmented view) when `strong` is given. Undecodable rows are dropped here and
-    written to the run's quarantine.
+    (-1 where unlabelled), and image_view2 float32 [N_ok, C, H, W] (a second view of the same
+    images, augmented independently with `second_view`) when that is given. Undecodable rows are
+    dropped here and written to the run's quarantine.
     """
 
     def __init__(
         self, spec: ImageSpec, augment: AugmentConfig | None, split: str, run_dir: str, storage_cfg: StorageConfig,
-        strong: AugmentConfig | None = None,
+        second_view: AugmentConfig | None = None,
     ) -> None:
         self.spec = spec
-        self.transform = ImageTransform(spec.size, augment)
-        self.strong = ImageTransform(spec.size, strong) if strong is not None else None
+        self.transform = ImageTransform(spec.size, augment, spec.channels)
+        self.second_view = ImageTransform(spec.size, second_view, spec.channels) if second_view is not None else None
         self.split = split
         self.run_dir = run_dir
         self.storage_cfg = storage_cfg
@@ -53,24 +53,26 @@ class DecodeAndTransform:
         quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
         labels = batch.column("label").fill_null(-1).to_numpy()
         out = {"index": indices[ok], "image": self.transform(images), "label": labels[ok]}
-        if self.strong is not None:
-            out["image_strong"] = self.strong(images)
+        if self.second_view is not None:
+            out["image_view2"] = self.second_view(images)
         return out
 
 
 def image_dataset(
     data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, augment: bool = True,
-    strong_augment: AugmentConfig | None = None,
+    second_view: AugmentConfig | None = None,
 ) -> ray.data.Dataset:
-    """A lazily executed, streaming dataset of decoded images from the shards of one split;
-    `strong_augment` adds a second view per image (column image_strong) for consistency losses."""
+    """A lazily executed, streaming dataset of decoded images from the shards of one split.
+
+    `second_view` adds a second, independently augmented view of every image (column
+    image_view2): FixMatch's strong view, or the contrastive methods' second view."""
     shards = list_shards(data.shards, split, storage_cfg)
     fs, _ = storage.resolve(data.shards, storage_cfg)
     paths = [storage.resolve(s.uri, storage_cfg)[1] for s in shards]
     spec = ImageSpec(data.image_size, data.channels)
     quiet_ray_data()
     ds = ray.data.read_parquet(paths, filesystem=fs)
-    fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, strong_augment)
+    fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, second_view)
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)
 
 

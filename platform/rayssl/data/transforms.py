@@ -16,10 +16,10 @@ import torch
 from rayssl.config import AugmentConfig
 
 
-def augmentation(size: int, augment: AugmentConfig | None) -> K.AugmentationSequential | None:
+def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) -> K.AugmentationSequential | None:
     """The batched pipeline an AugmentConfig describes, on float [N, C, H, W] in [0, 1]; None if it does nothing.
 
-    Order as in the usual recipes: crop/translate (geometry), rotate, flip, then erase.
+    Order as in the usual recipes: crop/translate (geometry), rotate, flip, colour, blur, then erase.
     """
     if augment is None:
         return None
@@ -34,6 +34,15 @@ def augmentation(size: int, augment: AugmentConfig | None) -> K.AugmentationSequ
         steps.append(K.RandomRotation(augment.rotate_deg, p=1.0, resample="nearest"))
     if augment.horizontal_flip:
         steps.append(K.RandomHorizontalFlip())
+    if augment.color_jitter > 0:
+        s = augment.color_jitter
+        colour = (0.8 * s, 0.2 * s) if channels == 3 else (0.0, 0.0)  # saturation and hue need RGB
+        steps.append(K.ColorJitter(0.8 * s, 0.8 * s, colour[0], colour[1], p=0.8))
+    if augment.grayscale_p > 0 and channels == 3:
+        steps.append(K.RandomGrayscale(p=augment.grayscale_p))
+    if augment.blur_p > 0:
+        kernel = max(3, (size // 10) | 1)  # odd, ~10% of the side as in SimCLR
+        steps.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=augment.blur_p))
     if augment.erase_p > 0:
         steps.append(K.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0.0))
     return K.AugmentationSequential(*steps) if steps else None
@@ -48,8 +57,8 @@ class ImageTransform:
     """uint8 [N, H, W, C] -> float32 [N, C, H, W] in [-1, 1], augmenting each sample independently
     (random parameters from torch's global generator, which the worker loop seeds per rank)."""
 
-    def __init__(self, size: int, augment: AugmentConfig | None) -> None:
-        self.augment = augmentation(size, augment)
+    def __init__(self, size: int, augment: AugmentConfig | None, channels: int = 1) -> None:
+        self.augment = augmentation(size, augment, channels)
 
     @torch.no_grad()
     def tensor(self, images: torch.Tensor) -> torch.Tensor:

@@ -32,14 +32,24 @@ class MaskedAutoencoder(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        latent, ids_keep, mask = self.encode_masked(images, generator)
+        return self.decode(latent, ids_keep), mask
+
+    def encode_masked(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images [B, C, H, W] -> (latent [B, (1 +) K, D] of the K visible patches (class token
+        first when the ViT has one), ids_keep [B, K], mask [B, L] with 1 = masked)."""
         b, length = images.shape[0], self.encoder.num_patches
         ids_keep, mask = random_masking(length, self.keep, b, generator, images.device)
-        latent = self.encoder(images, ids_keep)  # [B, (1 +) K, D]
+        return self.encoder(images, ids_keep), ids_keep, mask
+
+    def decode(self, latent: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Visible-patch latents [B, (1 +) K, D] -> pixel predictions [B, L, patch*patch*C] for every patch."""
         if self.has_cls:
             latent = latent[:, 1:]
+        b, length = latent.shape[0], self.encoder.num_patches
         visible = self.decoder_embed(latent)  # [B, K, Dd]
         # Scatter visible tokens back to their positions; masked positions get the mask token.
         full = self.mask_token.expand(b, length, -1).clone()
         full.scatter_(1, ids_keep[..., None].expand(-1, -1, visible.shape[-1]), visible)
         decoded = self.decoder_norm(self.decoder(full + self.decoder_pos))
-        return self.decoder_pred(decoded), mask
+        return self.decoder_pred(decoded)

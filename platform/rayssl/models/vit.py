@@ -94,7 +94,10 @@ class ViTEncoder(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, width]: class token if configured and pooled that way, else mean of patch tokens."""
-        tokens = self(images)
+        return self.pool(self(images))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Encoder output [B, (1 +) K, width] (all patches, or only the visible ones) -> [B, width]."""
         if self.cls_token is not None and self.cfg.pool == "cls":
             return tokens[:, 0]
         return tokens[:, 1:].mean(dim=1) if self.cls_token is not None else tokens.mean(dim=1)

@@ -20,6 +20,7 @@ from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
+from rayssl.methods import METHODS
 from rayssl.train import checkpoints
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
 from rayssl.train.progress import RunProgress
@@ -179,7 +180,7 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     steps_per_epoch = num_samples // cfg.train.num_workers // cfg.data.batch_size
     outcome = _fit(
         cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
-        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True),
+        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=cfg.data.augment if METHODS[cfg.method].two_views else None),
         progress=(f"pretrain {cfg.method}", cfg.train.epochs * steps_per_epoch),
     )
     log.info("pretraining done: %s", {k: v for k, v in outcome.metrics.items() if k not in ("status", "run_dir")})
@@ -213,5 +214,5 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
         "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
     }
     # Supervised only reads no unlabelled image: no stream at all.
-    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, strong_augment=strong) if s.uses_unlabelled else None
+    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if s.uses_unlabelled else None
     return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None)

@@ -149,14 +149,14 @@ class FinetuneStep:
         self.labelled_images = torch.from_numpy(np.ascontiguousarray(labelled_images.transpose(0, 3, 1, 2)))
         self.labelled_labels = torch.as_tensor(labelled_labels, dtype=torch.int64)
         self.labelled_indices = torch.as_tensor(labelled_indices, dtype=torch.int64)
-        self.labelled_transform = ImageTransform(cfg.data.image_size, cfg.data.augment)
+        self.labelled_transform = ImageTransform(cfg.data.image_size, cfg.data.augment, cfg.data.channels)
         self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
         self.val_labels = torch.as_tensor(val_labels, dtype=torch.int64)
         self.held_out = torch.as_tensor(val_indices, dtype=torch.int64)
         self._stream: Iterator[dict[str, torch.Tensor]] | None = None
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
-        """This round's batches: stream rows (index, image[, image_strong]) plus `labelled_pick`, the
+        """This round's batches: stream rows (index, image[, image_view2]) plus `labelled_pick`, the
         rows of the labelled set drawn for the step. Without the stream, "index" holds the picked
         labelled images' sample indices, so the loop counts labelled images."""
         sched, s = self.cfg.schedule, self.cfg.semisup
@@ -203,7 +203,7 @@ class FinetuneStep:
         if s.beta > 0:
             loss = loss + s.beta * entropy(logits[n_l:])
         if s.consistency > 0:
-            strong_logits = model(batch["image_strong"][keep])
+            strong_logits = model(batch["image_view2"][keep])
             consistency, confident = fixmatch_loss(logits[n_l:], strong_logits, s.confidence)
             loss = loss + s.consistency * consistency
             stats["pseudo_labelled_fraction"] = confident * n / max(len(unlabelled), 1)
