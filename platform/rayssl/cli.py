@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("uri")
     validate.add_argument("--checksums", action="store_true", help="also verify sha256 (reads every byte)")
     validate.add_argument("--s3-endpoint")
+    labels = shards.add_parser("labels", help="write one split's labels, without images, as a label-only table (parquet)")
+    labels.add_argument("uri", help="shard set URI")
+    labels.add_argument("--out", required=True, help="output parquet URI")
+    labels.add_argument("--split", default="train")
+    labels.add_argument("--s3-endpoint")
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining on Ray Train")
     _add_config_args(pretrain)
@@ -114,6 +119,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from rayssl.data.sources import load_source
 
         storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
+        if args.action == "labels":
+            from rayssl.data.label_only import export_labels
+
+            print(f"labels ok: {export_labels(args.uri, args.split, args.out, storage_cfg)} label-only records of {args.uri} ({args.split}) -> {args.out}")
+            return 0
         if args.action == "build":
             data = load_source(args.source, args.path, args.test_fraction, args.seed)
             manifest = write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)

@@ -323,9 +323,13 @@ class SemiSupConfig:
     strong_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(translate_px=4, rotate_deg=20.0, erase_p=0.5))
     labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
     num_classes: int = 10
+    # Draw labelled and validation images from these classes only (empty: all). The other classes
+    # stay in the unlabelled stream and the test split: e.g. the inverted VAE's protocol, labels for 0-4 only.
+    labelled_classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self, POSITIVE, "labels_per_class", "val_per_class", "labelled_batch_size")
+        _check(self, (lambda v: 0 <= v < self.num_classes, f"a class id in [0, {self.num_classes})"), "labelled_classes")
         _check(self, NON_NEGATIVE, "alpha", "beta", "consistency")
         _check(self, FRACTION, "confidence")
         _check(self, (lambda v: v >= 2, ">= 2"), "num_classes")
@@ -356,15 +360,41 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class InvertedVAEConfig:
+    """The inverted semi-supervised VAE (Gemp et al., arXiv 1608.05983): loss weights of its bounds
+    (rayssl.methods.inverted_vae) and where its label-only records come from."""
+
+    latent_dim: int = 16
+    hidden: int = 500  # width of the encoder's and decoder's two hidden layers
+    temperature: float = 0.5  # Gumbel-Softmax (y) and relaxed-Bernoulli (generated pixels) temperature
+    labelled: float = 1.0  # weight of the labelled bound
+    classification: float = 50.0  # weight of -log q(y|x) on labelled images (M2's alpha; the bounds are in nats over all pixels)
+    unlabelled: float = 1.0  # weight of the unlabelled (forward) bound
+    label_only: float = 1.0  # weight of the reverse bound on label-only records; 0 = plain M2
+    # Label-only records: a parquet or CSV file (or folder of them) at any URI the shards accept, with
+    # an integer column `label`, or soft labels as a list column `probs` or columns p0 .. p{K-1}.
+    label_only_data: str = ""
+    label_only_batch_size: int = 64  # label-only records drawn per step per worker
+
+    def __post_init__(self) -> None:
+        _check(self, POSITIVE, "latent_dim", "hidden", "temperature", "label_only_batch_size")
+        _check(self, NON_NEGATIVE, "labelled", "classification", "unlabelled", "label_only")
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Semi-supervised fine-tuning job (`rayssl finetune`)."""
 
+    # classifier: a backbone + head under semisup's losses; inverted_vae: the inverted VAE, whose
+    # classifier is the same backbone + head (semisup's alpha/beta/consistency do not apply).
+    method: Literal["classifier", "inverted_vae"] = "classifier"
     run: RunConfig = field(default_factory=lambda: RunConfig(name="finetune"))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     init: str | None = None  # pretraining run dir or checkpoint URI (its config.yaml names the method)
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ivae: InvertedVAEConfig = field(default_factory=InvertedVAEConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # train.epochs is a pretraining setting: fine-tuning runs schedule.steps
     train: TrainConfig = field(default_factory=lambda: TrainConfig(num_workers=1))
@@ -377,6 +407,13 @@ class FinetuneConfig:
         # A pretrained backbone's model is named by its run's config: checked on the worker (rayssl.train.steps).
         _require(not (s.alpha > 0 and s.inversion == "multiscale" and not self.init and self.model.name not in BLOCK_BACKBONES),
                  "semisup.inversion", f"multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {self.model.name!r}")
+        _require(self.method != "inverted_vae" or not (s.alpha or s.beta or s.consistency), "method",
+                 "inverted_vae trains with its own bounds (ivae.*): set semisup.alpha, beta and consistency to 0")
+
+    @property
+    def uses_unlabelled(self) -> bool:
+        """Whether fine-tuning reads the unlabelled image stream at all."""
+        return self.ivae.unlabelled > 0 if self.method == "inverted_vae" else self.semisup.uses_unlabelled
 
 
 @dataclass(frozen=True)
@@ -393,6 +430,11 @@ class SweepConfig:
     inversion: bool = True
     # Adds the row "+ FixMatch" (weight: finetune.semisup.consistency, or 1).
     fixmatch: bool = False
+    # Adds the row "inverted VAE" (finetune.ivae; its label-only records: finetune.ivae.label_only_data).
+    # Tune draws its unlabelled and label-only bound weights log-uniformly from [ivae_weight_min, ivae_weight_max].
+    inverted_vae: bool = False
+    ivae_weight_min: float = 0.1
+    ivae_weight_max: float = 3.0
     samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
     seed: int = 0  # of those random draws: the same config samples the same settings
     alpha_min: float = 1e-3
@@ -412,10 +454,11 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         _check(self, NONEMPTY, "budgets", "label_seeds", "betas")
-        _check(self, POSITIVE, "budgets", "samples", "alpha_min", "lr_min", "max_concurrent_trials", "grace_period")
+        _check(self, POSITIVE, "budgets", "samples", "alpha_min", "lr_min", "max_concurrent_trials", "grace_period", "ivae_weight_min")
         _check(self, NON_NEGATIVE, "betas", "trial_max_failures")
         _require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
         _require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
+        _require(self.ivae_weight_min <= self.ivae_weight_max, "ivae_weight_max", f"must be >= ivae_weight_min ({self.ivae_weight_min}), got {self.ivae_weight_max}")
 
 
 @dataclass(frozen=True)

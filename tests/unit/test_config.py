@@ -50,7 +50,7 @@ def test_optional_accepts_null():
 
 
 def config_class(path: Path) -> type:
-    prefixes = {"sweep_": SweepConfig, "semisup_": FinetuneConfig, "quality_": QualityConfig, "robustness_": RobustnessConfig}
+    prefixes = {"sweep_": SweepConfig, "semisup_": FinetuneConfig, "ivae_": FinetuneConfig, "quality_": QualityConfig, "robustness_": RobustnessConfig}
     return next((cls for prefix, cls in prefixes.items() if path.name.startswith(prefix)), PretrainConfig)
 
 
@@ -98,6 +98,13 @@ BAD_VALUES = [
     (PretrainConfig, "mae.decoder_heads=0", "mae.decoder_heads"),
     (PretrainConfig, "mae.recon_images=-1", "mae.recon_images"),
     (PretrainConfig, "method=mae", "model.name"),  # MAE needs a ViT
+    (PretrainConfig, "method=masked_contrastive", "model.name"),  # so does the masked contrastive objective
+    (PretrainConfig, "contrastive.temperature=0", "contrastive.temperature"),
+    (PretrainConfig, "contrastive.projection_dim=0", "contrastive.projection_dim"),
+    (PretrainConfig, "contrastive.weight=1.5", "contrastive.weight"),
+    (PretrainConfig, "data.augment.color_jitter=-1", "data.augment.color_jitter"),
+    (PretrainConfig, "data.augment.grayscale_p=2", "data.augment.grayscale_p"),
+    (PretrainConfig, "data.augment.blur_p=-0.5", "data.augment.blur_p"),
     (PretrainConfig, "optim.lr=0", "optim.lr"),
     (PretrainConfig, "optim.weight_decay=-1", "optim.weight_decay"),
     (PretrainConfig, "optim.momentum=1", "optim.momentum"),
@@ -121,6 +128,11 @@ BAD_VALUES = [
     (FinetuneConfig, "semisup.labelled_batch_size=0", "semisup.labelled_batch_size"),
     (FinetuneConfig, "semisup.num_classes=1", "semisup.num_classes"),
     (FinetuneConfig, "semisup.strong_augment.erase_p=2", "semisup.strong_augment.erase_p"),
+    (FinetuneConfig, "semisup.labelled_classes=[0, 10]", r"semisup.labelled_classes\[1\]"),  # 10 classes: ids 0..9
+    (FinetuneConfig, "ivae.temperature=0", "ivae.temperature"),
+    (FinetuneConfig, "ivae.latent_dim=0", "ivae.latent_dim"),
+    (FinetuneConfig, "ivae.label_only=-1", "ivae.label_only"),
+    (FinetuneConfig, "ivae.label_only_batch_size=0", "ivae.label_only_batch_size"),
     (FinetuneConfig, "schedule.steps=0", "schedule.steps"),
     (FinetuneConfig, "schedule.eval_every=0", "schedule.eval_every"),
     (FinetuneConfig, "schedule.warmup_steps=-1", "schedule.warmup_steps"),
@@ -137,6 +149,8 @@ BAD_VALUES = [
     (SweepConfig, "betas=[-1.0]", r"betas\[0\]"),
     (SweepConfig, "max_concurrent_trials=0", "max_concurrent_trials"),
     (SweepConfig, "grace_period=0", "grace_period"),
+    (SweepConfig, "ivae_weight_min=0", "ivae_weight_min"),
+    (SweepConfig, "ivae_weight_min=5", "ivae_weight_max"),  # above ivae_weight_max
     (SweepConfig, "trial_max_failures=-1", "trial_max_failures"),
     (SweepConfig, "finetune.optim.lr=0", r"finetune\.optim\.lr"),  # nested sections name the full path
     (SweepConfig, "finetune.data.batch_size=-5", r"finetune\.data\.batch_size"),
@@ -156,6 +170,13 @@ def test_good_edge_values_pass():
     load_config(PretrainConfig, None, ["data.quarantine_threshold=0", "train.max_failures=-1", "data.augment.crop_scale_min=1"])
     load_config(PretrainConfig, None, ["method=mae", "model.name=vit", "model.vit.pool=cls", "model.vit.class_token=true"])
     load_config(SweepConfig, None, ["alpha_min=0.5", "alpha_max=0.5"])
+
+
+def test_inverted_vae_refuses_the_classifier_losses():
+    with pytest.raises(ConfigError, match=r"^method: inverted_vae trains with its own bounds"):
+        load_config(FinetuneConfig, None, ["method=inverted_vae", "semisup.alpha=0.1"])
+    assert load_config(FinetuneConfig, None, ["method=inverted_vae"]).uses_unlabelled
+    assert not load_config(FinetuneConfig, None, ["method=inverted_vae", "ivae.unlabelled=0"]).uses_unlabelled
 
 
 def test_exponent_without_a_dot_is_a_float():

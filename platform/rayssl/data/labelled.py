@@ -36,12 +36,13 @@ def read_columns(data: DataConfig, split: str, columns: list[str], storage_cfg: 
     return pa.concat_tables(tables)
 
 
-def select_labels(data: DataConfig, per_class: int, val_per_class: int, seed: int, storage_cfg: StorageConfig) -> LabelSplit:
-    """Seeded class-balanced labelled + validation indices from the train split; test never leaks in."""
+def select_labels(data: DataConfig, per_class: int, val_per_class: int, seed: int, storage_cfg: StorageConfig, classes: list[int] | None = None) -> LabelSplit:
+    """Seeded class-balanced labelled + validation indices from the train split (from `classes`
+    only, if given); test never leaks in."""
     train = read_columns(data, "train", ["sample_id", "index", "label"], storage_cfg)
     labels = np.full(len(train), -1, dtype=np.int64)
     labels[train.column("index").to_numpy()] = train.column("label").fill_null(-1).to_numpy()
-    split = balanced_subsets(labels, per_class, val_per_class, seed)
+    split = balanced_subsets(labels, per_class, val_per_class, seed, classes)
     ids = np.asarray(train.column("sample_id").to_pylist(), dtype=object)[np.argsort(train.column("index").to_numpy())]
     test_ids = set(read_columns(data, "test", ["sample_id"], storage_cfg).column("sample_id").to_pylist())
     check_no_leakage({"labelled": set(ids[split.labelled]), "validation": set(ids[split.validation]), "test": test_ids})

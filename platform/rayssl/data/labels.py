@@ -21,15 +21,17 @@ class LabelSplit:
     validation: np.ndarray  # disjoint indices for model selection, [val_per_class * classes]
 
 
-def balanced_subsets(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> LabelSplit:
+def balanced_subsets(labels: np.ndarray, per_class: int, val_per_class: int, seed: int, classes: list[int] | None = None) -> LabelSplit:
     """Draw `per_class` labelled and `val_per_class` validation indices per class, disjoint.
 
     labels: [N] int64 class of each train-split sample (index = position). The draw depends only
     on (labels, seed): a larger budget with the same seed extends a smaller one, so budgets nest.
+    classes: draw from these classes only (None or empty: every class present).
     """
     rng = np.random.default_rng(seed)
     labelled, validation = [], []
-    for c in np.unique(labels[labels >= 0]):
+    present = np.unique(labels[labels >= 0])
+    for c in present[np.isin(present, classes)] if classes else present:
         members = rng.permutation(np.flatnonzero(labels == c))
         if len(members) < per_class + val_per_class:
             raise ValueError(f"class {c} has {len(members)} samples, fewer than {per_class} labelled + {val_per_class} validation")

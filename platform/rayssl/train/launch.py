@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
@@ -16,6 +17,7 @@ from ray.train.torch import TorchTrainer
 from rayssl import console
 from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
+from rayssl.data.label_only import read_label_only
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
@@ -57,6 +59,8 @@ def with_absolute_paths(cfg: C) -> C:
     )
     if isinstance(cfg, FinetuneConfig) and cfg.init:
         cfg = dataclasses.replace(cfg, init=absolute(cfg.init))
+    if isinstance(cfg, FinetuneConfig) and cfg.ivae.label_only_data:
+        cfg = dataclasses.replace(cfg, ivae=dataclasses.replace(cfg.ivae, label_only_data=absolute(cfg.ivae.label_only_data)))
     return cfg
 
 
@@ -198,11 +202,15 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     run_dir = run_dir_of(cfg)
     s = cfg.semisup
     manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
-    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
+    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage, s.labelled_classes)
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
     validation = load_labelled(cfg.data, split.validation, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     init_ray(cfg.ray)
+    label_only = np.zeros((0, s.num_classes), np.float32)
+    if cfg.method == "inverted_vae" and cfg.ivae.label_only_data:
+        label_only = read_label_only(cfg.ivae.label_only_data, s.num_classes, cfg.storage)  # validated before any worker starts
+        log.info("inverted VAE: %d label-only records from %s", len(label_only), cfg.ivae.label_only_data)
     log.info(
         "fine-tuning on %d labelled images (%d per class, draw %d) for %d steps: alpha %.3g (%s), beta %.3g, consistency %.3g, init %s",
         len(labelled.labels), s.labels_per_class, s.label_seed, cfg.schedule.steps, s.alpha, s.inversion, s.beta, s.consistency, cfg.init or "random",
@@ -211,8 +219,8 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     loop_config = {
         "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": manifest["splits"]["train"]["rows"],
         "labelled_x": labelled.images, "labelled_y": labelled.labels, "labelled_idx": labelled.indices,
-        "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation,
+        "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation, "label_only": label_only,
     }
     # Supervised only reads no unlabelled image: no stream at all.
-    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if s.uses_unlabelled else None
+    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if cfg.uses_unlabelled else None
     return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None)

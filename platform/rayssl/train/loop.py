@@ -38,7 +38,7 @@ from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints, ledger, runs
-from rayssl.train.steps import FinetuneStep, JobStep, PretrainStep
+from rayssl.train.steps import FinetuneStep, InvertedVAEStep, JobStep, PretrainStep
 from rayssl.train.tensorboard import RunWriter
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
@@ -115,10 +115,10 @@ def _build_job(loop_config: dict[str, Any]) -> tuple[PretrainConfig | FinetuneCo
         cfg = from_dict(PretrainConfig, loop_config["config"])
         return cfg, PretrainStep(cfg, loop_config["num_samples"])
     cfg = from_dict(FinetuneConfig, loop_config["config"])
-    return cfg, FinetuneStep(
-        cfg, loop_config["labelled_x"], loop_config["labelled_y"], loop_config["labelled_idx"],
-        loop_config["val_x"], loop_config["val_y"], loop_config["val_idx"],
-    )
+    sets = (loop_config["labelled_x"], loop_config["labelled_y"], loop_config["labelled_idx"], loop_config["val_x"], loop_config["val_y"], loop_config["val_idx"])
+    if cfg.method == "inverted_vae":
+        return cfg, InvertedVAEStep(cfg, *sets, loop_config["label_only"])
+    return cfg, FinetuneStep(cfg, *sets)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

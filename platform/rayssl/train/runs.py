@@ -79,10 +79,13 @@ def _read_json(uri: str, storage_cfg: StorageConfig) -> dict[str, Any] | None:
 
 def _kind_and_rounds(config: dict[str, Any]) -> tuple[str, int]:
     """What the run trains and how many rounds it has in all, from its resolved config.yaml."""
-    if "method" in config:  # PretrainConfig
+    if "semisup" not in config:  # PretrainConfig
         return config["method"], int(config["train"]["epochs"])
     s = config["semisup"]
-    variant = "+ FixMatch" if s.get("consistency", 0) > 0 else "+ inversion" if s.get("alpha", 0) > 0 else "supervised"
+    if config.get("method") == "inverted_vae":
+        variant = "inverted VAE"
+    else:
+        variant = "+ FixMatch" if s.get("consistency", 0) > 0 else "+ inversion" if s.get("alpha", 0) > 0 else "supervised"
     if config.get("init"):
         variant += ", pretrained"
     schedule = config["schedule"]

@@ -22,6 +22,7 @@ from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimCon
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
+from rayssl.methods.inverted_vae import labelled_bound, reverse_bound, unlabelled_bound
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
 from rayssl.methods.semisup import entropy, fixmatch_loss
 from rayssl.train.pretrained import build_classifier
@@ -111,7 +112,7 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
 class FinetuneStep:
     """Few-label fine-tuning. Each step: a labelled batch drawn with replacement from the small
     in-memory labelled set, augmented here per sample, plus an unlabelled batch from the Ray Data
-    stream (validation images removed) when a loss term reads one (`semisup.uses_unlabelled`;
+    stream (validation images removed) when a loss term reads one (`FinetuneConfig.uses_unlabelled`;
     supervised only never touches the stream). Loss = CE(labelled) + alpha * reconstruction(all)
     + beta * entropy(unlabelled) + consistency * FixMatch(unlabelled weak -> strong view).
 
@@ -132,9 +133,11 @@ class FinetuneStep:
         if s.alpha > 0 and s.inversion == "multiscale" and self.layers is None:
             raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {cfg.model.name!r}")
         backbone_lr = cfg.optim.lr * (sched.backbone_lr_scale if cfg.init else 1.0)
+        backbone = {id(p) for p in self.net.backbone.parameters()}
         self.optimizer = build_optimizer(cfg.optim, [
             {"params": self.net.backbone.parameters(), "lr": backbone_lr},
-            {"params": self.net.head.parameters(), "lr": cfg.optim.lr},
+            # the head (and the inverted VAE's encoder and decoder)
+            {"params": [p for p in self.net.parameters() if id(p) not in backbone], "lr": cfg.optim.lr},
         ])
         schedule = warmup_cosine(sched.warmup_steps, sched.steps)
         head_only = sched.head_warmup_steps if cfg.init else 0
@@ -162,7 +165,7 @@ class FinetuneStep:
         sched, s = self.cfg.schedule, self.cfg.semisup
         first = round_index * sched.eval_every
         steps = max(0, min(sched.eval_every, sched.steps - first))
-        if s.uses_unlabelled:
+        if self.cfg.uses_unlabelled:
             if self._stream is None:
                 self._stream = itertools.chain.from_iterable(epoch(self.cfg.data.batch_size, device) for _ in itertools.count())
             stream: Iterable[dict[str, torch.Tensor]] = itertools.islice(self._stream, steps)
@@ -172,17 +175,21 @@ class FinetuneStep:
             pick = torch.randint(len(self.labelled_labels), (s.labelled_batch_size,))
             yield {"index": self.labelled_indices[pick], **batch, "labelled_pick": pick}
 
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        s = self.cfg.semisup
+    def _inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(augmented labelled images [L, C, H, W], their labels [L], unlabelled images [U, C, H, W]
+        with validation images removed, the stream rows kept [B] bool or None without a stream)."""
         device = next(model.parameters()).device
         pick = batch["labelled_pick"]
         x_l = self.labelled_transform.tensor(self.labelled_images[pick].to(device))
         y_l = self.labelled_labels[pick].to(device)
-        if s.uses_unlabelled:
-            keep = ~torch.isin(batch["index"], self.held_out.to(device))  # validation images stay unseen
-            unlabelled = batch["image"][keep]
-        else:
-            unlabelled = x_l[:0]
+        if not self.cfg.uses_unlabelled:
+            return x_l, y_l, x_l[:0], None
+        keep = ~torch.isin(batch["index"], self.held_out.to(device))  # validation images stay unseen
+        return x_l, y_l, batch["image"][keep], keep
+
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s = self.cfg.semisup
+        x_l, y_l, unlabelled, keep = self._inputs(model, batch)
         x = torch.cat([x_l, unlabelled])
         n_l, n = len(x_l), len(batch["index"])
         stats: dict[str, torch.Tensor] = {}  # sums over the batch's rows: the loop divides by its image count
@@ -249,3 +256,43 @@ class FinetuneStep:
 
     def on_checkpoint(self, run_dir: str, round_index: int) -> dict[str, torch.Tensor]:
         return {}
+
+
+class InvertedVAEStep(FinetuneStep):
+    """Fine-tuning of the inverted VAE (rayssl.methods.inverted_vae): per step, the labelled bound
+    and classification loss on a labelled batch, the forward bound on the unlabelled stream's batch,
+    and the reverse bound on a batch of label-only records (float [M, K] label distributions,
+    in memory like the labelled set: a label vector is K numbers)."""
+
+    def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray, labelled_indices: np.ndarray,
+                 val_images: np.ndarray, val_labels: np.ndarray, val_indices: np.ndarray, label_only: np.ndarray) -> None:
+        super().__init__(cfg, labelled_images, labelled_labels, labelled_indices, val_images, val_labels, val_indices)
+        self.label_only = torch.as_tensor(label_only, dtype=torch.float32)
+
+    def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
+        for batch in super().round_batches(epoch, round_index, device):
+            if len(self.label_only) and self.cfg.ivae.label_only > 0:
+                batch["label_only_pick"] = torch.randint(len(self.label_only), (self.cfg.ivae.label_only_batch_size,))
+            yield batch
+
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        v = self.cfg.ivae
+        x_l, y_l, unlabelled, _ = self._inputs(model, batch)
+        n = len(batch["index"])
+        one_hot = F.one_hot(y_l, self.cfg.semisup.num_classes).float()
+        labelled = labelled_bound(model, x_l, one_hot).mean()
+        ce = F.cross_entropy(model(x_l), y_l)
+        loss = v.labelled * labelled + v.classification * ce
+        stats = {"ce": ce.detach() * n, "labelled_bound": labelled.detach() * n}  # sums over the batch's rows
+        if len(unlabelled) and v.unlabelled > 0:
+            forward = unlabelled_bound(model, unlabelled, v.temperature).mean()
+            loss = loss + v.unlabelled * forward
+            stats["unlabelled_bound"] = forward.detach() * n
+        if "label_only_pick" in batch:
+            reverse = reverse_bound(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature).mean()
+            loss = loss + v.label_only * reverse
+            stats["reverse_bound"] = reverse.detach() * n
+        return loss, stats
+
+    def round_metrics(self, device: torch.device) -> dict[str, float]:
+        return {**super().round_metrics(device), "label_only_records": float(len(self.label_only))}

@@ -37,7 +37,7 @@ def summarise(draws: list[dict]) -> list[dict]:
             "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
             "draws": len(cell), "val_acc_mean": float(np.mean([d["val_acc"] for d in cell])),
             "collapsed": sum(d["collapsed"] for d in cell),
-            "selected": [{k: d[k] for k in ("label_seed", "alpha", "beta", "consistency", "lr", "val_acc", "test_acc", "corruption_acc") if k in d} for d in cell],
+            "selected": [{k: d[k] for k in ("label_seed", "alpha", "beta", "consistency", "ivae_unlabelled", "ivae_label_only", "lr", "val_acc", "test_acc", "corruption_acc") if k in d} for d in cell],
         })
         if all("corruption_acc" in d for d in cell):  # the sweep scored the corruption suite (SweepConfig.robustness)
             corrupted = np.array([d["corruption_acc"] for d in cell])

@@ -35,6 +35,7 @@ from rayssl.tune.report import SUPERVISED, summarise, write_report
 
 INVERSION = "+ inversion loss"
 FIXMATCH = "+ FixMatch"
+INVERTED_VAE = "inverted VAE"
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
 COLLAPSE_FACTOR = 2.0
 # The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
@@ -45,17 +46,23 @@ TRIAL_DRIVER_CPUS = 0.1
 def variant_names(cfg: SweepConfig) -> list[str]:
     inversion = [INVERSION] if cfg.inversion else []
     fixmatch = [FIXMATCH] if cfg.fixmatch else []
-    return [SUPERVISED, *inversion, *fixmatch, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+    ivae = [INVERTED_VAE] if cfg.inverted_vae else []
+    return [SUPERVISED, *inversion, *fixmatch, *ivae, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
     """The FinetuneConfig one trial runs: the base config with this trial's sampled settings."""
     base = from_dict(FinetuneConfig, config["base"])
     variant = config["variant"]
-    uses_inversion = variant not in (SUPERVISED, FIXMATCH)  # the inversion rows also carry the entropy term
+    uses_inversion = variant not in (SUPERVISED, FIXMATCH, INVERTED_VAE)  # the inversion rows also carry the entropy term
     consistency = (base.semisup.consistency or 1.0) if variant == FIXMATCH else 0.0
+    ivae = base.ivae
+    if variant == INVERTED_VAE:  # Tune's draws of its two unsupervised bounds' weights
+        ivae = dataclasses.replace(ivae, unlabelled=config["ivae_unlabelled"], label_only=config["ivae_label_only"])
     return dataclasses.replace(
         base,
+        method="inverted_vae" if variant == INVERTED_VAE else "classifier",
+        ivae=ivae,
         init=config["inits"].get(variant),
         run=dataclasses.replace(base.run, name=config["trial_name"], storage_path=config["trials_dir"]),
         semisup=dataclasses.replace(
@@ -95,6 +102,8 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "alpha": ray.tune.loguniform(cfg.alpha_min, cfg.alpha_max),
             "beta": ray.tune.choice(cfg.betas),
             "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
+            "ivae_unlabelled": ray.tune.loguniform(cfg.ivae_weight_min, cfg.ivae_weight_max),
+            "ivae_label_only": ray.tune.loguniform(cfg.ivae_weight_min, cfg.ivae_weight_max),
         },
         tune_config=ray.tune.TuneConfig(
             # The concurrency limit goes to the generator itself: Tune applies TuneConfig's
@@ -232,6 +241,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
             "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
             "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
             **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
+            **({"ivae_unlabelled": trial_cfg.ivae.unlabelled, "ivae_label_only": trial_cfg.ivae.label_only} if variant == INVERTED_VAE else {}),
         })
         log.debug("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
     rows = summarise(draws)
