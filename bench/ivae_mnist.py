@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+
 from rayssl.config import DataConfig, FinetuneConfig, StorageConfig, load_config
 from rayssl.data.label_only import export_labels
 from rayssl.data.labelled import read_columns
@@ -31,6 +32,7 @@ from rayssl.models.inversion_nets import small_cnn
 from rayssl.train import checkpoints
 from rayssl.train.launch import run_finetune
 from rayssl.train.pretrained import build_classifier
+
 
 RESULTS = Path("bench/results")
 STORAGE = "bench/out/ivae_runs"

@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
 from rayssl.config import MAEConfig, ViTConfig
 from rayssl.methods.contrastive import nt_xent
 from rayssl.models.contrastive import MaskedContrastiveAutoencoder
 from rayssl.models.mae import MaskedAutoencoder
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 
 def test_nt_xent_two_images_two_views_by_hand():

@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from rayssl.data.label_only import LabelOnlyError, label_vectors
-from rayssl.methods.inverted_vae import (
-    gaussian_kl,
-    labelled_bound,
-    reverse_bound,
-    unlabelled_bound,
-)
-from rayssl.models.inverted_vae import InvertedVAE
 from torch import nn
 from torch.distributions import RelaxedBernoulli
+
+from rayssl.data.label_only import LabelOnlyError, label_vectors
+from rayssl.methods.inverted_vae import gaussian_kl, generate, labelled_bound, reverse_bound, unlabelled_bound
+from rayssl.models.inverted_vae import InvertedVAE
+
 
 LOG2, LOG3 = math.log(2), math.log(3)
 
@@ -74,6 +71,22 @@ def test_reverse_bound_matches_plain_monte_carlo():
     minus_log_q_y = -F.log_softmax(class_logits, dim=1)[:, 1]
     log_q_x = (x01 * F.logsigmoid(logits) + (1 - x01) * F.logsigmoid(-logits)).sum(1)
     assert estimate == pytest.approx((minus_log_q_y + log_q_x).mean().item(), abs=0.01)
+
+
+def test_reverse_bound_trains_decoder_and_classifier_through_the_class_likelihood_only():
+    torch.manual_seed(0)
+    vae = InvertedVAE(nn.Flatten(), feature_dim=4, num_classes=3, image_shape=(1, 2, 2), latent_dim=2, hidden=8)
+    y = F.one_hot(torch.tensor([0, 2, 1]), 3).float()
+    torch.manual_seed(1)
+    reverse_bound(vae, y, 0.5).sum().backward()
+    bound_grads = [p.grad.clone() for p in (vae.decoder[0].weight, vae.head.weight)]
+    vae.zero_grad()
+    torch.manual_seed(1)  # the same z and x~: only -log q(y | x~) carries gradient
+    _, x_tilde = generate(vae, y, 0.5)
+    (-(y * F.log_softmax(vae(x_tilde), dim=1)).sum()).backward()
+    for bound, likelihood in zip(bound_grads, (vae.decoder[0].weight.grad, vae.head.weight.grad)):
+        assert bound.abs().sum() > 0
+        torch.testing.assert_close(bound, likelihood)
 
 
 def test_gumbel_softmax_sample_passes_gradients_to_the_classifier():

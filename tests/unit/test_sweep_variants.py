@@ -19,4 +19,4 @@ def test_inverted_vae_row_runs_the_inverted_vae_with_tunes_weights():
     assert (ivae.semisup.alpha, ivae.semisup.beta, ivae.semisup.consistency) == (0.0, 0.0, 0.0)
     assert ivae.ivae.label_only_data == "/data/y.parquet" and ivae.semisup.labels_per_class == 5 and ivae.optim.lr == 0.004
     inversion = trial(cfg, "+ inversion loss")
-    assert inversion.method == "classifier" and inversion.semisup.alpha == 0.02 and inversion.ivae.label_only == 1.0  # untouched default
+    assert inversion.method == "classifier" and inversion.semisup.alpha == 0.02 and inversion.ivae.label_only == 50.0  # untouched default

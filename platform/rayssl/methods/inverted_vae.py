@@ -7,10 +7,14 @@ arXiv 1406.5298), as per-sample losses (negative bounds, in nats). Pure torch.
 - label-only y (the reverse bound: z from the prior, x~ from the decoder acting as q(x|y), the
   classifier as the likelihood p(y|x), a flat prior on x):
       -log p(y) <= E_p(z) q(x~|y,z)[-log q(y|x~) + log q(x~|y,z)]
-  The second term is minus the entropy of the generated image: without it the decoder could
-  collapse each class onto a single image the classifier is sure of. x~ is a relaxed-Bernoulli
-  sample (temperature t) so that gradients reach the decoder, as the authors' code does with its
-  Bernoulli/Concrete sample layers (github.com/imgemp/untapped, M12.py: M2_y = rec_z1 - gen_y).
+  (github.com/imgemp/untapped, M12.py: M2_y = rec_z1 - gen_y). x~ is a relaxed-Bernoulli sample
+  (temperature t), so -log q(y|x~) sends gradients through x~ into the decoder: it learns to
+  generate images the classifier reads as y, and the classifier learns from them. The second term
+  is minus the entropy of the generated image. Its value is part of the bound, but it is given no
+  gradient: for exact Bernoulli samples its expected gradient is zero (score-function identity),
+  while its reparameterised gradient through the relaxed sample pushes every pixel to p = 1/2.
+  Measured on MNIST (5 labels per class, 300 steps): with that gradient the generated digits
+  became flat grey and the classifier agreed with y on 10% of them (chance).
 
 Images come in normalised to [-1, 1]; the Bernoulli likelihood reads them as intensities in [0, 1].
 """
@@ -83,5 +87,6 @@ def reverse_bound(model: InvertedVAE, y: torch.Tensor, temperature: float) -> to
     """y [B, K] (one-hot or soft labels) -> [B] negative reverse bound of the label-only records."""
     logits, x_tilde = generate(model, y, temperature)
     likelihood = -(y * F.log_softmax(model(x_tilde), dim=1)).sum(dim=1)  # -log q(y | x~), soft labels allowed
-    log_q_x = -bernoulli_nll(logits, to_unit(x_tilde))  # log q(x~ | y, z) under the decoder
+    with torch.no_grad():  # the value only: see the module docstring
+        log_q_x = -bernoulli_nll(logits, to_unit(x_tilde))  # log q(x~ | y, z) under the decoder
     return likelihood + log_q_x

@@ -102,8 +102,8 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "alpha": ray.tune.loguniform(cfg.alpha_min, cfg.alpha_max),
             "beta": ray.tune.choice(cfg.betas),
             "lr": ray.tune.loguniform(cfg.lr_min, cfg.lr_max),
-            "ivae_unlabelled": ray.tune.loguniform(cfg.ivae_weight_min, cfg.ivae_weight_max),
-            "ivae_label_only": ray.tune.loguniform(cfg.ivae_weight_min, cfg.ivae_weight_max),
+            "ivae_unlabelled": ray.tune.loguniform(cfg.ivae_unlabelled_min, cfg.ivae_unlabelled_max),
+            "ivae_label_only": ray.tune.loguniform(cfg.ivae_label_only_min, cfg.ivae_label_only_max),
         },
         tune_config=ray.tune.TuneConfig(
             # The concurrency limit goes to the generator itself: Tune applies TuneConfig's
