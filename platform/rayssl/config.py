@@ -108,6 +108,11 @@ class DataConfig:
     batch_size: int = 128  # per worker
     quarantine_threshold: float = 0.01  # fail the run if more than this fraction is undecodable
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # How an image becomes image_size x image_size (rayssl.data.decode.ImageSpec). resize: the whole
+    # image (small datasets). random_crop: photos; training streams decode a RandomResizedCrop box
+    # (area augment.crop_scale_min..1) of the original, evaluation a centre crop of 0.875 of the
+    # shorter side, aspect kept, JPEGs at a reduced DCT scale where the box allows.
+    crop: Literal["resize", "random_crop"] = "resize"
 
     def __post_init__(self) -> None:
         _check(self, POSITIVE, "image_size", "batch_size")
