@@ -22,7 +22,7 @@ from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimCon
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
-from rayssl.methods.inverted_vae import labelled_bound, reverse_bound, unlabelled_bound
+from rayssl.methods.inverted_vae import labelled_bound, reverse_terms, unlabelled_bound
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
 from rayssl.methods.semisup import entropy, fixmatch_loss
 from rayssl.train.pretrained import build_classifier
@@ -289,9 +289,11 @@ class InvertedVAEStep(FinetuneStep):
             loss = loss + v.unlabelled * forward
             stats["unlabelled_bound"] = forward.detach() * n
         if "label_only_pick" in batch:
-            reverse = reverse_bound(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature).mean()
-            loss = loss + v.label_only * reverse
-            stats["reverse_bound"] = reverse.detach() * n
+            class_nll, log_q_x = reverse_terms(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature)
+            # The loss holds what is optimised; the bound (with its gradient-free entropy term) is reported.
+            loss = loss + v.label_only * class_nll.mean()
+            stats["reverse_bound"] = (class_nll + log_q_x).mean().detach() * n
+            stats["reverse_class_nll"] = class_nll.mean().detach() * n
         return loss, stats
 
     def round_metrics(self, device: torch.device) -> dict[str, float]:
