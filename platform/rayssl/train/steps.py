@@ -56,11 +56,17 @@ class JobStep(Protocol):
         """Rank 0, before each checkpoint: artifacts next to it; returns {tag: image [C, H, W] in [0, 1]} for TensorBoard."""
 
 
-def build_optimizer(o: OptimConfig, params: Any) -> torch.optim.Optimizer:
-    """params: parameters or param groups (each group may carry its own lr)."""
+def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.optim.Optimizer:
+    """params: parameters or param groups (each group may carry its own lr); fused: one CUDA kernel
+    for the whole update (GPU workers; None lets torch choose its default elsewhere)."""
+    kind = {"fused": True} if fused else {}
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kind)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kind)
+
+
+def fused_optimizer(cfg: PretrainConfig | FinetuneConfig) -> bool:
+    return cfg.train.use_gpu and cfg.train.fused_optimizer
 
 
 class PretrainStep:
@@ -73,7 +79,7 @@ class PretrainStep:
         self.cfg = cfg
         self.method = build_method(cfg, num_samples)
         self.model = self.method.model
-        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters(), fused_optimizer(cfg))
         self.num_rounds = cfg.train.epochs
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
@@ -138,7 +144,7 @@ class FinetuneStep:
             {"params": self.net.backbone.parameters(), "lr": backbone_lr},
             # the head (and the inverted VAE's encoder and decoder)
             {"params": [p for p in self.net.parameters() if id(p) not in backbone], "lr": cfg.optim.lr},
-        ])
+        ], fused_optimizer(cfg))
         schedule = warmup_cosine(sched.warmup_steps, sched.steps)
         head_only = sched.head_warmup_steps if cfg.init else 0
         # Backbone frozen (lr 0) while a fresh head warms up on a pretrained backbone.
