@@ -57,8 +57,8 @@ class JobStep(Protocol):
 
 
 def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.optim.Optimizer:
-    """params: parameters or param groups (each group may carry its own lr); fused: one CUDA kernel
-    for the whole update (GPU workers; None lets torch choose its default elsewhere)."""
+    """params: parameters or param groups (each group may carry its own lr); fused: one kernel for
+    the whole update (GPU workers), else torch's default implementation."""
     kind = {"fused": True} if fused else {}
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kind)
@@ -66,6 +66,7 @@ def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.o
 
 
 def fused_optimizer(cfg: PretrainConfig | FinetuneConfig) -> bool:
+    """Whether this job's workers use fused optimiser kernels (GPU workers with train.fused_optimizer)."""
     return cfg.train.use_gpu and cfg.train.fused_optimizer
 
 
