@@ -176,6 +176,15 @@ def test_draft_decoding_gives_the_same_size_and_nearly_the_same_pixels():
     assert np.abs(fast.astype(int) - full.astype(int)).mean() < 3  # a smooth image: the scales agree
 
 
+@pytest.mark.parametrize("size", [(333, 500), (500, 333), (375, 500), (1001, 667)])
+def test_draft_boxes_stay_inside_odd_sized_images(size):
+    torch.manual_seed(1)
+    data = _jpeg(*size)
+    for crop in ("random_crop", "center_crop"):
+        for _ in range(20):
+            assert decode_image(data, ImageSpec(64, 3, crop, (0.5, 1.0))).shape == (64, 64, 3)
+
+
 def test_small_images_decode_as_before():
     png = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
     assert np.array_equal(decode_image(png, ImageSpec(8, 1)), decode_image(png, ImageSpec(8, 1, crop="resize")))

@@ -126,8 +126,9 @@ def _draft(img: Image.Image, box: Box, spec: ImageSpec, channels: int) -> Box:
     width, height = img.size
     mode = _MODES[channels] if img.mode in ("RGB", "L") else img.mode  # "L" from a colour JPEG skips chroma
     img.draft(mode, (math.ceil(width * need), math.ceil(height * need)))
-    factor = img.size[0] / width
-    return tuple(v * factor for v in box)  # type: ignore[return-value]
+    # The scaled size is rounded up per axis (333 px at 1/2 -> 167): scale each axis on its own, within the image.
+    fx, fy = img.size[0] / width, img.size[1] / height
+    return (min(box[0] * fx, img.size[0]), min(box[1] * fy, img.size[1]), min(box[2] * fx, img.size[0]), min(box[3] * fy, img.size[1]))
 
 
 def _decode(data: bytes | None, channels: int | None, spec: ImageSpec | None = None) -> tuple[Image.Image, Box]:
