@@ -4,10 +4,13 @@ Both read the same shards and run the same decode function (DecodeAndTransform);
 path is read_parquet -> map_batches -> iter_torch_batches, as in training; the baseline is a
 multiprocessing pool of 2 that reads each shard with pyarrow, decodes it and hands the arrays
 to the parent, which turns them into torch tensors. Prints images/s for both and the ratio
-(target >= 0.9). Needs MNIST shards:
+(target >= 0.9). MNIST shards, or photo shards at 224 px with crop-then-resize decoding:
 
     .venv/bin/rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
     .venv/bin/python bench/ingest.py [--shards data/shards/mnist] [--repeats 2]
+    .venv/bin/python bench/synthetic_imagenet.py --out /tmp/synthetic --n 20000
+    .venv/bin/rayssl shards build --source folder --path /tmp/synthetic --out /tmp/synthetic_shards --parallel --shard-mb 64
+    .venv/bin/python bench/ingest.py --shards /tmp/synthetic_shards --image-size 224 --channels 3 --crop random_crop
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import ray
 import torch
 
 from rayssl.config import DataConfig, StorageConfig
-from rayssl.data.decode import ImageSpec
+from rayssl.data.decode import image_spec
 from rayssl.data.pipeline import DECODE_BATCH_ROWS, DecodeAndTransform, image_dataset
 from rayssl.data.shards import list_shards
 
@@ -32,7 +35,7 @@ BATCH = 256
 
 def _decode_shard(args: tuple[str, DataConfig]) -> list[dict]:
     path, data = args
-    fn = DecodeAndTransform(ImageSpec(data.image_size, data.channels), data.augment, "train", RUN_DIR, StorageConfig())
+    fn = DecodeAndTransform(image_spec(data, train=True), data.augment, "train", RUN_DIR, StorageConfig())
     table = pq.read_table(path)
     return [fn(table.slice(i, DECODE_BATCH_ROWS)) for i in range(0, table.num_rows, DECODE_BATCH_ROWS)]
 
@@ -63,8 +66,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shards", default="data/shards/mnist")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--crop", default="resize", choices=["resize", "random_crop"])
     args = parser.parse_args()
-    data = DataConfig(shards=args.shards, image_size=28, channels=1)
+    data = DataConfig(shards=args.shards, image_size=args.image_size, channels=args.channels, crop=args.crop)
     ray.init(address="local", num_cpus=2)  # same CPU budget as the 2-process baseline
     # Both sides run warm: the pool's processes are started (and import torch) once, outside the
     # timings, as Ray's worker processes are after the first run.

@@ -46,7 +46,7 @@ def main() -> None:
 
         def step() -> None:
             optimizer.zero_grad()
-            loss = nat_loss(net(x), nat.targets[nat.table[indices]])
+            loss = nat_loss(net(x), nat.targets(nat.table[indices]))
             loss.backward()
             optimizer.step()
 
@@ -55,7 +55,7 @@ def main() -> None:
 
         t_step, t_assign = best_of(step), best_of(reassignment)
         print(f"| {b} | {1e3 * t_assign:.1f} | {1e3 * t_step:.1f} | {t_assign / t_step:.3f} |", flush=True)
-    assert torch.equal(torch.sort(nat.table).values, torch.arange(N))
+    assert torch.equal(torch.sort(nat.table).values, torch.arange(N, dtype=torch.int32))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--path", help="raw dataset directory (not needed for digits)")
     build.add_argument("--out", required=True, help="output URI: path, file://, s3://bucket/prefix")
     build.add_argument("--rows-per-shard", type=int, default=10_000)
+    build.add_argument("--parallel", action="store_true",
+                       help="folder sources (local, s3://, gs://): build with Ray Data tasks across the cluster, shards sized by bytes, resumable")
+    build.add_argument("--shard-mb", type=float, default=256.0, help="with --parallel: encoded image bytes per shard")
     build.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for sources without one")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--s3-endpoint", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "shards":
         from rayssl.data.shards import validate_shards, write_shards
-        from rayssl.data.sources import load_source
+        from rayssl.data.sources import SourceError, load_source
 
         storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
         if args.action == "labels":
@@ -124,7 +127,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             print(f"labels ok: {export_labels(args.uri, args.split, args.out, storage_cfg)} label-only records of {args.uri} ({args.split}) -> {args.out}")
             return 0
-        if args.action == "build":
+        if args.action == "build" and args.parallel:
+            if args.source != "folder" or not args.path:
+                raise SourceError("--parallel builds folder sources: pass --source folder --path URI")
+            from rayssl.config import RayInitConfig
+            from rayssl.data.build import build_shards_parallel
+            from rayssl.train.launch import init_ray
+
+            init_ray(RayInitConfig())
+            manifest = build_shards_parallel(args.path, args.out, args.shard_mb, storage_cfg, args.test_fraction, args.seed)
+            print(f"shards: {manifest['build']['shards_written']} written, {manifest['build']['shards_skipped']} already complete")
+        elif args.action == "build":
             data = load_source(args.source, args.path, args.test_fraction, args.seed)
             manifest = write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)
         else:

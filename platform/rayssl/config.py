@@ -108,6 +108,11 @@ class DataConfig:
     batch_size: int = 128  # per worker
     quarantine_threshold: float = 0.01  # fail the run if more than this fraction is undecodable
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # How an image becomes image_size x image_size (rayssl.data.decode.ImageSpec). resize: the whole
+    # image (small datasets). random_crop: photos; training streams decode a RandomResizedCrop box
+    # (area augment.crop_scale_min..1) of the original, evaluation a centre crop of 0.875 of the
+    # shorter side, aspect kept, JPEGs at a reduced DCT scale where the box allows.
+    crop: Literal["resize", "random_crop"] = "resize"
 
     def __post_init__(self) -> None:
         _check(self, POSITIVE, "image_size", "batch_size")
@@ -138,8 +143,9 @@ class ModelConfig:
     """Backbone choice; see rayssl.models.build_backbone."""
 
     # cnn: VGG-style with batch norm (pretraining default); small_cnn / large_cnn: the ReLU/max-pool
-    # nets of the network-inversion papers (rayssl.models.inversion_nets); resnet18; vit.
-    name: Literal["cnn", "small_cnn", "large_cnn", "resnet18", "vit"] = "cnn"
+    # nets of the network-inversion papers (rayssl.models.inversion_nets); resnet18 (CIFAR stem,
+    # small images); resnet50 (ImageNet stem, 224 px); vit.
+    name: Literal["cnn", "small_cnn", "large_cnn", "resnet18", "resnet50", "vit"] = "cnn"
     width: int = 32  # channels of the first CNN stage
     embed_dim: int = 128  # size of the feature vector the CNN/ResNet backbone returns
     batch_norm: bool = False  # small_cnn / large_cnn only (cnn always has it); see inversion_nets
@@ -227,11 +233,18 @@ class TrainConfig:
     max_failures: int = 2  # worker-group restarts before the run fails
     log_every: int = 20  # steps between progress lines on rank 0
     seed: int = 0
+    # GPU workers only (a CPU worker always trains in fp32, contiguous, eager):
+    precision: Literal["fp32", "bf16"] = "bf16"  # autocast dtype of the forward pass and loss
+    channels_last: bool = True  # NHWC memory format for convnets (tensor cores read it directly)
+    fused_optimizer: bool = True  # AdamW/SGD's fused CUDA kernels
+    compile: bool = False  # torch.compile the model on every worker (any device)
+    prefetch_batches: int = 2  # batches Ray Data prepares ahead of the loop on each worker
 
     def __post_init__(self) -> None:
         strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
         _require(self.placement_strategy in strategies, "placement_strategy", f"{self.placement_strategy!r} is not one of {strategies}")
         _check(self, POSITIVE, "epochs", "num_workers", "cpus_per_worker", "checkpoint_every", "num_to_keep", "log_every")
+        _check(self, NON_NEGATIVE, "prefetch_batches")
         _check(self, (lambda v: v >= -1, ">= 0, or -1 for unlimited"), "max_failures")
 
 

@@ -13,3 +13,11 @@ def test_feature_shape(name: str, channels: int, image_size: int) -> None:
     cfg = ModelConfig(name=name, width=8, embed_dim=16)
     net = build_backbone(cfg, channels, image_size)
     assert net(torch.zeros(2, channels, image_size, image_size)).shape == (2, feature_dim(cfg))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resnet50_at_imagenet_size(channels: int) -> None:
+    cfg = ModelConfig(name="resnet50", embed_dim=128)
+    net = build_backbone(cfg, channels, 224).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, channels, 224, 224)).shape == (1, 128) == (1, feature_dim(cfg))

@@ -7,7 +7,10 @@ import pytest
 from helpers import png_bytes
 from PIL import Image
 
-from rayssl.data.decode import DecodeError, ImageSpec, decode_batch, decode_image
+import torch
+
+from rayssl.data import decode as decode_module
+from rayssl.data.decode import DecodeError, ImageSpec, crop_box, decode_batch, decode_image
 
 
 def _truncated_png() -> bytes:
@@ -121,3 +124,67 @@ def test_cmyk_jpeg_converts_to_rgb():
     Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(buf, format="JPEG", quality=95)  # red in CMYK
     out = decode_image(buf.getvalue(), ImageSpec(8, 3))
     assert out.shape == (8, 8, 3) and out[4, 4, 0] > 200 and out[4, 4, 1] < 60
+
+
+def _jpeg(width: int, height: int, quality: int = 90) -> bytes:
+    """A smooth colour gradient with a bright left half: crops and squashing are visible in it."""
+    x = np.linspace(0, 1, width)[None, :, None]
+    y = np.linspace(0, 1, height)[:, None, None]
+    img = np.concatenate([255 * x * np.ones_like(y), 255 * y * np.ones_like(x), 128 * np.ones((height, width, 1))], axis=2)
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_center_crop_keeps_the_aspect_ratio_of_a_wide_image():
+    # 2:1 image of a horizontal red ramp: a squashed resize keeps the whole ramp (0..255 across),
+    # the centre crop keeps only the middle 0.875 * 200 px = 175 of 400: red spans about 0.28..0.72.
+    data = _jpeg(400, 200)
+    squashed = decode_image(data, ImageSpec(32, 3))
+    centred = decode_image(data, ImageSpec(32, 3, crop="center_crop"))
+    assert squashed[:, 0, 0].mean() < 10 and squashed[:, -1, 0].mean() > 245
+    assert 60 < centred[:, 0, 0].mean() < 85 and 170 < centred[:, -1, 0].mean() < 195
+    # rows change as fast as columns (both span the same number of source pixels): not squashed
+    red_step = np.diff(centred[16, :, 0].astype(float)).mean()
+    green_step = np.diff(centred[:, 16, 1].astype(float)).mean()
+    assert abs(red_step / green_step - (255 / 400) / (255 / 200)) < 0.1
+
+
+def test_random_crop_boxes_keep_their_aspect_within_3_4_to_4_3_and_scale_range():
+    torch.manual_seed(0)
+    img = Image.new("RGB", (400, 200))
+    spec = ImageSpec(64, 3, crop="random_crop", crop_scale=(0.25, 1.0))
+    for _ in range(50):
+        left, top, right, bottom = crop_box(img, spec)
+        w, h = right - left, bottom - top
+        assert 0 <= left and right <= 400 and 0 <= top and bottom <= 200
+        assert 3 / 4 - 0.02 <= w / h <= 4 / 3 + 0.02 or (w, h) == (200, 200)  # torchvision's fallback: a centre crop
+        assert w * h >= 0.25 * 400 * 200 * 0.95 or (w, h) == (200, 200)
+
+
+def test_draft_decoding_gives_the_same_size_and_nearly_the_same_pixels():
+    data = _jpeg(1600, 1200)
+    spec = ImageSpec(64, 3, crop="center_crop")
+    with Image.open(io.BytesIO(data)) as img:
+        box = decode_module._draft(img, crop_box(img, spec), spec, 3)
+        assert img.size == (200, 150)  # 1/8 DCT scale: the 1050-px box still has 131 >= 64 px per side
+        assert (box[2] - box[0]) >= 64
+    fast = decode_image(data, spec)
+    with Image.open(io.BytesIO(data)) as img:  # the full-resolution decode of the same box
+        full = np.asarray(img.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR, box=crop_box(img, spec)))
+    assert fast.shape == full.shape == (64, 64, 3)
+    assert np.abs(fast.astype(int) - full.astype(int)).mean() < 3  # a smooth image: the scales agree
+
+
+@pytest.mark.parametrize("size", [(333, 500), (500, 333), (375, 500), (1001, 667)])
+def test_draft_boxes_stay_inside_odd_sized_images(size):
+    torch.manual_seed(1)
+    data = _jpeg(*size)
+    for crop in ("random_crop", "center_crop"):
+        for _ in range(20):
+            assert decode_image(data, ImageSpec(64, 3, crop, (0.5, 1.0))).shape == (64, 64, 3)
+
+
+def test_small_images_decode_as_before():
+    png = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    assert np.array_equal(decode_image(png, ImageSpec(8, 1)), decode_image(png, ImageSpec(8, 1, crop="resize")))

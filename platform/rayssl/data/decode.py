@@ -7,10 +7,15 @@ returns the good images plus a record per bad one instead of raising.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import RandomResizedCrop
+
+from rayssl.config import DataConfig
 
 _MODES = {1: "L", 3: "RGB"}
 # 16/32-bit integer modes (16-bit PNG, TIFF): PIL's convert("L") clips them at 255, so they are
@@ -24,16 +29,44 @@ GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 MAX_PIXELS = 64_000_000
 
 
+Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels of the decoded image
+
+
 @dataclass(frozen=True)
 class ImageSpec:
+    """What the decoder returns: size x size x channels, and how an image of another shape gets there.
+
+    crop:
+      resize       the whole image, squashed to a square if it is not one (MNIST, CIFAR, digits);
+      random_crop  a RandomResizedCrop box (area fraction in `crop_scale`, aspect 3/4..4/3) drawn
+                   on the original size, then resized: the standard training recipe for photos;
+      center_crop  the central square of `center_fraction` of the shorter side, then resized
+                   (evaluation: resize to size / 0.875, centre crop size).
+    The aspect ratio of the content is kept in both crop modes. JPEGs are decoded at a reduced DCT
+    scale (1/2, 1/4, 1/8) whenever the box still has at least `size` pixels per side after it.
+    """
+
     size: int  # output height = width
     channels: int  # 1 or 3
+    crop: Literal["resize", "random_crop", "center_crop"] = "resize"
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    center_fraction: float = 0.875
 
     def __post_init__(self) -> None:
         if self.channels not in _MODES:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.size < 1:
             raise ValueError(f"image size must be positive, got {self.size}")
+
+
+def image_spec(data: DataConfig, train: bool) -> ImageSpec:
+    """The decode of a data config: for `crop: random_crop`, a random box for training streams and
+    a centre crop for everything else (evaluation, labelled and validation sets)."""
+    if data.crop == "resize":
+        return ImageSpec(data.image_size, data.channels)
+    if train:
+        return ImageSpec(data.image_size, data.channels, "random_crop", (data.augment.crop_scale_min, 1.0))
+    return ImageSpec(data.image_size, data.channels, "center_crop")
 
 
 @dataclass(frozen=True)
@@ -47,15 +80,30 @@ class DecodeError(ValueError):
     pass
 
 
+def crop_box(img: Image.Image, spec: ImageSpec) -> Box:
+    """The region of `img` (opened, its pixels not necessarily decoded) that becomes the output (see ImageSpec.crop)."""
+    width, height = img.size
+    if spec.crop == "resize":
+        return (0.0, 0.0, float(width), float(height))
+    if spec.crop == "center_crop":
+        side = spec.center_fraction * min(width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        return (left, top, left + side, top + side)
+    # torchvision's sampler (torch's RNG) on the original size: it reads the header's size only
+    top, left, h, w = RandomResizedCrop.get_params(img, list(spec.crop_scale), [3 / 4, 4 / 3])
+    return (float(left), float(top), float(left + w), float(top + h))
+
+
 def decode_image(data: bytes | None, spec: ImageSpec) -> np.ndarray:
     """Decode one image to uint8 [spec.size, spec.size, spec.channels].
 
-    Other sizes are resized (bilinear) and other channel layouts converted (RGBA/CMYK/P -> RGB,
-    RGB -> L, ...). Raises DecodeError with a short reason when the bytes are not a usable image.
+    The region `spec.crop` picks is resized (bilinear) to size x size in one step, other channel
+    layouts are converted (RGBA/CMYK/P -> RGB, RGB -> L, ...). Raises DecodeError with a short
+    reason when the bytes are not a usable image.
     """
-    converted = _decode(data, spec.channels)
-    if converted.size != (spec.size, spec.size):
-        converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+    converted, box = _decode(data, spec.channels, spec)
+    if converted.size != (spec.size, spec.size) or box != (0.0, 0.0, *map(float, converted.size)):
+        converted = converted.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(converted, dtype=np.uint8).reshape(spec.size, spec.size, spec.channels)
 
 
@@ -65,13 +113,28 @@ def decode_pixels(data: bytes | None, channels: int | None = None) -> tuple[np.n
     C is `channels`, or by default the file's own: 1 for grey modes, else 3 (palettes, CMYK,
     alpha become RGB). The same checks and conversions as `decode_image`; raises DecodeError likewise.
     """
-    converted = _decode(data, channels)
+    converted, _ = _decode(data, channels)
     return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, -1), converted.info["source_mode"]
 
 
-def _decode(data: bytes | None, channels: int | None) -> Image.Image:
-    """Fully decoded image converted to `channels` (1: "L", 3: "RGB", None: as the file's mode is
-    grey or not); info["source_mode"] holds the file's mode."""
+def _draft(img: Image.Image, box: Box, spec: ImageSpec, channels: int) -> Box:
+    """Ask a JPEG for the smallest DCT scale that keeps `spec.size` pixels across the box; returns
+    the box in the pixels of the scaled image. Other formats (and no-gain cases) are unchanged."""
+    need = max(spec.size / max(box[2] - box[0], 1e-6), spec.size / max(box[3] - box[1], 1e-6))
+    if img.format != "JPEG" or need >= 0.5:
+        return box
+    width, height = img.size
+    mode = _MODES[channels] if img.mode in ("RGB", "L") else img.mode  # "L" from a colour JPEG skips chroma
+    img.draft(mode, (math.ceil(width * need), math.ceil(height * need)))
+    # The scaled size is rounded up per axis (333 px at 1/2 -> 167): scale each axis on its own, within the image.
+    fx, fy = img.size[0] / width, img.size[1] / height
+    return (min(box[0] * fx, img.size[0]), min(box[1] * fy, img.size[1]), min(box[2] * fx, img.size[0]), min(box[3] * fy, img.size[1]))
+
+
+def _decode(data: bytes | None, channels: int | None, spec: ImageSpec | None = None) -> tuple[Image.Image, Box]:
+    """(fully decoded image converted to `channels` (1: "L", 3: "RGB", None: as the file's mode is
+    grey or not), the box of it to keep); info["source_mode"] holds the file's mode. With `spec`,
+    the box is chosen on the header's size and JPEGs are decoded at a reduced scale if it allows."""
     if channels not in (None, *_MODES):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not data:
@@ -80,6 +143,9 @@ def _decode(data: bytes | None, channels: int | None) -> Image.Image:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             if img.width * img.height > MAX_PIXELS:
                 raise DecodeError(f"image declares {img.width}x{img.height} px, over the {MAX_PIXELS:,} px decode limit")
+            box: Box = (0.0, 0.0, float(img.width), float(img.height))
+            if spec is not None and img.width and img.height:
+                box = _draft(img, crop_box(img, spec), spec, spec.channels)
             img.load()  # force the full decode: truncated files fail here, not later
             if img.width == 0 or img.height == 0:
                 raise DecodeError(f"zero-sized image {img.width}x{img.height}")
@@ -93,7 +159,7 @@ def _decode(data: bytes | None, channels: int | None) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
-    return converted
+    return converted, box
 
 
 def decode_batch(

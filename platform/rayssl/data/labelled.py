@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from rayssl.config import DataConfig, StorageConfig
 from rayssl.data import storage
-from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.decode import decode_batch, image_spec
 from rayssl.data.labels import LabelSplit, balanced_subsets, check_no_leakage
 from rayssl.data.shards import list_shards
 
@@ -53,7 +53,7 @@ def load_labelled(data: DataConfig, indices: np.ndarray, storage_cfg: StorageCon
     """Decode the train-split rows with these indices (uint8; augmentation and normalisation happen
     on the worker, per step, with rayssl.data.transforms)."""
     table = read_columns(data, "train", ["sample_id", "index", "image", "label"], storage_cfg, pc.field("index").isin(pa.array(indices)))
-    spec = ImageSpec(data.image_size, data.channels)
+    spec = image_spec(data, train=False)  # decoded once; the worker augments them per step
     ok, decoded, bad = decode_batch(table.column("sample_id").to_pylist(), table.column("index").to_numpy(), table.column("image").to_pylist(), spec)
     if bad:
         raise ValueError(f"labelled images are undecodable: {[(r.sample_id, r.reason) for r in bad]}")

@@ -9,6 +9,8 @@ alone; Ray Data's own error handling would fail the job or drop whole blocks of 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import ray.data
@@ -16,7 +18,7 @@ import ray.data
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine, storage
 from rayssl.data.corruptions import corrupt_batch
-from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.decode import ImageSpec, decode_batch, image_spec
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards
 from rayssl.data.transforms import ImageTransform
@@ -39,6 +41,8 @@ class DecodeAndTransform:
         second_view: AugmentConfig | None = None,
     ) -> None:
         self.spec = spec
+        if augment is not None and spec.crop == "random_crop":  # the decode already cropped: not twice
+            augment = dataclasses.replace(augment, crop_scale_min=1.0)
         self.transform = ImageTransform(spec.size, augment, spec.channels)
         self.second_view = ImageTransform(spec.size, second_view, spec.channels) if second_view is not None else None
         self.split = split
@@ -69,7 +73,7 @@ def image_dataset(
     shards = list_shards(data.shards, split, storage_cfg)
     fs, _ = storage.resolve(data.shards, storage_cfg)
     paths = [storage.resolve(s.uri, storage_cfg)[1] for s in shards]
-    spec = ImageSpec(data.image_size, data.channels)
+    spec = image_spec(data, train=augment)
     quiet_ray_data()
     ds = ray.data.read_parquet(paths, filesystem=fs)
     fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, second_view)
@@ -109,6 +113,6 @@ def corrupted_dataset(data: DataConfig, split: str, variants: list[tuple[str, in
     fs, _ = storage.resolve(data.shards, storage_cfg)
     quiet_ray_data()
     ds = ray.data.read_parquet([storage.resolve(s.uri, storage_cfg)[1] for s in shards], filesystem=fs)
-    fn = DecodeCorruptTransform(ImageSpec(data.image_size, data.channels), variants, seed, split, run_dir, storage_cfg)
+    fn = DecodeCorruptTransform(image_spec(data, train=False), variants, seed, split, run_dir, storage_cfg)
     # Each input row becomes len(variants) rows: smaller input batches keep a block near training's size.
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=max(8, DECODE_BATCH_ROWS // max(1, len(variants) // 4)))

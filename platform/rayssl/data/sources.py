@@ -70,7 +70,7 @@ def _array_split(split: str, images: np.ndarray, labels: np.ndarray) -> Iterator
         yield RawSample(f"{split}/{i:06d}", encode_png(images[i]), int(labels[i]))
 
 
-def _holdout(n: int, labels: np.ndarray | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout(n: int, labels: np.ndarray | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified (when labelled) train/test indices."""
     idx = np.arange(n)
     if test_fraction <= 0:
@@ -85,7 +85,7 @@ def _digits(test_fraction: float, seed: int) -> SourceData:
     # 8x8 values in 0..16 -> 0..255 uint8 grey.
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
     labels = digits.target.astype(np.int64)
-    train, test = _holdout(len(images), labels, test_fraction, seed)
+    train, test = holdout(len(images), labels, test_fraction, seed)
     return SourceData(
         splits={
             "train": _array_split("train", images[train], labels[train]),
@@ -188,7 +188,7 @@ def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
             if counts.min() < 2:
                 raise SourceError(f"{root}: class folder {class_dirs[int(counts.argmin())]!r} has {counts.min()} image(s); "
                                   "a held-out test split needs at least 2 per class (or pass --test-fraction 0, or add train/ and test/ folders)")
-        train_idx, test_idx = _holdout(len(everything), labels, test_fraction, seed)
+        train_idx, test_idx = holdout(len(everything), labels, test_fraction, seed)
         listed = {"train": [everything[i] for i in sorted(train_idx)], "test": [everything[i] for i in sorted(test_idx)]}
 
     def samples(entries: list[tuple[Path, int | None]]) -> Iterator[RawSample]:

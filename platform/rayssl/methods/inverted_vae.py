@@ -83,10 +83,18 @@ def generate(model: InvertedVAE, y: torch.Tensor, temperature: float | None = No
     return logits, (pixels * 2.0 - 1.0).view(-1, *model.image_shape)
 
 
-def reverse_bound(model: InvertedVAE, y: torch.Tensor, temperature: float) -> torch.Tensor:
-    """y [B, K] (one-hot or soft labels) -> [B] negative reverse bound of the label-only records."""
+def reverse_terms(model: InvertedVAE, y: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """y [B, K] (one-hot or soft labels) -> the two terms of the negative reverse bound, [B] each:
+    -log q(y | x~) (differentiable: what training minimises) and log q(x~ | y, z) (no gradient:
+    see the module docstring)."""
     logits, x_tilde = generate(model, y, temperature)
-    likelihood = -(y * F.log_softmax(model(x_tilde), dim=1)).sum(dim=1)  # -log q(y | x~), soft labels allowed
-    with torch.no_grad():  # the value only: see the module docstring
-        log_q_x = -bernoulli_nll(logits, to_unit(x_tilde))  # log q(x~ | y, z) under the decoder
-    return likelihood + log_q_x
+    class_nll = -(y * F.log_softmax(model(x_tilde), dim=1)).sum(dim=1)
+    with torch.no_grad():
+        log_q_x = -bernoulli_nll(logits, to_unit(x_tilde))
+    return class_nll, log_q_x
+
+
+def reverse_bound(model: InvertedVAE, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """y [B, K] -> [B] negative reverse bound of the label-only records (its gradient: -log q(y | x~)'s)."""
+    class_nll, log_q_x = reverse_terms(model, y, temperature)
+    return class_nll + log_q_x

@@ -5,6 +5,10 @@ R^d. The network's L2-normalised features are pulled towards their image's targe
 squared loss; every few epochs, within each batch, the targets held by the batch's images are
 re-permuted among them by optimal assignment (Hungarian algorithm).
 
+Targets are never stored: target row r is regenerated from (seed, r) by a counter-based
+generator (`targets_for`), so a worker holds only the int32 assignment table (5 MB at N = 1.28 M
+instead of 655 MB of float32 targets at d = 128), and a step's cost depends on B and d, not N.
+
 The assignment table maps a sample's stable integer `index` to a target row. It must be the
 same on every worker (Ray Data hands any sample to any worker in any epoch), so each step's
 per-batch updates are all-gathered and applied everywhere; they are disjoint because the
@@ -23,16 +27,42 @@ from rayssl.methods.base import GatherFn
 
 
 
-def unit_sphere_targets(num_samples: int, dim: int, seed: int) -> torch.Tensor:
-    """[num_samples, dim] targets uniform on the unit sphere (normalised Gaussians), from a seed."""
-    g = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(num_samples, dim, generator=g), dim=1)
+TARGETS_VERSION = 2  # 1: a stored [N, d] matrix from torch.randn; 2: targets_for (counter-based)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014) on uint64 counters: a bijective hash whose
+    outputs pass BigCrush, the usual way to turn counters into independent random words."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def targets_for(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
+    """Target rows [B] -> [B, dim] float32 unit vectors, uniform on the sphere; row r's vector
+    depends only on (seed, r, dim), never on which other rows are asked for or on N.
+
+    Counter (seed, r, j) -> SplitMix64 -> two 53-bit uniforms per pair of coordinates ->
+    Box-Muller Gaussians -> L2 normalisation.
+    """
+    half = (dim + 1) // 2
+    r = rows.detach().cpu().numpy().astype(np.uint64)[:, None]
+    j = np.arange(2 * half, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        counters = ((np.uint64(seed) << np.uint64(40)) + r) * np.uint64(2 * half) + j
+        words = _splitmix64(counters)
+    uniform = ((words >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
+    radius = np.sqrt(-2.0 * np.log(uniform[:, :half]))
+    angle = 2.0 * np.pi * uniform[:, half:]
+    gauss = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :dim]
+    return F.normalize(torch.from_numpy(gauss.astype(np.float32)), dim=1)
 
 
 def initial_table(num_samples: int, seed: int) -> torch.Tensor:
-    """[num_samples] int64: a seeded random permutation (sample index -> target row)."""
+    """[num_samples] int32: a seeded random permutation (sample index -> target row)."""
     g = torch.Generator().manual_seed(seed + 1)
-    return torch.randperm(num_samples, generator=g)
+    return torch.randperm(num_samples, generator=g).to(torch.int32)
 
 
 def nat_loss(z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -44,10 +74,11 @@ def reassign(z: torch.Tensor, assigned: torch.Tensor, targets: torch.Tensor) -> 
     """Optimal re-permutation of a batch's targets among its images.
 
     z: [B, d] features; assigned: [B] target rows currently held by the batch's images;
-    targets: [N, d]. Minimises sum_i ||z_i - t_{new_i}||^2, i.e. the cost -z . t^T, over
-    permutations of `assigned`. Returns the new [B] target rows (a permutation of `assigned`).
+    targets: [B, d] those rows' target vectors. Minimises sum_i ||z_i - t_{new_i}||^2, i.e. the
+    cost -z . t^T, over permutations of `assigned`. Returns the new [B] target rows (a
+    permutation of `assigned`).
     """
-    cost = -(z.detach().float() @ targets[assigned].T).cpu().numpy()  # [B, B]
+    cost = -(z.detach().float().cpu() @ targets.T).numpy()  # [B, B]
     if not np.isfinite(cost).all():
         # Diverged features: keep the assignment; the training loop reports the divergence.
         return assigned.clone()
@@ -67,7 +98,7 @@ def merge_updates(table: torch.Tensor, indices: torch.Tensor, new_targets: torch
     idx, tgt = indices[keep], new_targets[keep]
     if idx.numel() != torch.unique(idx).numel():
         raise RuntimeError("NAT updates from different workers overlap: a sample was in two batches of one step")
-    table[idx] = tgt
+    table[idx] = tgt.to(table.dtype)
 
 
 class NATHead(nn.Module):
@@ -86,8 +117,12 @@ class NoiseAsTargets:
     """NAT state (fixed targets + assignment table) and the training step."""
 
     def __init__(self, num_samples: int, target_dim: int, seed: int) -> None:
-        self.targets = unit_sphere_targets(num_samples, target_dim, seed)  # [N, d]
-        self.table = initial_table(num_samples, seed)  # [N]
+        self.dim, self.seed = target_dim, seed
+        self.table = initial_table(num_samples, seed)  # [N] int32; the targets themselves are regenerated
+
+    def targets(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B] target rows -> [B, d] unit vectors."""
+        return targets_for(rows, self.dim, self.seed)
 
     def step_loss(
         self,
@@ -106,22 +141,27 @@ class NoiseAsTargets:
         indices = indices.cpu()
         changed = 0
         if do_reassign:
-            assigned = self.table[indices]
-            new = reassign(z, assigned, self.targets)
+            assigned = self.table[indices].long()
+            new = reassign(z, assigned, self.targets(assigned))
             changed = int((new != assigned).sum())
             padded_idx = torch.full((batch_capacity,), -1, dtype=torch.int64)
             padded_new = torch.full((batch_capacity,), -1, dtype=torch.int64)
             padded_idx[: len(indices)], padded_new[: len(indices)] = indices, new
             merge_updates(self.table, gather(padded_idx), gather(padded_new))
-        t = self.targets[self.table[indices]].to(z.device)
+        t = self.targets(self.table[indices]).to(z.device)
         return nat_loss(z, t), changed
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         # Targets are regenerated from the seed; only the table changes during training.
-        return {"table": self.table.clone()}
+        return {"table": self.table.clone(), "targets_version": torch.tensor(TARGETS_VERSION)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         table = state["table"]
         if table.shape != self.table.shape:
             raise ValueError(f"NAT table has {table.numel()} entries, the dataset has {self.table.numel()} samples")
-        self.table = table.clone()
+        version = int(state.get("targets_version", 1))
+        if version != TARGETS_VERSION:
+            # Its table points into another generator's targets: resuming would train towards different ones.
+            raise ValueError(f"NAT checkpoint uses targets version {version}, this release regenerates version {TARGETS_VERSION}: "
+                             "start a new run (a new run.name) instead of resuming this one")
+        self.table = table.to(torch.int32).clone()

@@ -15,7 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from rayssl.config import PretrainConfig
 from rayssl.data import storage
-from rayssl.data.decode import ImageSpec, decode_batch
+from rayssl.data.decode import decode_batch, image_spec
 from rayssl.data.shards import list_shards, read_manifest
 from rayssl.data.transforms import ImageTransform
 from rayssl.models.vit import patchify, unpatchify
@@ -27,7 +27,7 @@ def fixed_images(cfg: PretrainConfig, count: int) -> torch.Tensor:
     """The first `count` decodable images of the test split (train if there is none): [N, C, H, W] in [-1, 1]."""
     splits = read_manifest(cfg.data.shards, cfg.storage)["splits"]
     split = "test" if "test" in splits and splits["test"]["rows"] else "train"
-    spec, images = ImageSpec(cfg.data.image_size, cfg.data.channels), []
+    spec, images = image_spec(cfg.data, train=False), []
     for shard in list_shards(cfg.data.shards, split, cfg.storage):
         fs, path = storage.resolve(shard.uri, cfg.storage)
         table = pq.read_table(path, filesystem=fs, columns=["sample_id", "index", "image"]).slice(0, count)

@@ -56,6 +56,11 @@ def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Modul
         return large_cnn(channels, cfg.width, cfg.batch_norm)
     if cfg.name == "resnet18":
         return _small_image_resnet18(channels, cfg.embed_dim)
+    if cfg.name == "resnet50":  # torchvision's ImageNet ResNet-50, its classifier replaced by a projection to embed_dim
+        net = torchvision.models.resnet50(num_classes=cfg.embed_dim)
+        if channels != 3:
+            net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        return net
     if cfg.name == "vit":
         return ViTFeatures(ViTEncoder(cfg.vit, channels, image_size))
     raise ValueError(f"unknown model.name {cfg.name!r}")

@@ -143,18 +143,25 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # From here on: per-rank randomness (MAE masks, labelled draws, augmentation on the worker).
     torch.manual_seed(loop_config["seed"] + 1000 * (rank + 1) + global_step)
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    if on_gpu and cfg.train.channels_last:
+        job.model.to(memory_format=torch.channels_last)  # convolutions read NHWC directly; a no-op for the rest
     if job.wrap_ddp:
         model = ray.train.torch.prepare_model(job.model)  # device placement + DDP when world > 1
     else:
         model = ray.train.torch.prepare_model(job.model, parallel_strategy=None)  # gradients averaged below
-    device = ray.train.torch.get_device()
+    if cfg.train.compile:
+        model = torch.compile(model)
+    # bf16 autocast on GPU workers; the losses cast what they reduce to fp32 (rayssl.methods).
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.train.precision == "bf16")
     gather = _all_gather if _distributed() else (lambda t: t[None])
     shards: list[Any] = []  # looked up on first use: a job that reads no stream (supervised-only fine-tuning) has none
 
     def epoch(batch_size: int, device: torch.device):
         if not shards:
             shards.append(ray.train.get_dataset_shard("train"))
-        return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=2, device=device)
+        return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device)
 
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
         ray.train.report({**last_metrics, "status": STATUS_OK})
@@ -192,7 +199,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             started = time.perf_counter()
             for batch in job.round_batches(epoch, round_index, device):
                 _maybe_crash(cfg, rank, global_step)
-                loss, stats = job.step(model, batch, round_index, gather)
+                with autocast:
+                    loss, stats = job.step(model, batch, round_index, gather)
                 if global_step == cfg.faults.nan_at_step:
                     loss = loss * float("nan")
                 finite = torch.isfinite(loss.detach())

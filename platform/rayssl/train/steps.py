@@ -22,7 +22,7 @@ from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimCon
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
-from rayssl.methods.inverted_vae import labelled_bound, reverse_bound, unlabelled_bound
+from rayssl.methods.inverted_vae import labelled_bound, reverse_terms, unlabelled_bound
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
 from rayssl.methods.semisup import entropy, fixmatch_loss
 from rayssl.train.pretrained import build_classifier
@@ -56,11 +56,18 @@ class JobStep(Protocol):
         """Rank 0, before each checkpoint: artifacts next to it; returns {tag: image [C, H, W] in [0, 1]} for TensorBoard."""
 
 
-def build_optimizer(o: OptimConfig, params: Any) -> torch.optim.Optimizer:
-    """params: parameters or param groups (each group may carry its own lr)."""
+def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.optim.Optimizer:
+    """params: parameters or param groups (each group may carry its own lr); fused: one kernel for
+    the whole update (GPU workers), else torch's default implementation."""
+    kind = {"fused": True} if fused else {}
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kind)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kind)
+
+
+def fused_optimizer(cfg: PretrainConfig | FinetuneConfig) -> bool:
+    """Whether this job's workers use fused optimiser kernels (GPU workers with train.fused_optimizer)."""
+    return cfg.train.use_gpu and cfg.train.fused_optimizer
 
 
 class PretrainStep:
@@ -73,7 +80,7 @@ class PretrainStep:
         self.cfg = cfg
         self.method = build_method(cfg, num_samples)
         self.model = self.method.model
-        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters(), fused_optimizer(cfg))
         self.num_rounds = cfg.train.epochs
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
@@ -138,7 +145,7 @@ class FinetuneStep:
             {"params": self.net.backbone.parameters(), "lr": backbone_lr},
             # the head (and the inverted VAE's encoder and decoder)
             {"params": [p for p in self.net.parameters() if id(p) not in backbone], "lr": cfg.optim.lr},
-        ])
+        ], fused_optimizer(cfg))
         schedule = warmup_cosine(sched.warmup_steps, sched.steps)
         head_only = sched.head_warmup_steps if cfg.init else 0
         # Backbone frozen (lr 0) while a fresh head warms up on a pretrained backbone.
@@ -289,9 +296,11 @@ class InvertedVAEStep(FinetuneStep):
             loss = loss + v.unlabelled * forward
             stats["unlabelled_bound"] = forward.detach() * n
         if "label_only_pick" in batch:
-            reverse = reverse_bound(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature).mean()
-            loss = loss + v.label_only * reverse
-            stats["reverse_bound"] = reverse.detach() * n
+            class_nll, log_q_x = reverse_terms(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature)
+            # The loss holds what is optimised; the bound (with its gradient-free entropy term) is reported.
+            loss = loss + v.label_only * class_nll.mean()
+            stats["reverse_bound"] = (class_nll + log_q_x).mean().detach() * n
+            stats["reverse_class_nll"] = class_nll.mean().detach() * n
         return loss, stats
 
     def round_metrics(self, device: torch.device) -> dict[str, float]:
