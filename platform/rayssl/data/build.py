@@ -16,21 +16,18 @@ layout, schema and keys as the single-process `write_shards` (rayssl.data.shards
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray.data
 
 from rayssl.config import StorageConfig
 from rayssl.data import storage
 from rayssl.data.ray_data import quiet_ray_data
-from rayssl.data.shards import FORMAT, MANIFEST, SCHEMA
+from rayssl.data.shards import FORMAT, MANIFEST, shard_bytes
 from rayssl.data.sources import IMAGE_SUFFIXES, SourceError, holdout
 
 DONE_SUFFIX = ".done.json"
@@ -118,11 +115,7 @@ class WriteShard:
             return {**json.loads(storage.read_bytes(done, self.storage_cfg)), "skipped": True}
         images = [storage.read_bytes(storage.join(self.root, key), self.storage_cfg) for key in plan.keys]
         labels = [None if lab is None or (isinstance(lab, float) and np.isnan(lab)) else int(lab) for lab in plan.labels]
-        table = pa.table({"sample_id": plan.keys, "index": list(range(plan.first_index, plan.first_index + len(plan.keys))),
-                          "image": images, "label": labels}, schema=SCHEMA)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, row_group_size=1024, compression="none")  # as write_shards: blocks Ray Data can split
-        payload = buf.getvalue()
+        payload = shard_bytes(plan.keys, plan.first_index, images, labels)
         storage.write_bytes(storage.join(self.out, plan.path), payload, self.storage_cfg)
         info = {"split": plan.split, "number": plan.number, "path": plan.path, "rows": len(plan.keys), "bytes": len(payload),
                 "sha256": hashlib.sha256(payload).hexdigest(),
@@ -145,7 +138,7 @@ def build_shards_parallel(root: str, out: str, shard_mb: float = 256.0, storage_
         shards = sorted((w for w in written if w["split"] == split), key=lambda w: w["number"])
         histogram: Counter = Counter()
         for w in shards:
-            histogram.update({k: v for k, v in w["class_histogram"].items()})
+            histogram.update(w["class_histogram"])
         manifest["splits"][split] = {
             "rows": sum(w["rows"] for w in shards),
             "class_histogram": {k: histogram[k] for k in sorted(histogram, key=int)},

@@ -59,19 +59,7 @@ def write_shards(
     for split, samples in data.splits.items():
         shards, histogram, total = [], Counter(), 0
         for k, chunk in enumerate(_chunks(samples, rows_per_shard)):
-            table = pa.table(
-                {
-                    "sample_id": [s.sample_id for s in chunk],
-                    "index": list(range(total, total + len(chunk))),
-                    "image": [s.image for s in chunk],
-                    "label": [s.label for s in chunk],
-                },
-                schema=SCHEMA,
-            )
-            buf = io.BytesIO()
-            # Small row groups let Ray Data split a shard into several blocks for parallelism.
-            pq.write_table(table, buf, row_group_size=1024, compression="none")
-            payload = buf.getvalue()
+            payload = shard_bytes([s.sample_id for s in chunk], total, [s.image for s in chunk], [s.label for s in chunk])
             rel = f"{split}/part-{k:05d}.parquet"
             storage.write_bytes(storage.join(out_uri, rel), payload, storage_cfg)
             shards.append({"path": rel, "rows": len(chunk), "sha256": hashlib.sha256(payload).hexdigest()})
@@ -84,6 +72,16 @@ def write_shards(
         }
     storage.write_bytes(storage.join(out_uri, MANIFEST), json.dumps(manifest, indent=2).encode(), storage_cfg)
     return manifest
+
+
+def shard_bytes(sample_ids: list[str], first_index: int, images: list[bytes], labels: list[int | None]) -> bytes:
+    """One shard as parquet bytes: rows first_index, first_index + 1, ... of a split."""
+    table = pa.table({"sample_id": sample_ids, "index": list(range(first_index, first_index + len(sample_ids))),
+                      "image": images, "label": labels}, schema=SCHEMA)
+    buf = io.BytesIO()
+    # Small row groups let Ray Data split a shard into several blocks for parallelism.
+    pq.write_table(table, buf, row_group_size=1024, compression="none")
+    return buf.getvalue()
 
 
 def _chunks(samples: Iterable[RawSample], size: int) -> Iterator[list[RawSample]]:

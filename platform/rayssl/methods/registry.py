@@ -51,7 +51,20 @@ class NATMethod:
         return {}
 
 
-class MAEMethod:
+class _StatelessMethod:
+    """Methods whose whole state is the model's weights."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class MAEMethod(_StatelessMethod):
     """Masked autoencoder (the loop runs every step under bf16 autocast on GPU workers)."""
 
     two_views = False
@@ -69,28 +82,9 @@ class MAEMethod:
     def backbone(self) -> nn.Module:
         return ViTFeatures(self.model.encoder)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        pass
-
     def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
         """Reconstruction grid of fixed held-out images, next to each checkpoint (rank 0)."""
         return {"reconstructions": write_reconstructions(self.model, self.cfg, run_dir, epoch)}
-
-
-class _StatelessMethod:
-    """Methods whose whole state is the model's weights."""
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
-        return {}
 
 
 class SimCLRMethod(_StatelessMethod):
