@@ -34,16 +34,29 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def ray_worker_pids() -> list[int]:
-    """Ray's worker processes on this machine (they rename themselves `ray::...`)."""
+def parent_pid(pid: int) -> int:
+    try:  # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ")"
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def ray_worker_pids(driver: int) -> list[int]:
+    """The Ray worker processes (they rename themselves `ray::...`) of the local Ray this driver
+    started: descendants of `driver` only, so that another Ray on the machine is not counted."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().startswith(b"ray::"):
-                    pids.append(int(entry.name))
+                if not (entry / "cmdline").read_bytes().startswith(b"ray::"):
+                    continue
             except OSError:
                 continue
+            ancestor = int(entry.name)
+            while ancestor > 1 and ancestor != driver:
+                ancestor = parent_pid(ancestor)
+            if ancestor == driver:
+                pids.append(int(entry.name))
     return pids
 
 
@@ -57,7 +70,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
-            workers = [rss_mb(p) for p in ray_worker_pids()]
+            workers = [rss_mb(p) for p in ray_worker_pids(os.getpid())]
             self.peak_driver = max(self.peak_driver, rss_mb(os.getpid()))
             self.peak_worker = max(self.peak_worker, max(workers, default=0.0))
             self.peak_workers_total = max(self.peak_workers_total, sum(workers))

@@ -330,6 +330,10 @@ class SemiSupConfig:
     inversion: Literal["global", "multiscale"] = "global"
     alpha: float = 0.0  # weight of the reconstruction loss; 0 = supervised only
     beta: float = 0.0  # weight of the prediction entropy on unlabelled images
+    # The entropy weight rises from 0 to beta over the first beta_rampup_steps optimiser steps
+    # (rayssl.methods.semisup.sigmoid_rampup): entropy minimisation from step 0 makes the first,
+    # mostly wrong predictions confident before the labelled loss has shaped them. 0: beta throughout.
+    beta_rampup_steps: int = 0
     consistency: float = 0.0  # FixMatch weight: CE of strong views against confident weak-view predictions
     confidence: float = 0.95  # FixMatch pseudo-label threshold
     # The strong view of each unlabelled image, made in the Ray Data CPU stage (consistency > 0 only).
@@ -343,7 +347,7 @@ class SemiSupConfig:
     def __post_init__(self) -> None:
         _check(self, POSITIVE, "labels_per_class", "val_per_class", "labelled_batch_size")
         _check(self, (lambda v: 0 <= v < self.num_classes, f"a class id in [0, {self.num_classes})"), "labelled_classes")
-        _check(self, NON_NEGATIVE, "alpha", "beta", "consistency")
+        _check(self, NON_NEGATIVE, "alpha", "beta", "consistency", "beta_rampup_steps")
         _check(self, FRACTION, "confidence")
         _check(self, (lambda v: v >= 2, ">= 2"), "num_classes")
 

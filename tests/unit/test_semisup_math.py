@@ -7,7 +7,7 @@ from torch import nn
 
 from rayssl.data.labels import LeakageError, balanced_subsets, check_no_leakage
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
-from rayssl.methods.semisup import entropy, fixmatch_loss
+from rayssl.methods.semisup import entropy, fixmatch_loss, sigmoid_rampup
 from rayssl.train.steps import warmup_cosine
 
 
@@ -86,6 +86,14 @@ def test_warmup_cosine_schedule():
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
 
 
+def test_sigmoid_rampup_by_hand():
+    # exp(-5 (1 - t)^2): t = 0 -> e^-5, t = 1/2 -> e^-1.25, t >= 1 -> 1; no ramp -> 1
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5.0))
+    assert sigmoid_rampup(50, 100) == pytest.approx(0.2865048)
+    assert sigmoid_rampup(100, 100) == 1.0 and sigmoid_rampup(5000, 100) == 1.0
+    assert sigmoid_rampup(0, 0) == 1.0
+
+
 def test_subsets_are_balanced_seeded_disjoint_and_nested():
     labels = np.repeat(np.arange(4), 30)
     a = balanced_subsets(labels, per_class=5, val_per_class=3, seed=7)
@@ -121,3 +129,25 @@ def test_inversion_loss_trains_a_vit_encoder():
     (nn.functional.cross_entropy(logits[:2], torch.tensor([0, 1])) + 0.1 * reconstruction_loss(x, x_hat)).backward()
     grad = model.backbone.encoder.blocks[0].self_attention.in_proj_weight.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_finetune_step_ramps_the_entropy_weight():
+    """The step's loss is CE + beta * sigmoid_rampup(step) * entropy(unlabelled): e^-5 of beta at step 0, beta after the ramp."""
+    from rayssl.config import FinetuneConfig, from_dict
+    from rayssl.data.transforms import normalise
+    from rayssl.train.steps import FinetuneStep
+
+    cfg = from_dict(FinetuneConfig, {
+        "data": {"image_size": 8, "channels": 1, "batch_size": 4}, "model": {"name": "small_cnn", "width": 4},
+        "semisup": {"beta": 2.0, "beta_rampup_steps": 10, "labelled_batch_size": 4}, "schedule": {"steps": 20, "warmup_steps": 0},
+    })
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+    unlabelled = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))[:4]
+    batch = {"index": torch.arange(4), "image": unlabelled, "labelled_pick": torch.arange(4)}
+    for t, ramp in ((0, math.exp(-5.0)), (10, 1.0)):
+        step.scheduler.last_epoch = t
+        loss, stats = step.step(step.model, batch, 0, gather=None)
+        expected = stats["ce"] / 4 + 2.0 * ramp * entropy(step.model(unlabelled))
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

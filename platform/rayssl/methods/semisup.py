@@ -5,8 +5,20 @@ The reconstruction terms live in rayssl.methods.inversion; the fine-tuning step 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+
+def sigmoid_rampup(step: int, length: int) -> float:
+    """Weight multiplier at `step` of a ramp over `length` steps: exp(-5 (1 - t)^2), t = step / length
+    clipped to [0, 1] (Laine & Aila, "Temporal Ensembling", arXiv 1610.02242): 0.0067 at the start,
+    1 from `length` on; length 0 means no ramp (1 throughout)."""
+    if length <= 0:
+        return 1.0
+    t = min(max(step, 0), length) / length
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

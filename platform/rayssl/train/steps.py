@@ -24,7 +24,7 @@ from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
 from rayssl.methods.inverted_vae import labelled_bound, reverse_terms, unlabelled_bound
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
-from rayssl.methods.semisup import entropy, fixmatch_loss
+from rayssl.methods.semisup import entropy, fixmatch_loss, sigmoid_rampup
 from rayssl.train.pretrained import build_classifier
 
 # batches(batch_size, device) -> a fresh pass over this worker's shard of the stream (one epoch)
@@ -215,7 +215,9 @@ class FinetuneStep:
             loss = loss + s.alpha * reconstruction
             stats["reconstruction"] = reconstruction.detach() * n
         if s.beta > 0:
-            loss = loss + s.beta * entropy(logits[n_l:])
+            # the scheduler has stepped once per optimiser step so far: last_epoch is this step's index
+            beta = s.beta * sigmoid_rampup(self.scheduler.last_epoch, s.beta_rampup_steps)
+            loss = loss + beta * entropy(logits[n_l:])
         if s.consistency > 0:
             strong_logits = model(batch["image_view2"][keep])
             consistency, confident = fixmatch_loss(logits[n_l:], strong_logits, s.confidence)
