@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ray.util.placement_group import PlacementGroup, placement_group
 from helpers import (
     SECRET_SENTINEL, assert_every_sample_once_per_epoch, assert_table_is_bijection, committed_ledger, make_image_folder,
     tensorboard_scalars, tiny_config,
@@ -20,8 +21,8 @@ from rayssl.data.sources import load_source
 from rayssl.eval.run import run_eval
 from rayssl.methods.nat import initial_table
 from rayssl.train import checkpoints, ledger
-from rayssl.train.launch import TrainingDiverged, run_pretrain
-from rayssl.train.runs import list_runs
+from rayssl.train.launch import TrainingDiverged, release_placement_group, run_pretrain
+from rayssl.train.runs import list_runs, read_heartbeat, write_heartbeat
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,27 @@ def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
     again = run_pretrain(cfg)
     assert again.metrics["global_step"] == 6 and again.checkpoint == outcome.checkpoint
     assert torch.equal(assert_table_is_bijection(again.checkpoint), table)
+
+
+def placement_group_state(group_id: str) -> str:
+    import ray
+
+    return ray.util.placement_group_table(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))).get("state")
+
+
+def test_a_placement_group_left_by_ray_train_is_released(ray_local, local_shards, tmp_path):
+    """Rank 0 names its workers' placement group in the heartbeat; after fit() the group is gone,
+    and one that Ray Train left behind (here: made by the test, as if so) is removed by the driver."""
+    outcome = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "released"))
+    ran_in = read_heartbeat(outcome.run_dir, StorageConfig())["placement_group"]
+    assert placement_group_state(ran_in) == "REMOVED"
+
+    left = placement_group([{"CPU": 1}])
+    ray_local.get(left.ready(), timeout=60)
+    write_heartbeat(outcome.run_dir, StorageConfig(), global_step=6, round_index=1, placement_group=left.id.hex())
+    release_placement_group(outcome.run_dir, StorageConfig())
+    assert placement_group_state(left.id.hex()) == "REMOVED"
+    release_placement_group(outcome.run_dir, StorageConfig())  # an already removed group: nothing to do
 
 
 def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path):

@@ -31,6 +31,7 @@ from typing import Any
 
 import ray.train
 import ray.train.torch
+import ray.util
 import torch
 import torch.distributed as dist
 
@@ -169,13 +170,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     tensorboard = RunWriter(run_dir, cfg.storage) if rank == 0 else None
     # `rayssl runs` tells a running run from one whose process went away by this file's age.
     last_heartbeat = -math.inf
+    group = ray.util.get_current_placement_group()  # the workers' placement group, for launch.release_placement_group
+    group_id = group.id.hex() if group is not None else None
 
     def heartbeat(round_index: int, force: bool = False) -> None:
         nonlocal last_heartbeat
         if rank == 0 and (force or time.monotonic() - last_heartbeat >= runs.HEARTBEAT_EVERY_S):
             last_heartbeat = time.monotonic()
             try:
-                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index)
+                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index, group_id)
             except OSError as exc:  # advisory: a store hiccup must not cost the run
                 log.warning("heartbeat not written: %s", exc)
 

@@ -46,11 +46,14 @@ class RunSummary:
     headline: str  # kNN accuracy of the features, validation accuracy, or the loss
 
 
-def write_heartbeat(run_dir: str, storage_cfg: StorageConfig, global_step: int, round_index: int) -> None:
-    storage.write_bytes(
-        storage.join(run_dir, HEARTBEAT_FILE),
-        json.dumps({"updated": time.time(), "global_step": global_step, "round": round_index}).encode(), storage_cfg,
-    )
+def write_heartbeat(run_dir: str, storage_cfg: StorageConfig, global_step: int, round_index: int, placement_group: str | None = None) -> None:
+    """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.launch releases it if Ray Train leaves it)."""
+    beat = {"updated": time.time(), "global_step": global_step, "round": round_index}
+    storage.write_bytes(storage.join(run_dir, HEARTBEAT_FILE), json.dumps(beat | ({"placement_group": placement_group} if placement_group else {})).encode(), storage_cfg)
+
+
+def read_heartbeat(run_dir: str, storage_cfg: StorageConfig) -> dict[str, Any] | None:
+    return _read_json(storage.join(run_dir, HEARTBEAT_FILE), storage_cfg)
 
 
 def find_run_dirs(root: str, storage_cfg: StorageConfig, max_depth: int = MAX_DEPTH) -> list[str]:
@@ -108,7 +111,7 @@ def summarise_run(run_dir: str, root: str, storage_cfg: StorageConfig, stale_aft
     meta = _read_json(storage.join(latest, checkpoints.META), storage_cfg) if latest else None
     rounds_done = int(meta["epoch"]) if meta else 0
     stopped = _read_json(storage.join(run_dir, STATUS_FILE), storage_cfg)
-    heartbeat = _read_json(storage.join(run_dir, HEARTBEAT_FILE), storage_cfg)
+    heartbeat = read_heartbeat(run_dir, storage_cfg)
     now = time.time() if now is None else now
     if stopped is not None:
         status = "diverged" if stopped.get("status") == "diverged" else "failed"
