@@ -169,13 +169,16 @@ def release_placement_group(run_dir: str, storage_cfg: StorageConfig) -> None:
     the next trials' Ray Data read tasks never got one and the trials sat at step 0. Rank 0 names
     the group in its heartbeat (rayssl.train.runs); the run is over here, so the group is unused.
     """
-    group_id = (runs.read_heartbeat(run_dir, storage_cfg) or {}).get("placement_group")
-    if not group_id:
-        return
-    group = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))
-    if ray.util.placement_group_table(group).get("state") in ("PENDING", "CREATED", "RESCHEDULING"):
-        get_logger().warning("Ray Train left the placement group %s of run %s: removing it", group_id, run_dir)
-        remove_placement_group(group)
+    try:
+        group_id = (runs.read_heartbeat(run_dir, storage_cfg) or {}).get("placement_group")
+        if not group_id:
+            return
+        group = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))
+        if ray.util.placement_group_table(group).get("state") in ("PENDING", "CREATED", "RESCHEDULING"):
+            get_logger().warning("Ray Train left the placement group %s of run %s: removing it", group_id, run_dir)
+            remove_placement_group(group)
+    except Exception as exc:  # best effort, in a `finally`: it must never replace the run's own outcome or error
+        get_logger().debug("placement group of %s not checked: %s", run_dir, exc)
 
 
 def _raise_if_store_unreachable(cfg: PretrainConfig | FinetuneConfig, run_dir: str, failure: Exception) -> None:
