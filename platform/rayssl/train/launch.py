@@ -27,7 +27,6 @@ from rayssl.methods import METHODS
 from rayssl.train import checkpoints, runs
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
 from rayssl.train.progress import RunProgress
-from rayssl.train.runs import STATUS_FILE
 
 
 class TrainingDiverged(RuntimeError):
@@ -119,7 +118,7 @@ def _fit(
     progress: (what, total optimiser steps) for a live display on this console; None inside a sweep's trials.
     """
     run_dir = loop_config["run_dir"]
-    status_uri = storage.join(run_dir, STATUS_FILE)
+    status_uri = storage.join(run_dir, runs.STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
     # A driver killed after a checkpoint was written but before Ray Train recorded it leaves a
