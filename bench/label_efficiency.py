@@ -4,6 +4,12 @@ bench/results/label_efficiency_mnist.{json,md,png} with the published reference 
 
     .venv/bin/python bench/label_efficiency.py                     # run or resume, then report
     .venv/bin/python bench/label_efficiency.py --report-only       # report a finished sweep
+    .venv/bin/python bench/label_efficiency.py --variants "+ FixMatch"   # re-measure one row, merge it
+
+With --variants, only those rows run, in a sweep of their own (`<name>_rows_<slug>`, the same
+config otherwise), and their rows replace the same rows of the committed results; the JSON says
+which sweep measured each row (`measured_in`) and keeps every sweep's compute. For a change that
+touches only those rows (e.g. FixMatch's strong view), or a row an earlier sweep did not reach.
 
 Before it: the MNIST shards and the two pretraining runs the config names
 (`rayssl pretrain --config configs/nat_mnist_small_cnn.yaml`, `... configs/mae_mnist.yaml --set train.epochs=3`).
@@ -15,12 +21,14 @@ labels per class.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
 from rayssl.config import SweepConfig, load_config
-from rayssl.tune.report import SUPERVISED
+from rayssl.tune.report import SUPERVISED, plot_png
 from rayssl.tune.report import markdown as table
 
 # Published MNIST test accuracy for the same number of labels (10 x labels per class), with its source.
@@ -71,9 +79,34 @@ def markdown(report: dict, checks: list[dict], config: str) -> str:
     lines += [f"| {b} | {REFERENCES.get(b, '–')} |" for b in sorted({r["budget"] for r in report["rows"]})]
     lines += ["", "| target | met | measured |", "|---|:-:|---|"]
     lines += [f"| {c['target']} | {'yes' if c['met'] else '**no**'} | {c['detail']} |" for c in checks]
-    if report.get("compute"):
-        lines += ["", f"Sweep wall time {report['compute']['wall_s'] / 60:.1f} min, {report['compute']['cpu_hours']:.2f} CPU-hours reserved through Ray."]
+    for sweep, compute in report.get("compute_by_sweep", {"": report.get("compute")}).items():
+        if compute:
+            rows = [v for v, where in report.get("measured_in", {}).items() if where == sweep]
+            what = f"Sweep `{sweep}` ({', '.join(rows)})" if sweep else "Sweep"
+            lines += ["", f"{what}: wall time {compute['wall_s'] / 60:.1f} min, {compute['cpu_hours']:.2f} CPU-hours reserved through Ray."]
     return "\n".join(lines) + "\n"
+
+
+def merge_rows(committed: dict, rerun: dict, sweep: str) -> dict:
+    """The committed report with the re-measured variants' rows (and draws) replaced by the rerun's.
+
+    committed: the JSON of an earlier run of this bench; rerun: label_efficiency.json of the sweep
+    `sweep` that ran only some variants. Returns the merged report with `measured_in` (variant ->
+    sweep name) and `compute_by_sweep` (sweep name -> its compute)."""
+    fresh = set(rerun["variants"])
+    base_sweep = committed.get("measured_in", {}).get(committed["variants"][0], committed["title"].rsplit("sweep ", 1)[-1].rstrip(")"))
+    measured_in = {v: committed.get("measured_in", {}).get(v, base_sweep) for v in committed["variants"]} | {v: sweep for v in fresh}
+    compute_by_sweep = committed.get("compute_by_sweep", {base_sweep: committed.get("compute")}) | {sweep: rerun.get("compute")}
+    variants = committed["variants"] + [v for v in rerun["variants"] if v not in committed["variants"]]
+    return {
+        **committed,
+        "variants": variants,
+        "rows": sorted([r for r in committed["rows"] if r["variant"] not in fresh] + rerun["rows"], key=lambda r: (r["budget"], variants.index(r["variant"]))),
+        "draws": [d for d in committed.get("draws", []) if d["variant"] not in fresh] + rerun.get("draws", []),
+        "labels_needed": None,  # of the sweep that wrote it: stale once rows are replaced
+        "measured_in": {v: measured_in[v] for v in variants},
+        "compute_by_sweep": {k: v for k, v in compute_by_sweep.items() if k in measured_in.values()},
+    }
 
 
 def main() -> None:
@@ -81,20 +114,29 @@ def main() -> None:
     parser.add_argument("--config", default="configs/sweep_mnist.yaml")
     parser.add_argument("--report-only", action="store_true", help="read the finished sweep's label_efficiency.json, run nothing")
     parser.add_argument("--out", default="bench/results/label_efficiency_mnist")
+    parser.add_argument("--variants", nargs="+", help="re-measure only these rows and merge them into --out's committed rows")
     args = parser.parse_args()
     cfg = load_config(SweepConfig, args.config, [])
+    if args.variants:
+        slug = re.sub(r"[^a-z0-9]+", "_", "_".join(args.variants).lower()).strip("_")
+        cfg = dataclasses.replace(cfg, variants=args.variants, name=f"{cfg.name}_rows_{slug}")
     sweep_dir = Path(cfg.storage_path) / cfg.name
     if not args.report_only:
         from rayssl.tune.sweep import run_sweep
 
         run_sweep(cfg)
     report = json.loads((sweep_dir / "label_efficiency.json").read_text())
+    if args.variants:
+        report = merge_rows(json.loads(Path(f"{args.out}.json").read_text()), report, cfg.name)
     checks = check_targets(report["rows"], report["variants"])
     report |= {"config": args.config, "references": {str(b): text for b, text in REFERENCES.items()}, "targets": checks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     Path(f"{args.out}.md").write_text(markdown(report, checks, args.config))
-    shutil.copyfile(sweep_dir / "label_efficiency.png", f"{args.out}.png")
+    if args.variants:
+        Path(f"{args.out}.png").write_bytes(plot_png(report["rows"], report["variants"], report["title"]))
+    else:
+        shutil.copyfile(sweep_dir / "label_efficiency.png", f"{args.out}.png")
     print(Path(f"{args.out}.md").read_text())
 
 

@@ -32,12 +32,20 @@ def decode_split(cfg: FinetuneConfig, split: str) -> tuple[np.ndarray, np.ndarra
 
 
 @torch.no_grad()
-def accuracy(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+def predict(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Predicted classes [N] of uint8 images [N, H, W, C]."""
     net.eval()
     x = normalise(torch.from_numpy(images).permute(0, 3, 1, 2))
-    correct = sum(int((net(x[i : i + 1000]).argmax(1) == torch.from_numpy(labels[i : i + 1000])).sum()) for i in range(0, len(x), 1000))
+    predicted = torch.cat([net(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).numpy()
     net.train()
-    return correct / len(labels)
+    return predicted
+
+
+def most_confused(labels: np.ndarray, predicted: np.ndarray, top: int = 3) -> list[str]:
+    """The `top` most frequent (true -> predicted) errors, e.g. '4->9: 153'."""
+    pairs, counts = np.unique(np.stack([labels, predicted])[:, labels != predicted], axis=1, return_counts=True)
+    order = np.argsort(-counts)[:top]
+    return [f"{pairs[0, i]}->{pairs[1, i]}: {counts[i]}" for i in order]
 
 
 def main() -> None:
@@ -82,8 +90,10 @@ def main() -> None:
             step.optimizer.step()
             step.after_step()
             t += 1
+        predicted = predict(step.eval_net(), test_images)
         point = {"step": t, "seconds": round(time.perf_counter() - started, 1), "loss": float(loss.detach()),
-                 "val_acc": step.round_metrics(cpu)["val_acc"], "test_acc": accuracy(step.eval_net(), test_images, test_labels)}
+                 "val_acc": step.round_metrics(cpu)["val_acc"], "test_acc": float((predicted == test_labels).mean()),
+                 "most_confused": most_confused(test_labels, predicted)}
         curve.append(point)
         print(json.dumps(point), flush=True)
     if args.out:

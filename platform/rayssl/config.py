@@ -83,6 +83,11 @@ class AugmentConfig:
     translate_px: int = 0  # random translation by up to this many pixels (pad + random crop)
     rotate_deg: float = 0.0  # random rotation within +-rotate_deg (strong views for consistency)
     erase_p: float = 0.0  # probability of erasing a random rectangle (Cutout-like, strong views)
+    shear_deg: float = 0.0  # random shear within +-shear_deg along both axes (strong views for digits)
+    # Elastic distortion (Simard et al. 2003) with this strength: a smooth random displacement field
+    # (Gaussian sigma ~15% of the side), kornia's alpha; 2 moves a 28-px digit's pixels by ~1 px on
+    # average and up to ~4 px. New styles of the same digit, where rotations and shifts give none.
+    elastic_alpha: float = 0.0
     horizontal_flip: bool = False  # off for digits, on for natural images
     # SimCLR's photometric views (Chen et al. 2020, appendix A): colour jitter of strength s with
     # p = 0.8 (brightness/contrast/saturation 0.8 s, hue 0.2 s; grey images: brightness and contrast
@@ -95,6 +100,8 @@ class AugmentConfig:
         _check(self, (lambda v: 0 < v <= 1, "> 0 and <= 1"), "crop_scale_min")
         _check(self, NON_NEGATIVE, "translate_px", "color_jitter")
         _check(self, (lambda v: 0 <= v <= 180, "between 0 and 180"), "rotate_deg")
+        _check(self, (lambda v: 0 <= v < 90, ">= 0 and < 90"), "shear_deg")
+        _check(self, NON_NEGATIVE, "elastic_alpha")
         _check(self, FRACTION, "erase_p", "grayscale_p", "blur_p")
 
 
@@ -457,6 +464,9 @@ class SweepConfig:
     ivae_unlabelled_max: float = 3.0
     ivae_label_only_min: float = 10.0
     ivae_label_only_max: float = 100.0
+    # Run only these rows (names as in the table, e.g. "+ FixMatch"); empty: every row the flags above
+    # enable. For re-measuring one row after a change that only touches it (bench/label_efficiency.py).
+    variants: list[str] = field(default_factory=list)
     samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
     seed: int = 0  # of those random draws: the same config samples the same settings
     alpha_min: float = 1e-3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rayssl.config import SweepConfig, load_config, to_dict
+import pytest
+
+from rayssl.config import ConfigError, SweepConfig, load_config, to_dict
 from rayssl.tune.sweep import FIXMATCH, INVERTED_VAE, SUPERVISED, trial_config, variant_names
 
 
@@ -20,3 +22,11 @@ def test_inverted_vae_row_runs_the_inverted_vae_with_tunes_weights():
     assert ivae.ivae.label_only_data == "/data/y.parquet" and ivae.semisup.labels_per_class == 5 and ivae.optim.lr == 0.004
     inversion = trial(cfg, "+ inversion loss")
     assert inversion.method == "classifier" and inversion.semisup.alpha == 0.02 and inversion.ivae.label_only == 50.0  # untouched default
+
+
+def test_variants_restricts_the_rows_and_names_a_misspelt_one():
+    cfg = load_config(SweepConfig, None, ["fixmatch=true", "pretrained.MAE=runs/mae", "variants=['MAE-pretrained + inversion', '+ FixMatch']"])
+    assert variant_names(cfg) == [FIXMATCH, "MAE-pretrained + inversion"]  # table order, not the list's
+    wrong = load_config(SweepConfig, None, ["variants=['+ fixmatch']"])
+    with pytest.raises(ConfigError, match=r"variants: \['\+ fixmatch'\] is not among this sweep's rows"):
+        variant_names(wrong)

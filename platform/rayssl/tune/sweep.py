@@ -19,7 +19,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search import BasicVariantGenerator
 
 from rayssl import console
-from rayssl.config import FinetuneConfig, SweepConfig, from_dict, to_dict
+from rayssl.config import ConfigError, FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
 from rayssl.eval.classifier import accuracy_on_test_split
 from rayssl.eval.robustness import mean_corruption_accuracies
@@ -44,10 +44,16 @@ TRIAL_DRIVER_CPUS = 0.1
 
 
 def variant_names(cfg: SweepConfig) -> list[str]:
+    """The sweep's rows, in table order: the ones its flags enable, restricted to cfg.variants if set.
+    Raises ConfigError naming `variants` for a name that is not one of the enabled rows."""
     inversion = [INVERSION] if cfg.inversion else []
     fixmatch = [FIXMATCH] if cfg.fixmatch else []
     ivae = [INVERTED_VAE] if cfg.inverted_vae else []
-    return [SUPERVISED, *inversion, *fixmatch, *ivae, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+    enabled = [SUPERVISED, *inversion, *fixmatch, *ivae, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
+    unknown = [v for v in cfg.variants if v not in enabled]
+    if unknown:
+        raise ConfigError(f"variants: {unknown} {'is' if len(unknown) == 1 else 'are'} not among this sweep's rows {enabled}")
+    return [v for v in enabled if v in cfg.variants] if cfg.variants else enabled
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
@@ -213,6 +219,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     """Run (or resume) the sweep and write label_efficiency.{json,md,png} to `<storage_path>/<name>`."""
     log = get_logger()
     cfg = with_absolute_paths(cfg)
+    variant_names(cfg)  # a misspelt row fails here, before Ray starts
     init_ray(cfg.finetune.ray)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     if cfg.leak_check != "off":
