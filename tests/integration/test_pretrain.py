@@ -65,8 +65,9 @@ def test_a_placement_group_left_by_ray_train_is_released(ray_local, local_shards
     """Rank 0 names its workers' placement group in the heartbeat; after fit() the group is gone,
     and one that Ray Train left behind (here: made by the test, as if so) is removed by the driver."""
     outcome = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "released"))
-    ran_in = read_heartbeat(outcome.run_dir, StorageConfig())["placement_group"]
-    assert placement_group_state(ran_in) == "REMOVED"
+    last_beat = read_heartbeat(outcome.run_dir, StorageConfig())
+    assert last_beat["loop_done"] is True  # what launch.release_if_fit_hangs waits for
+    assert placement_group_state(last_beat["placement_group"]) == "REMOVED"
 
     left = placement_group([{"CPU": 1}])
     ray_local.get(left.ready(), timeout=60)

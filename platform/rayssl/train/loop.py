@@ -173,12 +173,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     group = ray.util.get_current_placement_group()  # the workers' placement group, for launch.release_placement_group
     group_id = group.id.hex() if group is not None else None
 
-    def heartbeat(round_index: int, force: bool = False) -> None:
+    def heartbeat(round_index: int, force: bool = False, loop_done: bool = False) -> None:
         nonlocal last_heartbeat
         if rank == 0 and (force or time.monotonic() - last_heartbeat >= runs.HEARTBEAT_EVERY_S):
             last_heartbeat = time.monotonic()
             try:
-                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index, group_id)
+                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index, group_id, loop_done)
             except OSError as exc:  # advisory: a store hiccup must not cost the run
                 log.warning("heartbeat not written: %s", exc)
 
@@ -189,6 +189,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     def post_progress(round_index: int, **fields: float) -> None:
         if board is not None:
             board.post.remote({"step": global_step, **({"epoch": round_index + 1} if pretraining else {}), **fields})
+    failed, round_index = False, start_round
     try:
         heartbeat(start_round, force=True)
         for round_index in range(start_round, job.num_rounds):
@@ -276,7 +277,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(metrics)
             if tensorboard is not None:
                 tensorboard.flush()
+    except BaseException:
+        failed = True  # Ray Train restarts the workers (or fails the run): the loop is not done
+        raise
     finally:
+        if not failed:  # finished, or stopped early after reporting why (launch.release_if_fit_hangs)
+            heartbeat(round_index, force=True, loop_done=True)
         if tensorboard is not None:
             tensorboard.close()
 

@@ -46,10 +46,13 @@ class RunSummary:
     headline: str  # kNN accuracy of the features, validation accuracy, or the loss
 
 
-def write_heartbeat(run_dir: str, storage_cfg: StorageConfig, global_step: int, round_index: int, placement_group: str | None = None) -> None:
-    """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.launch releases it if Ray Train leaves it)."""
+def write_heartbeat(run_dir: str, storage_cfg: StorageConfig, global_step: int, round_index: int, placement_group: str | None = None,
+                    loop_done: bool = False) -> None:
+    """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.launch releases it if Ray Train leaves it);
+    loop_done: the worker loop has returned (finished or stopped early), so nothing of the run needs the workers any more."""
     beat = {"updated": time.time(), "global_step": global_step, "round": round_index}
-    storage.write_bytes(storage.join(run_dir, HEARTBEAT_FILE), json.dumps(beat | ({"placement_group": placement_group} if placement_group else {})).encode(), storage_cfg)
+    beat |= ({"placement_group": placement_group} if placement_group else {}) | ({"loop_done": True} if loop_done else {})
+    storage.write_bytes(storage.join(run_dir, HEARTBEAT_FILE), json.dumps(beat).encode(), storage_cfg)
 
 
 def read_heartbeat(run_dir: str, storage_cfg: StorageConfig) -> dict[str, Any] | None:
