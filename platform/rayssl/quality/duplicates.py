@@ -1,8 +1,11 @@
 """Exact and near duplicates, and the train/test leaks among them: pure functions on signatures.
 
-Candidates for near duplicates come from a nearest-neighbour index over thumbnails (scikit-learn's
-ball tree: O(N log N), never all pairs); each candidate pair is then decided on the full analysis
-images by `changed_fractions`.
+Candidates for near duplicates come from exact nearest neighbours over 49-number thumbnails
+(scikit-learn, brute force in chunked matrix products); each candidate pair is then decided on the
+full analysis images by `changed_fractions`. In 49 dimensions a ball tree prunes almost nothing:
+on 10,000 thumbnails it took 7.7 s against 0.58 s brute force, and the MNIST leak check (70,000
+images) spent over 8 minutes in it. Brute force is O(N^2) arithmetic but BLAS-fast up to a few
+hundred thousand images; beyond that an approximate index would be the next step.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def near_duplicate_pairs(analysis: np.ndarray, pixel_sha: list[str], rule: NearD
     if n < 2:
         return []
     thumbs = thumbnails(analysis)
-    index = NearestNeighbors(n_neighbors=min(rule.neighbours + 1, n), algorithm="ball_tree").fit(thumbs)
+    index = NearestNeighbors(n_neighbors=min(rule.neighbours + 1, n), algorithm="brute").fit(thumbs)
     distance, neighbour = index.kneighbors(thumbs)
     rows = np.repeat(np.arange(n), neighbour.shape[1])
     cols, dist = neighbour.ravel(), distance.ravel()
