@@ -4,7 +4,7 @@ Candidates for near duplicates come from exact nearest neighbours over 49-number
 (scikit-learn, brute force in chunked matrix products); each candidate pair is then decided on the
 full analysis images by `changed_fractions`. In 49 dimensions a ball tree prunes almost nothing:
 on 10,000 thumbnails it took 7.7 s against 0.58 s brute force, and the MNIST leak check (70,000
-images) spent over 8 minutes in it. Brute force is O(N^2) arithmetic but BLAS-fast up to a few
+images) spent over 10 minutes in it. Brute force is O(N^2) arithmetic but BLAS-fast up to a few
 hundred thousand images; beyond that an approximate index would be the next step.
 """
 
