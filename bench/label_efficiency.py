@@ -87,14 +87,14 @@ def markdown(report: dict, checks: list[dict], config: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge_rows(committed: dict, rerun: dict, sweep: str) -> dict:
+def merge_rows(committed: dict, rerun: dict, sweep: str, base_sweep: str) -> dict:
     """The committed report with the re-measured variants' rows (and draws) replaced by the rerun's.
 
-    committed: the JSON of an earlier run of this bench; rerun: label_efficiency.json of the sweep
-    `sweep` that ran only some variants. Returns the merged report with `measured_in` (variant ->
-    sweep name) and `compute_by_sweep` (sweep name -> its compute)."""
+    committed: the JSON of an earlier run of this bench, whose rows without a `measured_in` entry
+    came from the full sweep `base_sweep`; rerun: label_efficiency.json of the sweep `sweep` that
+    ran only some variants. Returns the merged report with `measured_in` (variant -> sweep name)
+    and `compute_by_sweep` (sweep name -> its compute)."""
     fresh = set(rerun["variants"])
-    base_sweep = committed.get("measured_in", {}).get(committed["variants"][0], committed["title"].rsplit("sweep ", 1)[-1].rstrip(")"))
     measured_in = {v: committed.get("measured_in", {}).get(v, base_sweep) for v in committed["variants"]} | {v: sweep for v in fresh}
     compute_by_sweep = committed.get("compute_by_sweep", {base_sweep: committed.get("compute")}) | {sweep: rerun.get("compute")}
     variants = committed["variants"] + [v for v in rerun["variants"] if v not in committed["variants"]]
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", help="re-measure only these rows and merge them into --out's committed rows")
     args = parser.parse_args()
     cfg = load_config(SweepConfig, args.config, [])
+    full_sweep = cfg.name
     if args.variants:
         slug = re.sub(r"[^a-z0-9]+", "_", "_".join(args.variants).lower()).strip("_")
         cfg = dataclasses.replace(cfg, variants=args.variants, name=f"{cfg.name}_rows_{slug}")
@@ -127,7 +128,7 @@ def main() -> None:
         run_sweep(cfg)
     report = json.loads((sweep_dir / "label_efficiency.json").read_text())
     if args.variants:
-        report = merge_rows(json.loads(Path(f"{args.out}.json").read_text()), report, cfg.name)
+        report = merge_rows(json.loads(Path(f"{args.out}.json").read_text()), report, cfg.name, full_sweep)
     checks = check_targets(report["rows"], report["variants"])
     report |= {"config": args.config, "references": {str(b): text for b, text in REFERENCES.items()}, "targets": checks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
