@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def plot(setting: Setting, results: list[dict], path: str) -> None:
         ax.bar(i, 100 * r["test_acc_mean"], yerr=100 * r["test_acc_std"], capsize=4, color="#9ecae1")
         ax.plot([i] * len(accs), accs, "k.", markersize=5)
         ax.text(i, 100 * r["test_acc_mean"] + 100 * r["test_acc_std"] + 1, f"{100 * r['test_acc_mean']:.1f}%", ha="center")
-    ax.set_xticks(range(len(results)), [r["variant"] for r in results])
+    ax.set_xticks(range(len(results)), [textwrap.fill(r["variant"], 16) for r in results], fontsize=8)  # wrapped: long names overlap
     ax.set_ylim(0, 105)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{setting.title}: mean ± std over label draws, 2-core CPU", fontsize=9)
