@@ -1,8 +1,7 @@
 """The fine-tuning recipe in a plain PyTorch loop (no Ray): the reference a platform run is held to.
 
-Same config file, same label draw, same step object (rayssl.train.steps.FinetuneStep), but the
-unlabelled batches come from an in-memory array with the same per-sample augmentation instead of
-Ray Data, and one process runs it. Prints validation and test accuracy against steps and wall time,
+Same config file, same label draw, same step object (rayssl.train.steps.FinetuneStep) and the same
+in-memory unlabelled batches (rayssl.data.in_memory), but one process runs it: no Ray, no Ray Train. Prints validation and test accuracy against steps and wall time,
 so a platform figure far from this one points at the platform, and one close to it at the recipe.
 
     .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set semisup.alpha=0.01
@@ -12,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 
 import numpy as np
@@ -20,7 +20,8 @@ import torch
 from rayssl.config import FinetuneConfig, load_config
 from rayssl.data.decode import ImageSpec, decode_batch
 from rayssl.data.labelled import load_labelled, read_columns, select_labels
-from rayssl.data.transforms import ImageTransform, normalise
+from rayssl.data.in_memory import InMemoryBatches, decode_train_split
+from rayssl.data.transforms import normalise
 from rayssl.train.steps import FinetuneStep
 
 
@@ -60,26 +61,15 @@ def main() -> None:
     s = cfg.semisup
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
     labelled, validation = load_labelled(cfg.data, split.labelled, cfg.storage), load_labelled(cfg.data, split.validation, cfg.storage)
-    train_index, train_images, _ = decode_split(cfg, "train")
+    train = decode_train_split(cfg.data, tempfile.mkdtemp(prefix="plain_finetune_"), cfg.storage)  # quarantine records, if any
     _, test_images, test_labels = decode_split(cfg, "test")
     torch.manual_seed(cfg.train.seed)
     step = FinetuneStep(cfg, labelled.images, labelled.labels, labelled.indices, validation.images, validation.labels, split.validation)
-    weak = ImageTransform(cfg.data.image_size, cfg.data.augment)
-    strong = ImageTransform(cfg.data.image_size, s.strong_augment) if s.consistency > 0 else None
-    rng = np.random.default_rng(cfg.train.seed)
+    # the platform's in-memory unlabelled batches (rayssl.data.in_memory), in this process
+    unlabelled = InMemoryBatches(train.indices, train.images, cfg.data, s.strong_augment if s.consistency > 0 else None, cfg.train.seed)
     torch.manual_seed(cfg.train.seed + 1000)
     cpu = torch.device("cpu")
-
-    def epoch(batch_size: int, device: torch.device):
-        """One shuffled pass over the in-memory train split, augmented like the Ray Data stage."""
-        order = rng.permutation(len(train_index))
-        for first in range(0, len(order) - batch_size + 1, batch_size):
-            rows = order[first : first + batch_size]
-            u8 = torch.from_numpy(train_images[rows]).permute(0, 3, 1, 2)
-            batch = {"index": torch.from_numpy(train_index[rows]), "image": weak.tensor(u8)}
-            if strong is not None:
-                batch["image_view2"] = strong.tensor(u8)
-            yield batch
+    epoch = unlabelled.epoch
 
     curve, started, t = [], time.perf_counter(), 0
     for round_index in range(step.num_rounds):

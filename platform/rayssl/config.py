@@ -120,9 +120,14 @@ class DataConfig:
     # (area augment.crop_scale_min..1) of the original, evaluation a centre crop of 0.875 of the
     # shorter side, aspect kept, JPEGs at a reduced DCT scale where the box allows.
     crop: Literal["resize", "random_crop"] = "resize"
+    # Fine-tuning: a train split whose decoded pixels take at most this many MB (with crop: resize)
+    # is decoded once on the driver and augmented on the workers from memory instead of streamed
+    # through Ray Data (rayssl.data.in_memory): MNIST is 47 MB, CIFAR-10 154 MB. 0: always stream.
+    in_memory_max_mb: float = 256.0
 
     def __post_init__(self) -> None:
         _check(self, POSITIVE, "image_size", "batch_size")
+        _check(self, NON_NEGATIVE, "in_memory_max_mb")
         _check(self, (lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"), "channels")
         _check(self, HALF_OPEN_UNIT, "quarantine_threshold")
 

@@ -18,6 +18,7 @@ from helpers import tensorboard_scalars, tiny_config
 from PIL import Image
 
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
+from rayssl.data.pipeline import image_dataset
 from rayssl.eval.classifier import score_on_test_split
 from rayssl.train.launch import run_finetune, run_pretrain
 from rayssl.tune.sweep import run_sweep
@@ -42,17 +43,23 @@ def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
     )
 
 
-@pytest.mark.parametrize("inversion", ["global", "multiscale"])
-def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_shards, tmp_path, inversion):
+# The unlabelled images come from memory (the tiny split fits in data.in_memory_max_mb) or, with 0, from the Ray Data stream.
+@pytest.mark.parametrize("inversion, in_memory_max_mb", [("global", 256), ("multiscale", 0)])
+def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb):
+    import rayssl.train.launch as launch
+
     pretrained = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "nat"))
     cfg = load_config(
         FinetuneConfig, None,
         [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", f"init={pretrained.run_dir}",
          "semisup.alpha=0.01", f"semisup.inversion={inversion}", "semisup.beta=0.1", "schedule.ema_decay=0.9",
-         "schedule.head_warmup_steps=5", "schedule.backbone_lr_scale=0.3", "optim.lr=0.01",
+         "schedule.head_warmup_steps=5", "schedule.backbone_lr_scale=0.3", "optim.lr=0.01", f"data.in_memory_max_mb={in_memory_max_mb}",
          *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o)],
     )
+    streams = []
+    monkeypatch.setattr(launch, "image_dataset", lambda *a, **k: streams.append(a) or image_dataset(*a, **k))
     outcome = run_finetune(cfg)
+    assert len(streams) == (0 if in_memory_max_mb else 1)
     assert outcome.metrics["epoch"] == 1 and outcome.metrics["global_step"] == 40  # 2 rounds of 20 steps
     # Bright-left vs bright-right blobs: separable; chance is 50%.
     assert outcome.metrics["val_acc"] >= 0.85

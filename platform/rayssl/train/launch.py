@@ -21,6 +21,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from rayssl import console
 from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
+from rayssl.data.in_memory import decode_train_split, decoded_mb, fits_in_memory
 from rayssl.data.label_only import read_label_only
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
@@ -272,6 +273,14 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
     validation = load_labelled(cfg.data, split.validation, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    train_rows = manifest["splits"]["train"]["rows"]
+    decoded = None
+    if cfg.uses_unlabelled and fits_in_memory(cfg.data, train_rows):
+        started = time.perf_counter()
+        decoded = decode_train_split(cfg.data, run_dir, cfg.storage)
+        quarantine.check_threshold(decoded.quarantined, train_rows, cfg.data.quarantine_threshold, run_dir)
+        log.info("unlabelled images: the %d train images decoded into memory in %.1f s (%.1f MB, data.in_memory_max_mb %.0f); %d quarantined",
+                 len(decoded.indices), time.perf_counter() - started, decoded_mb(cfg.data, train_rows), cfg.data.in_memory_max_mb, decoded.quarantined)
     init_ray(cfg.ray)
     label_only = np.zeros((0, s.num_classes), np.float32)
     if cfg.method == "inverted_vae" and cfg.ivae.label_only_data:
@@ -283,10 +292,12 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     )
     strong = s.strong_augment if s.consistency > 0 else None
     loop_config = {
-        "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": manifest["splits"]["train"]["rows"],
+        "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": train_rows,
         "labelled_x": labelled.images, "labelled_y": labelled.labels, "labelled_idx": labelled.indices,
         "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation, "label_only": label_only,
+        # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
+        "in_memory": ray.put((decoded.indices, decoded.images)) if decoded is not None else None, "second_view": strong,
     }
-    # Supervised only reads no unlabelled image: no stream at all.
-    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if cfg.uses_unlabelled else None
+    # Supervised only reads no unlabelled image: no stream at all; a small corpus is read from memory.
+    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if cfg.uses_unlabelled and decoded is None else None
     return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None)

@@ -1,7 +1,8 @@
 """The only module that imports ray.train: one worker loop for pretraining and fine-tuning.
 
 The loop owns what both jobs share: restoring the latest checkpoint, placing the model
-(`prepare_model`), iterating this worker's `get_dataset_shard("train")`, fault injection,
+(`prepare_model`), iterating this worker's `get_dataset_shard("train")` (or, for a small fine-tuning
+corpus, its rows of the train split decoded in memory: rayssl.data.in_memory), fault injection,
 divergence and quarantine checks, and checkpoint-and-report at the end of each round (rank 0
 also writes the round's metrics to TensorBoard, rayssl.train.tensorboard). What a
 step does, what a round is and what a checkpoint holds belong to the job's step object
@@ -37,6 +38,7 @@ import torch.distributed as dist
 
 from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
+from rayssl.data.in_memory import InMemoryBatches
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints, ledger, runs
 from rayssl.train.steps import FinetuneStep, InvertedVAEStep, JobStep, PretrainStep
@@ -158,10 +160,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.train.precision == "bf16")
     gather = _all_gather if _distributed() else (lambda t: t[None])
     shards: list[Any] = []  # looked up on first use: a job that reads no stream (supervised-only fine-tuning) has none
+    if loop_config.get("in_memory") is not None:  # a small train split, decoded by the driver (rayssl.data.in_memory)
+        indices, images = ray.get(loop_config["in_memory"])
+        shards.append(InMemoryBatches(indices, images, cfg.data, loop_config["second_view"], loop_config["seed"], rank, ctx.get_world_size()))
 
     def epoch(batch_size: int, device: torch.device):
         if not shards:
             shards.append(ray.train.get_dataset_shard("train"))
+        if isinstance(shards[0], InMemoryBatches):
+            return shards[0].epoch(batch_size, device)
         return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device)
 
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
