@@ -122,7 +122,7 @@ class DataConfig:
     crop: Literal["resize", "random_crop"] = "resize"
     # Fine-tuning: a train split whose decoded pixels take at most this many MB (with crop: resize)
     # is decoded once on the driver and augmented on the workers from memory instead of streamed
-    # through Ray Data (rayssl.data.in_memory): MNIST is 47 MB, CIFAR-10 154 MB. 0: always stream.
+    # through Ray Data (rayssl.data.in_memory): MNIST is 45 MB, CIFAR-10 154 MB. 0: always stream.
     in_memory_max_mb: float = 256.0
 
     def __post_init__(self) -> None:

@@ -1,10 +1,11 @@
 """A small train split decoded once into memory, and the worker-side batches drawn from it.
 
 Fine-tuning reads the unlabelled train split for thousands of steps. On a corpus whose decoded
-pixels fit in a few hundred MB (MNIST: 47 MB, CIFAR-10: 154 MB), streaming it through Ray Data
-costs more than it saves: the stream's actors and decode tasks take ~30 s to start in every run
-(every sweep trial), and on a small machine its tasks decode and augment again on the trainer's own
-cores (a FixMatch step on 2 cores: 92 ms streamed, 62 ms from memory). So the driver decodes such a
+pixels fit in a few hundred MB (MNIST: 45 MB, CIFAR-10: 154 MB), streaming it through Ray Data
+costs more than it saves: the stream's actors and decode tasks start again in every run (every
+sweep trial), and on a small machine its tasks decode and augment again on the trainer's own cores.
+bench/finetune_input.py, FixMatch on MNIST, 2 cores: start-up + first 250 steps 72 s streamed vs
+36 s from memory, 103 vs 91 ms per step (medians). So the driver decodes such a
 split once (`decode_train_split`, quarantining what does not decode), and each worker augments
 batches of its own rows from memory (`InMemoryBatches`), as the stream's DecodeAndTransform would.
 Larger corpora, and photos decoded by random crop, always stream (rayssl.data.pipeline).
