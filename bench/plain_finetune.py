@@ -1,8 +1,8 @@
 """The fine-tuning recipe in a plain PyTorch loop (no Ray): the reference a platform run is held to.
 
 Same config file, same label draw, same step object (rayssl.train.steps.FinetuneStep) and the same
-in-memory unlabelled batches (rayssl.data.in_memory), but one process runs it: no Ray, no Ray Train. Prints validation and test accuracy against steps and wall time,
-so a platform figure far from this one points at the platform, and one close to it at the recipe.
+in-memory unlabelled batches (rayssl.data.in_memory), but one process runs it: no Ray, no Ray Train.
+Prints validation and test accuracy against steps and wall time, so a platform figure far from this one points at the platform, and one close to it at the recipe.
 
     .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set semisup.alpha=0.01
 """
@@ -18,18 +18,10 @@ import numpy as np
 import torch
 
 from rayssl.config import FinetuneConfig, load_config
-from rayssl.data.decode import ImageSpec, decode_batch
-from rayssl.data.labelled import load_labelled, read_columns, select_labels
-from rayssl.data.in_memory import InMemoryBatches, decode_train_split
+from rayssl.data.labelled import load_labelled, select_labels
+from rayssl.data.in_memory import InMemoryBatches, decode_split
 from rayssl.data.transforms import normalise
 from rayssl.train.steps import FinetuneStep
-
-
-def decode_split(cfg: FinetuneConfig, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(index [N], uint8 images [N, H, W, C], labels [N]) of one split, in index order."""
-    t = read_columns(cfg.data, split, ["sample_id", "index", "image", "label"], cfg.storage)
-    ok, images, _ = decode_batch(t.column("sample_id").to_pylist(), t.column("index").to_numpy(), t.column("image").to_pylist(), ImageSpec(cfg.data.image_size, cfg.data.channels))
-    return t.column("index").to_numpy()[ok], images, t.column("label").fill_null(-1).to_numpy()[ok]
 
 
 @torch.no_grad()
@@ -61,8 +53,9 @@ def main() -> None:
     s = cfg.semisup
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
     labelled, validation = load_labelled(cfg.data, split.labelled, cfg.storage), load_labelled(cfg.data, split.validation, cfg.storage)
-    train = decode_train_split(cfg.data, tempfile.mkdtemp(prefix="plain_finetune_"), cfg.storage)  # quarantine records, if any
-    _, test_images, test_labels = decode_split(cfg, "test")
+    quarantine_dir = tempfile.mkdtemp(prefix="plain_finetune_")  # records of undecodable images, if any
+    train, test = decode_split(cfg.data, "train", quarantine_dir, cfg.storage), decode_split(cfg.data, "test", quarantine_dir, cfg.storage)
+    test_images, test_labels = test.images, test.labels
     torch.manual_seed(cfg.train.seed)
     step = FinetuneStep(cfg, labelled.images, labelled.labels, labelled.indices, validation.images, validation.labels, split.validation)
     # the platform's in-memory unlabelled batches (rayssl.data.in_memory), in this process

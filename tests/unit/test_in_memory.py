@@ -7,7 +7,7 @@ from helpers import make_image_folder
 
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine
-from rayssl.data.in_memory import InMemoryBatches, decode_train_split, decoded_mb, fits_in_memory
+from rayssl.data.in_memory import InMemoryBatches, decode_split, decoded_mb, fits_in_memory
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source
 
@@ -20,12 +20,12 @@ def test_fits_in_memory_by_decoded_size_and_crop():
     assert not fits_in_memory(DataConfig(image_size=28, crop="random_crop"), 10)  # a random crop differs every epoch
 
 
-def test_decode_train_split_quarantines_a_corrupt_image(tmp_path):
+def test_decode_split_quarantines_a_corrupt_image(tmp_path):
     raw = make_image_folder(tmp_path / "raw", per_class=6)
     (raw / "train" / "class1" / "img003.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     write_shards(load_source("folder", str(raw)), str(tmp_path / "shards"), rows_per_shard=5)
     data = DataConfig(shards=str(tmp_path / "shards"), image_size=8)
-    split = decode_train_split(data, str(tmp_path / "run"), StorageConfig())
+    split = decode_split(data, "train", str(tmp_path / "run"), StorageConfig())
     assert split.quarantined == 1 and split.images.shape == (11, 8, 8, 1) and split.images.dtype == np.uint8
     assert sorted(split.indices.tolist()) == [i for i in range(12) if i != 9]  # class1/img003 is row 6 + 3
     assert sorted(split.labels.tolist()) == [0] * 6 + [1] * 5

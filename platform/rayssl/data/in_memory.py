@@ -6,7 +6,7 @@ costs more than it saves: the stream's actors and decode tasks start again in ev
 sweep trial), and on a small machine its tasks decode and augment again on the trainer's own cores.
 bench/finetune_input.py, FixMatch on MNIST, 2 cores: start-up + first 250 steps 72 s streamed vs
 36 s from memory, 103 vs 91 ms per step (medians). So the driver decodes such a
-split once (`decode_train_split`, quarantining what does not decode), and each worker augments
+split once (`decode_split`, quarantining what does not decode), and each worker augments
 batches of its own rows from memory (`InMemoryBatches`), as the stream's DecodeAndTransform would.
 Larger corpora, and photos decoded by random crop, always stream (rayssl.data.pipeline).
 """
@@ -49,13 +49,13 @@ class DecodedSplit:
     quarantined: int
 
 
-def decode_train_split(data: DataConfig, run_dir: str, storage_cfg: StorageConfig) -> DecodedSplit:
-    """Decode every row of the train split on the driver. Undecodable rows are written to the run's
-    quarantine (as the stream would) and left out; the caller checks the quarantine threshold."""
-    table = read_columns(data, "train", ["sample_id", "index", "image", "label"], storage_cfg)
+def decode_split(data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig) -> DecodedSplit:
+    """Decode every row of one split (whole images, no augmentation). Undecodable rows are written
+    to the run's quarantine (as the stream would) and left out; the caller checks the threshold."""
+    table = read_columns(data, split, ["sample_id", "index", "image", "label"], storage_cfg)
     indices = table.column("index").to_numpy()
     ok, images, bad = decode_batch(table.column("sample_id").to_pylist(), indices, table.column("image").to_pylist(), image_spec(data, train=False))
-    quarantine.write_records(run_dir, "train", bad, storage_cfg)
+    quarantine.write_records(run_dir, split, bad, storage_cfg)
     labels = table.column("label").fill_null(-1).to_numpy()
     return DecodedSplit(indices[ok].astype(np.int64), images, labels[ok].astype(np.int64), len(bad))
 

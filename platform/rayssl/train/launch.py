@@ -21,7 +21,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from rayssl import console
 from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
-from rayssl.data.in_memory import decode_train_split, decoded_mb, fits_in_memory
+from rayssl.data.in_memory import decode_split, decoded_mb, fits_in_memory
 from rayssl.data.label_only import read_label_only
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.pipeline import image_dataset
@@ -277,7 +277,7 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     decoded = None
     if cfg.uses_unlabelled and fits_in_memory(cfg.data, train_rows):
         started = time.perf_counter()
-        decoded = decode_train_split(cfg.data, run_dir, cfg.storage)
+        decoded = decode_split(cfg.data, "train", run_dir, cfg.storage)
         quarantine.check_threshold(decoded.quarantined, train_rows, cfg.data.quarantine_threshold, run_dir)
         log.info("unlabelled images: the %d train images decoded into memory in %.1f s (%.1f MB, data.in_memory_max_mb %.0f); %d quarantined",
                  len(decoded.indices), time.perf_counter() - started, decoded_mb(cfg.data, train_rows), cfg.data.in_memory_max_mb, decoded.quarantined)

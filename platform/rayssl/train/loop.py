@@ -160,16 +160,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.train.precision == "bf16")
     gather = _all_gather if _distributed() else (lambda t: t[None])
     shards: list[Any] = []  # looked up on first use: a job that reads no stream (supervised-only fine-tuning) has none
-    if loop_config.get("in_memory") is not None:  # a small train split, decoded by the driver (rayssl.data.in_memory)
-        indices, images = ray.get(loop_config["in_memory"])
-        shards.append(InMemoryBatches(indices, images, cfg.data, loop_config["second_view"], loop_config["seed"], rank, ctx.get_world_size()))
 
     def epoch(batch_size: int, device: torch.device):
         if not shards:
             shards.append(ray.train.get_dataset_shard("train"))
-        if isinstance(shards[0], InMemoryBatches):
-            return shards[0].epoch(batch_size, device)
         return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device)
+
+    if loop_config.get("in_memory") is not None:  # a small train split, decoded by the driver (rayssl.data.in_memory)
+        indices, images = ray.get(loop_config["in_memory"])
+        epoch = InMemoryBatches(indices, images, cfg.data, loop_config["second_view"], loop_config["seed"], rank, ctx.get_world_size()).epoch
 
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
         ray.train.report({**last_metrics, "status": STATUS_OK})
