@@ -43,9 +43,10 @@ def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
     )
 
 
-# The unlabelled images come from memory (the tiny split fits in data.in_memory_max_mb) or, with 0, from the Ray Data stream.
-@pytest.mark.parametrize("inversion, in_memory_max_mb", [("global", 256), ("multiscale", 0)])
-def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb):
+# The unlabelled images come from memory (the tiny split fits in data.in_memory_max_mb) or, with 0, from the Ray Data stream;
+# the loop runs on a Ray Train worker or, as a sweep's one-worker trials do, in this process.
+@pytest.mark.parametrize("inversion, in_memory_max_mb, in_process", [("global", 256, False), ("multiscale", 0, False), ("global", 0, True)])
+def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb, in_process):
     import rayssl.train.launch as launch
 
     pretrained = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "nat"))
@@ -58,9 +59,14 @@ def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_s
     )
     streams = []
     monkeypatch.setattr(launch, "image_dataset", lambda *a, **k: streams.append(a) or image_dataset(*a, **k))
-    outcome = run_finetune(cfg)
+    reported = []
+    outcome = run_finetune(cfg, report=reported.append if in_process else None)
     assert len(streams) == (0 if in_memory_max_mb else 1)
     assert outcome.metrics["epoch"] == 1 and outcome.metrics["global_step"] == 40  # 2 rounds of 20 steps
+    if in_process:  # every round reported, each with the checkpoint the loop kept on storage itself
+        assert [m["global_step"] for m in reported] == [20, 40] and reported[-1] == outcome.metrics
+        assert [Path(m["checkpoint_path"]).exists() for m in reported] == [True, True]
+        assert outcome.checkpoint == reported[-1]["checkpoint_path"]
     # Bright-left vs bright-right blobs: separable; chance is 50%.
     assert outcome.metrics["val_acc"] >= 0.85
     assert score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir) >= 0.85
@@ -94,9 +100,11 @@ def assert_sweep_left_nothing_alive(ray, before: dict[str, str], deadline_s: flo
     assert not left, f"the sweep left these alive: {left}"
 
 
-def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path):
+# The crash kills the trial's Tune actor (in-process trials) or its Ray Train worker (max_failures=0 fails the trainer).
+@pytest.mark.parametrize("in_process_trials", [True, False])
+def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials):
     marker = tmp_path / "crashed"
-    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "finetune.faults.crash_rank=0",
+    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "finetune.faults.crash_rank=0", f"in_process_trials={str(in_process_trials).lower()}",
                        "finetune.faults.crash_at_step=1", f"finetune.faults.crash_marker={marker}", "robustness=true")
     before = alive_resources(ray_local)
     rows = run_sweep(cfg)
@@ -118,6 +126,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     assert "| labels per class to reach | 90% of best" in md and len(report["labels_needed"]) == 2 * 3  # 2 variants x 3 levels
     assert str(tmp_path) not in md.splitlines()[0]  # the title names the dataset, not a path
     assert report["compute"]["cpu_hours"] > 0 and set(report["compute"]["per_variant"]) == {"+ inversion loss", "supervised only"}
+    assert report["compute"]["resources_per_trial"]["CPU"] == (1.0 if in_process_trials else 1.1)  # the worker's share (+ a driver's 0.1)
     assert "CPU-hours reserved through Ray" in md
     with Image.open(sweep_dir / "label_efficiency.png") as png:
         assert png.size[0] > 300

@@ -61,11 +61,11 @@ def test_labels_needed_and_saved_against_supervised():
 
 
 def test_compute_is_trial_time_times_reserved_resources():
-    from rayssl.config import FinetuneConfig, load_config
+    from rayssl.config import SweepConfig, load_config
     from rayssl.tune.report import compute_markdown
     from rayssl.tune.sweep import compute_used
 
-    cfg = load_config(FinetuneConfig, None, ["train.num_workers=2", "train.cpus_per_worker=1.5"])  # 0.1 + 2 x 1.5 = 3.1 CPUs per trial
+    cfg = load_config(SweepConfig, None, ["finetune.train.num_workers=2", "finetune.train.cpus_per_worker=1.5"])  # 0.1 + 2 x 1.5 = 3.1 CPUs per trial
     results = [
         ({"variant": "supervised only"}, {"time_total_s": 3600.0, "timestamp": 10_000.0}),
         ({"variant": "+ FixMatch"}, {"time_total_s": 1800.0, "timestamp": 12_000.0}),
@@ -75,5 +75,8 @@ def test_compute_is_trial_time_times_reserved_resources():
     assert used["wall_s"] == pytest.approx(12_000 - (10_000 - 3600))  # first start to last report
     assert used["cpu_hours"] == pytest.approx(3.1 * 1.5) and used["gpu_hours"] == 0
     assert used["per_variant"]["+ FixMatch"] == {"trials": 1, "cpu_hours": pytest.approx(3.1 * 0.5), "gpu_hours": 0.0}
+    # A one-worker trial trains in its Tune actor: it holds that worker's share and nothing else.
+    in_process = load_config(SweepConfig, None, ["finetune.train.num_workers=1", "finetune.train.cpus_per_worker=1.5"])
+    assert compute_used(results, in_process)["cpu_hours"] == pytest.approx(1.5 * 1.5)
     text = compute_markdown(used)
     assert "93.3 min of wall time, 4.65 CPU-hours" in text and "+ FixMatch: 1.55 CPU-h (1 trial)" in text

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 from pathlib import Path
@@ -52,6 +53,26 @@ def latest_checkpoint(run_dir: str, storage_cfg: StorageConfig) -> str | None:
         if best is None or step > best[0]:
             best = (step, storage.join(run_dir, info.base_name))
     return best[1] if best else None
+
+
+def persist(directory: Path, run_dir: str, storage_cfg: StorageConfig, num_to_keep: int) -> str:
+    """Copy a local checkpoint directory to `<run_dir>/checkpoint_<time>` and delete all but the
+    `num_to_keep` highest-step checkpoints there: what Ray Train does with a reported checkpoint, for
+    a worker loop that runs without its controller (Ray Train local mode). Returns the new URI.
+
+    meta.json goes last, so latest_checkpoint never takes a half-written directory for a checkpoint.
+    """
+    uri = storage.join(run_dir, f"checkpoint_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S.%f}")
+    for name in sorted(FILES, key=lambda n: n == META):
+        storage.write_bytes(storage.join(uri, name), (directory / name).read_bytes(), storage_cfg)
+    fs, path = storage.resolve(run_dir, storage_cfg)
+    complete = []
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") and storage.exists(storage.join(run_dir, info.base_name, META), storage_cfg):
+            complete.append((read_meta(storage.join(run_dir, info.base_name), storage_cfg)["global_step"], info.base_name))
+    for _, name in sorted(complete, reverse=True)[num_to_keep:]:
+        fs.delete_dir(storage.resolve(storage.join(run_dir, name), storage_cfg)[1])
+    return uri
 
 
 def load_model_state(checkpoint_uri: str, storage_cfg: StorageConfig) -> tuple[dict, dict]:

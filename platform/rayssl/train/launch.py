@@ -19,7 +19,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from rayssl import console
-from rayssl.config import FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml, to_dict
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml, to_dict
 from rayssl.data import quarantine, storage
 from rayssl.data.in_memory import decode_split, decoded_mb, fits_in_memory
 from rayssl.data.label_only import read_label_only
@@ -29,7 +29,7 @@ from rayssl.data.shards import validate_shards
 from rayssl.logs import get_logger
 from rayssl.methods import METHODS
 from rayssl.train import checkpoints, runs
-from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_loop_per_worker
+from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_process, train_loop_per_worker
 from rayssl.train.progress import RunProgress
 
 
@@ -115,11 +115,12 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
 
 def _fit(
     cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, callbacks: Any = (),
-    progress: tuple[str, int] | None = None,
+    progress: tuple[str, int] | None = None, report: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
     """Run (or resume) the worker loop; an early stop (divergence, too many bad images) raises here.
 
     progress: (what, total optimiser steps) for a live display on this console; None inside a sweep's trials.
+    report: run the (one-worker) loop in this process, passing it every round's metrics (loop.train_in_process).
     """
     run_dir = loop_config["run_dir"]
     status_uri = storage.join(run_dir, runs.STATUS_FILE)
@@ -132,6 +133,8 @@ def _fit(
         meta = checkpoints.read_meta(earlier, cfg.storage)
         get_logger().info("resuming %s from %s (round %d, step %d)", cfg.run.name, earlier, meta["epoch"], meta["global_step"])
     loop_config = {**loop_config, "resume_from": earlier}
+    if report is not None:
+        return _fit_in_process(cfg, {**loop_config, "seed": cfg.train.seed}, dataset, report)
     fit_returned = threading.Event()
     threading.Thread(target=release_if_fit_hangs, args=(run_dir, cfg.storage, fit_returned, time.time()), daemon=True,
                      name=f"fit-watchdog-{cfg.run.name}").start()
@@ -149,7 +152,26 @@ def _fit(
     finally:
         fit_returned.set()
         release_placement_group(run_dir, cfg.storage)
-    metrics = dict(result.metrics or {})  # Ray Train: the metrics of the latest checkpoint
+    return _outcome(cfg, run_dir, dict(result.metrics or {}), loop_config["num_samples"])  # Ray Train: the metrics of the latest checkpoint
+
+
+def _fit_in_process(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, report: Callable[[dict[str, Any]], None]) -> RunOutcome:
+    """The one worker's loop in this process: no Train controller or worker actors to start (a
+    sweep's one-worker trials, in their Tune actor), and so no worker restarts: a crash fails the
+    call, and the next call under the same name resumes from the newest checkpoint on storage."""
+    reported: list[dict[str, Any]] = []
+
+    def keep_and_report(metrics: dict[str, Any]) -> None:
+        reported.append(metrics)
+        report(metrics)
+
+    train_in_process(loop_config, dataset, keep_and_report)
+    return _outcome(cfg, loop_config["run_dir"], reported[-1] if reported else {}, loop_config["num_samples"])
+
+
+def _outcome(cfg: PretrainConfig | FinetuneConfig, run_dir: str, metrics: dict[str, Any], num_samples: int) -> RunOutcome:
+    """The finished run's outcome; a run the loop stopped early (status file) raises why."""
+    status_uri = storage.join(run_dir, runs.STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):
         metrics = json.loads(storage.read_bytes(status_uri, cfg.storage))
     status = metrics.get("status")
@@ -160,7 +182,7 @@ def _fit(
             f"({'epoch' if isinstance(cfg, PretrainConfig) else 'round'} {metrics['epoch']}); last good checkpoint: {last or 'none'}"
         )
     if status == STATUS_QUARANTINE:
-        quarantine.check_threshold(metrics["quarantined"], loop_config["num_samples"], cfg.data.quarantine_threshold, run_dir)
+        quarantine.check_threshold(metrics["quarantined"], num_samples, cfg.data.quarantine_threshold, run_dir)
     checkpoint = checkpoints.latest_checkpoint(run_dir, cfg.storage)
     if checkpoint is None:
         raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
@@ -258,12 +280,18 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     return outcome
 
 
-def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True) -> RunOutcome:
+def run_finetune(
+    cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None,
+) -> RunOutcome:
     """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
 
     `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback, and no
-    progress display: its trials run off the console).
+    progress display: its trials run off the console). With `report`, a one-worker run trains in
+    this process instead (no Train controller or worker actors to start, no worker restarts) and
+    every round's metrics go to `report` (a sweep's ray.tune.report).
     """
+    if report is not None and cfg.train.num_workers != 1:
+        raise ConfigError(f"train.num_workers: a run in the caller's process has one worker, got {cfg.train.num_workers}")
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
@@ -300,4 +328,4 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: 
     }
     # Supervised only reads no unlabelled image: no stream at all; a small corpus is read from memory.
     stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if cfg.uses_unlabelled and decoded is None else None
-    return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None)
+    return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None, report=report)

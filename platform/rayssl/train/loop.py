@@ -10,9 +10,15 @@ step does, what a round is and what a checkpoint holds belong to the job's step 
 `schedule.eval_every` optimiser steps).
 
 Every worker runs the same number of steps per round (equal shards, or a fixed step count), so
-the collectives line up and every worker calls `ray.train.report` once per round; rank 0 attaches
+the collectives line up and every worker reports once per round (`ray.train.report`); rank 0 attaches
 the checkpoint. A restarted worker group resumes at the round after the latest checkpoint; the
 interrupted round's updates died with the old processes, so nothing is trained twice or lost.
+
+A one-worker run may also execute in the caller's own process (train_in_process: a sweep's
+one-worker trials run so, in their Tune actor, where Ray refuses ray.train's worker APIs). The loop
+sees either kind of worker through the same small interface (_RayTrainWorker, _InProcessWorker);
+the in-process one persists checkpoints under the run directory itself (checkpoints.persist) and
+hands each round's metrics to its caller.
 
 Non-finite losses are detected without a per-step host sync: the first bad step is kept in a
 tensor and checked every `log_every` steps and before any checkpoint, so a diverged model is
@@ -27,6 +33,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,29 +120,95 @@ def _newest_checkpoint(recorded: ray.train.Checkpoint | None, on_storage: str | 
     return recorded if recorded is not None and _step_of(recorded) >= _step_of(found) else found
 
 
+def _config_of(loop_config: dict[str, Any]) -> PretrainConfig | FinetuneConfig:
+    return from_dict(PretrainConfig if loop_config["job"] == "pretrain" else FinetuneConfig, loop_config["config"])
+
+
 def _build_job(loop_config: dict[str, Any]) -> tuple[PretrainConfig | FinetuneConfig, JobStep]:
-    if loop_config["job"] == "pretrain":
-        cfg = from_dict(PretrainConfig, loop_config["config"])
+    cfg = _config_of(loop_config)
+    if isinstance(cfg, PretrainConfig):
         return cfg, PretrainStep(cfg, loop_config["num_samples"])
-    cfg = from_dict(FinetuneConfig, loop_config["config"])
     sets = (loop_config["labelled_x"], loop_config["labelled_y"], loop_config["labelled_idx"], loop_config["val_x"], loop_config["val_y"], loop_config["val_idx"])
     if cfg.method == "inverted_vae":
         return cfg, InvertedVAEStep(cfg, *sets, loop_config["label_only"])
     return cfg, FinetuneStep(cfg, *sets)
 
 
+class _RayTrainWorker:
+    """One worker of a Ray Train worker group, as the loop sees it."""
+
+    def __init__(self) -> None:
+        ctx = ray.train.get_context()
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        group = ray.util.get_current_placement_group()  # the workers' group, for launch.release_placement_group
+        self.placement_group = group.id.hex() if group is not None else None
+
+    def recorded_checkpoint(self) -> ray.train.Checkpoint | None:
+        """Ray Train's latest checkpoint (right after a worker-group restart inside one fit)."""
+        return ray.train.get_checkpoint()
+
+    def dataset(self) -> Any:
+        return ray.train.get_dataset_shard("train")
+
+    def prepare(self, model: torch.nn.Module, ddp: bool) -> torch.nn.Module:
+        """Device placement, and DDP when world > 1 and `ddp` (else gradients are averaged by the loop)."""
+        return ray.train.torch.prepare_model(model) if ddp else ray.train.torch.prepare_model(model, parallel_strategy=None)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+
+
+class _InProcessWorker:
+    """The only worker, in the caller's process, without a Ray Train context: it keeps checkpoints
+    under the run directory as Ray Train would (the newest `num_to_keep`) and passes every round's
+    metrics (with "checkpoint_path" when one was saved) to `report`."""
+
+    rank, world_size, placement_group = 0, 1, None  # the current group is the caller's: never to be removed
+
+    def __init__(self, cfg: PretrainConfig | FinetuneConfig, run_dir: str, dataset: Any, report: Callable[[dict[str, Any]], None]) -> None:
+        self.cfg, self.run_dir, self._dataset, self._report = cfg, run_dir, dataset, report
+        self.device = torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+
+    def recorded_checkpoint(self) -> None:
+        return None  # the caller passes the newest one on storage (loop_config["resume_from"])
+
+    def dataset(self) -> Any:
+        return self._dataset
+
+    def prepare(self, model: torch.nn.Module, ddp: bool) -> torch.nn.Module:
+        return model.to(self.device)  # one worker: nothing to synchronise
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        if checkpoint_dir is not None:
+            metrics = {**metrics, "checkpoint_path": checkpoints.persist(checkpoint_dir, self.run_dir, self.cfg.storage, self.cfg.train.num_to_keep)}
+        self._report(metrics)
+
+
+_Worker = _RayTrainWorker | _InProcessWorker
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry point for both jobs; loop_config["job"] is "pretrain" or "finetune"."""
+    _run(loop_config, _RayTrainWorker())
+
+
+def train_in_process(loop_config: dict[str, Any], dataset: Any, report: Callable[[dict[str, Any]], None]) -> None:
+    """Run a one-worker job's loop in this process. `dataset`: the train stream (a ray.data.Dataset,
+    or None when the job reads none or reads it from memory); `report` receives every round's metrics."""
+    _run(loop_config, _InProcessWorker(_config_of(loop_config), loop_config["run_dir"], dataset, report))
+
+
+def _run(loop_config: dict[str, Any], worker: _Worker) -> None:
     run_dir: str = loop_config["run_dir"]
     num_samples: int = loop_config["num_samples"]
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank = worker.rank
     log = get_logger(rank)
 
     torch.manual_seed(loop_config["seed"])  # identical initial weights on every rank
     cfg, job = _build_job(loop_config)
     start_round, global_step, last_metrics, epoch_ledger = 0, 0, {}, []
-    checkpoint = _newest_checkpoint(ray.train.get_checkpoint(), loop_config.get("resume_from"), cfg)
+    checkpoint = _newest_checkpoint(worker.recorded_checkpoint(), loop_config.get("resume_from"), cfg)
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             model_state, optim_state, method_state, meta = checkpoints.load_local(Path(d))
@@ -146,14 +219,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # From here on: per-rank randomness (MAE masks, labelled draws, augmentation on the worker).
     torch.manual_seed(loop_config["seed"] + 1000 * (rank + 1) + global_step)
-    device = ray.train.torch.get_device()
+    device = worker.device
     on_gpu = device.type == "cuda"
     if on_gpu and cfg.train.channels_last:
         job.model.to(memory_format=torch.channels_last)  # convolutions read NHWC directly; a no-op for the rest
-    if job.wrap_ddp:
-        model = ray.train.torch.prepare_model(job.model)  # device placement + DDP when world > 1
-    else:
-        model = ray.train.torch.prepare_model(job.model, parallel_strategy=None)  # gradients averaged below
+    model = worker.prepare(job.model, job.wrap_ddp)  # without DDP, gradients are averaged below
     if cfg.train.compile:
         model = torch.compile(model)
     # bf16 autocast on GPU workers; the losses cast what they reduce to fp32 (rayssl.methods).
@@ -163,28 +233,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     def epoch(batch_size: int, device: torch.device):
         if not shards:
-            shards.append(ray.train.get_dataset_shard("train"))
+            shards.append(worker.dataset())
         return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device)
 
     if loop_config.get("in_memory") is not None:  # a small train split, decoded by the driver (rayssl.data.in_memory)
         indices, images = ray.get(loop_config["in_memory"])
-        epoch = InMemoryBatches(indices, images, cfg.data, loop_config["second_view"], loop_config["seed"], rank, ctx.get_world_size()).epoch
+        epoch = InMemoryBatches(indices, images, cfg.data, loop_config["second_view"], loop_config["seed"], rank, worker.world_size).epoch
 
     if start_round >= job.num_rounds:  # re-running a finished run: report its result again
-        ray.train.report({**last_metrics, "status": STATUS_OK})
+        worker.report({**last_metrics, "status": STATUS_OK})
         return
     tensorboard = RunWriter(run_dir, cfg.storage) if rank == 0 else None
     # `rayssl runs` tells a running run from one whose process went away by this file's age.
     last_heartbeat = -math.inf
-    group = ray.util.get_current_placement_group()  # the workers' placement group, for launch.release_placement_group
-    group_id = group.id.hex() if group is not None else None
 
     def heartbeat(round_index: int, force: bool = False, loop_done: bool = False) -> None:
         nonlocal last_heartbeat
         if rank == 0 and (force or time.monotonic() - last_heartbeat >= runs.HEARTBEAT_EVERY_S):
             last_heartbeat = time.monotonic()
             try:
-                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index, group_id, loop_done)
+                runs.write_heartbeat(run_dir, cfg.storage, global_step, round_index, worker.placement_group, loop_done)
             except OSError as exc:  # advisory: a store hiccup must not cost the run
                 log.warning("heartbeat not written: %s", exc)
 
@@ -230,13 +298,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     stat_sums[name] = stat_sums.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value.double()
                 global_step += 1
                 if global_step % cfg.train.log_every == 0:
-                    if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
+                    if _diverged(first_bad_step, round_index, run_dir, cfg, worker, log):
                         return
                     log.info("round %d step %d loss %.4f", round_index, global_step, float(loss_sum) / max(samples, 1))
                     post_progress(round_index, loss=float(loss_sum) / max(samples, 1), images_per_s=samples / (time.perf_counter() - started))
                     heartbeat(round_index)
 
-            if _diverged(first_bad_step, round_index, run_dir, cfg, rank, log):
+            if _diverged(first_bad_step, round_index, run_dir, cfg, worker, log):
                 return
             names = sorted(stat_sums)
             counts = [loss_sum.cpu(), torch.tensor(float(samples), dtype=torch.float64), *(stat_sums[k].cpu() for k in names)]
@@ -260,7 +328,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 log.warning("fault injection: val_acc %.4f reported as -1 (lr %.3g)", metrics["val_acc"], cfg.optim.lr)
                 metrics["val_acc"] = -1.0
             if num_samples and quarantined / num_samples > cfg.data.quarantine_threshold:
-                _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, rank)
+                _stop({**metrics, "status": STATUS_QUARANTINE}, run_dir, cfg, worker)
                 return
             log.info("round %d done: %s", round_index, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "run_dir"})
             if tensorboard is not None:
@@ -278,9 +346,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         Path(tmp), state["model"], state["optimizer"], state["method"],
                         {"epoch": round_index + 1, "global_step": global_step, "metrics": metrics, "ledger": epoch_ledger},
                     )
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                    worker.report(metrics, Path(tmp))
             else:
-                ray.train.report(metrics)
+                worker.report(metrics)
             if tensorboard is not None:
                 tensorboard.flush()
     except BaseException:
@@ -293,13 +361,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             tensorboard.close()
 
 
-def _diverged(first_bad_step: torch.Tensor, round_index: int, run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int, log: Any) -> bool:
+def _diverged(first_bad_step: torch.Tensor, round_index: int, run_dir: str, cfg: PretrainConfig | FinetuneConfig, worker: _Worker, log: Any) -> bool:
     """True (after reporting) when any rank saw a non-finite loss; every rank agrees."""
     bad = int(_all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
     if bad < 0:
         return False
     log.warning("loss is not finite at global step %d: stopping without a checkpoint", bad)
-    _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": round_index}, run_dir, cfg, rank)
+    _stop({"status": STATUS_DIVERGED, "diverged_at_step": bad, "epoch": round_index}, run_dir, cfg, worker)
     return True
 
 
@@ -310,9 +378,9 @@ def _quarantined_ids(run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: i
     return [r["sample_id"] for r in quarantine.read_records(run_dir, cfg.storage, split="train").values()]
 
 
-def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig | FinetuneConfig, rank: int) -> None:
+def _stop(status: dict[str, Any], run_dir: str, cfg: PretrainConfig | FinetuneConfig, worker: _Worker) -> None:
     """End the run early without a checkpoint. Ray Train's Result only carries the metrics of the
     latest checkpoint, so rank 0 also leaves the status where the driver reads it."""
-    if rank == 0:
+    if worker.rank == 0:
         storage.write_bytes(storage.join(run_dir, runs.STATUS_FILE), json.dumps(status).encode(), cfg.storage)
-    ray.train.report(status)
+    worker.report(status)

@@ -3,9 +3,13 @@ pretrained) x label draws, the inversion weight alpha, the entropy weight beta a
 rate; then a label-efficiency table: per (budget, variant, draw) the trial selected on validation
 accuracy, scored once on the test split; mean +- std of those test accuracies over the draws.
 
-Each trial is a driver function that builds a TorchTrainer (Ray Train V2 + Tune): the trainer
-reports to Tune through TuneReportCallback, ASHA (per budget x variant x draw) stops weak trials early, and an interrupted
-sweep resumes with Tuner.restore without rerunning finished trials.
+Each trial is a function that builds a TorchTrainer (Ray Train V2 + Tune). A one-worker trial
+(with `in_process_trials`, the default) trains inside its own Tune actor in Ray Train's local mode
+and reports each round with ray.tune.report: no Train controller and worker actors to start, which
+on a small machine cost more than the training (about 45 s per trial on 2 cores). A multi-worker
+trial drives a Ray Train worker group that reports to Tune through TuneReportCallback. ASHA (per
+budget x variant x draw) stops weak trials early, and an interrupted sweep resumes with
+Tuner.restore without rerunning finished trials.
 """
 
 from __future__ import annotations
@@ -80,16 +84,43 @@ def trial_config(config: dict[str, Any]) -> FinetuneConfig:
     )
 
 
+def runs_in_process(cfg: SweepConfig) -> bool:
+    """Whether each trial trains in its own Tune actor (Ray Train local mode) rather than driving a worker group."""
+    return cfg.in_process_trials and cfg.finetune.train.num_workers == 1
+
+
+def trial_resources(cfg: SweepConfig) -> dict[str, float]:
+    """What Tune reserves per trial: the one worker's share for an in-process trial, else the driver's token share
+    (the worker group then reserves its own)."""
+    train = cfg.finetune.train
+    if runs_in_process(cfg):
+        return {"CPU": train.cpus_per_worker, **({"GPU": 1} if train.use_gpu else {})}
+    return {"CPU": TRIAL_DRIVER_CPUS}
+
+
+def reserved_per_trial(cfg: SweepConfig) -> dict[str, float]:
+    """Everything one trial holds through Ray: its Tune actor's reservation plus, for a trial that drives a
+    worker group, the group's."""
+    if runs_in_process(cfg):
+        return trial_resources(cfg)
+    train = cfg.finetune.train
+    return {"CPU": TRIAL_DRIVER_CPUS + train.num_workers * train.cpus_per_worker, "GPU": train.num_workers if train.use_gpu else 0}
+
+
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune trainable: one fine-tuning run on Ray Train, reporting every epoch to Tune."""
+    """Tune trainable: one fine-tuning run, reporting every round to Tune."""
     trial_id = ray.tune.get_context().get_trial_id()
-    run_finetune(trial_config({**config, "trial_name": f"trial_{trial_id}"}), callbacks=[TuneReportCallback()], show_progress=False)
+    trial_cfg = trial_config({**config, "trial_name": f"trial_{trial_id}"})
+    if config.get("in_process"):  # absent from a sweep saved before in-process trials
+        run_finetune(trial_cfg, show_progress=False, report=ray.tune.report)
+    else:
+        run_finetune(trial_cfg, callbacks=[TuneReportCallback()], show_progress=False)
 
 
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
-    trainable = ray.tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPUS})
+    trainable = ray.tune.with_resources(run_trial, trial_resources(cfg))
     restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
     if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
         get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
@@ -102,6 +133,7 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             "base": to_dict(cfg.finetune),
             "trials_dir": storage.join(sweep_dir, "trials"),
             "inits": inits,
+            "in_process": runs_in_process(cfg),
             "budget": ray.tune.grid_search(cfg.budgets),
             "variant": ray.tune.grid_search(variants),
             "label_seed": ray.tune.grid_search(cfg.label_seeds),
@@ -135,17 +167,16 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     )
 
 
-def compute_used(results: list[tuple[dict, dict]], finetune: FinetuneConfig) -> dict[str, Any]:
+def compute_used(results: list[tuple[dict, dict]], cfg: SweepConfig) -> dict[str, Any]:
     """The sweep's cost from Tune's per-trial accounting: wall time (first trial start to last
     report, restores included) and the CPU/GPU-hours the trials reserved through Ray (each trial's
-    running time x its driver's CPU share + its Train workers' resources), in all and per variant.
+    running time x reserved_per_trial), in all and per variant.
 
     results: [(config, metrics)], metrics with Tune's time_total_s and timestamp (trials that
     never reported count nothing).
     """
-    train = finetune.train
-    cpus = TRIAL_DRIVER_CPUS + train.num_workers * train.cpus_per_worker
-    gpus = train.num_workers if train.use_gpu else 0
+    reserved = reserved_per_trial(cfg)
+    cpus, gpus = reserved["CPU"], reserved.get("GPU", 0)
     spans, per_variant = [], {}
     for config, metrics in results:
         if "time_total_s" not in metrics:
@@ -254,6 +285,6 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     rows = summarise(draws)
     dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
     table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})",
-                         compute_used(results, cfg.finetune))
+                         compute_used(results, cfg))
     print(f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n", flush=True)
     return rows
