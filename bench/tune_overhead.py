@@ -1,8 +1,13 @@
-"""Tune scheduling overhead: wall time of N fixed-length trials at concurrency 2 vs the ideal N*t/2.
+"""Tune scheduling overhead: wall time of N fixed-length trials at concurrency 2 vs the ideal N*t/2,
+for both ways a sweep's trial can train, side by side in one run:
 
-Each trial is the real sweep path (driver function -> TorchTrainer -> TuneReportCallback) on the
-bundled digits with a fixed number of epochs; t is the mean wall time of one fine-tuning run of
-each variant (supervised only, + inversion), measured alone in the same process. Target: < 1.2.
+- in process: the one-worker trial trains in its own Tune actor (`in_process_trials: true`, the default);
+- worker group: the trial's driver function builds a TorchTrainer whose Ray Train worker reports
+  through TuneReportCallback (`in_process_trials: false`, what multi-worker trials always do).
+
+Each trial is the real sweep path on the bundled digits with a fixed number of steps; t is the mean
+wall time of one fine-tuning run of each variant (supervised only, + inversion), measured alone in
+the same process through `rayssl finetune`'s path (a Ray Train worker). Target: < 1.2.
 
     .venv/bin/python bench/tune_overhead.py [--trials 4]
 """
@@ -42,22 +47,27 @@ def main() -> None:
         singles.append(time.perf_counter() - start)
     single = sum(singles) / len(singles)
 
-    sweep = load_config(
-        SweepConfig, None,
-        [f"storage_path={OUT}", "name=sweep", f"budgets=[{', '.join(['5'] * (args.trials // 2))}]", "samples=1",
-         "max_concurrent_trials=2", "grace_period=2", f"finetune.data.shards={shards}", *(f"finetune.{o}" for o in COMMON)],
-    )
-    start = time.perf_counter()
-    grid = build_tuner(with_absolute_paths(sweep)).fit()
-    total = time.perf_counter() - start
-    n = len(grid)
-    ideal = n * single / 2
-    # Where the time goes: a trial that runs slower beside another one (both want the same cores)
-    # versus time Tune spends outside the trials (scheduling, actor start-up, result handling).
-    in_sweep = sum(r.metrics["time_total_s"] for r in grid) / n
-    print("| trials | one trial alone t s | sweep wall s | ideal N*t/2 s | ratio | mean trial s inside the sweep | sweep / sequential N*t |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} | {in_sweep:.1f} | {total / (n * single):.2f} |")
+    print("| trials train | trials | one trial alone t s | sweep wall s | ideal N*t/2 s | ratio | mean trial s inside the sweep | sweep / sequential N*t |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    walls = {}
+    for in_process in (False, True):
+        sweep = load_config(
+            SweepConfig, None,
+            [f"storage_path={OUT}", f"name=sweep_{'in_process' if in_process else 'worker_group'}", f"in_process_trials={str(in_process).lower()}",
+             f"budgets=[{', '.join(['5'] * (args.trials // 2))}]", "samples=1", "max_concurrent_trials=2", "grace_period=2",
+             f"finetune.data.shards={shards}", *(f"finetune.{o}" for o in COMMON)],
+        )
+        start = time.perf_counter()
+        grid = build_tuner(with_absolute_paths(sweep)).fit()
+        total = walls[in_process] = time.perf_counter() - start
+        n = len(grid)
+        ideal = n * single / 2
+        # Where the time goes: a trial that runs slower beside another one (both want the same cores)
+        # versus time Tune spends outside the trials (scheduling, actor start-up, result handling).
+        in_sweep = sum(r.metrics["time_total_s"] for r in grid) / n
+        where = "in process (Tune actor)" if in_process else "worker group (TorchTrainer)"
+        print(f"| {where} | {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} | {in_sweep:.1f} | {total / (n * single):.2f} |", flush=True)
+    print(f"\nsweep wall time, in process / worker group: {walls[True] / walls[False]:.2f}")
 
 
 if __name__ == "__main__":
