@@ -482,9 +482,9 @@ class SweepConfig:
     max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
     grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
     trial_max_failures: int = 1  # Tune retries of a crashed trial
-    # One-worker trials train inside their Tune actor (Ray Train local mode): no Train controller and
-    # worker actors to start per trial. false: every trial drives a Ray Train worker group, as
-    # multi-worker trials always do.
+    # One-worker trials train inside their Tune actor (rayssl.train.loop.train_in_process): no Train
+    # controller and worker actors to start per trial. false: every trial drives a Ray Train worker
+    # group, as multi-worker trials always do.
     in_process_trials: bool = True
     # Before any trial: scan the shards for test images duplicated in another split (rayssl quality's
     # leak check). "refuse" stops the sweep, "warn" logs the leaks and goes on, "off" skips the scan.

@@ -58,7 +58,7 @@ def latest_checkpoint(run_dir: str, storage_cfg: StorageConfig) -> str | None:
 def persist(directory: Path, run_dir: str, storage_cfg: StorageConfig, num_to_keep: int) -> str:
     """Copy a local checkpoint directory to `<run_dir>/checkpoint_<time>` and delete all but the
     `num_to_keep` highest-step checkpoints there: what Ray Train does with a reported checkpoint, for
-    a worker loop that runs without its controller (Ray Train local mode). Returns the new URI.
+    a worker loop that runs without Ray Train (loop.train_in_process). Returns the new URI.
 
     meta.json goes last, so latest_checkpoint never takes a half-written directory for a checkpoint.
     """

@@ -3,13 +3,13 @@ pretrained) x label draws, the inversion weight alpha, the entropy weight beta a
 rate; then a label-efficiency table: per (budget, variant, draw) the trial selected on validation
 accuracy, scored once on the test split; mean +- std of those test accuracies over the draws.
 
-Each trial is a function that builds a TorchTrainer (Ray Train V2 + Tune). A one-worker trial
-(with `in_process_trials`, the default) trains inside its own Tune actor in Ray Train's local mode
-and reports each round with ray.tune.report: no Train controller and worker actors to start, which
-on a small machine cost more than the training (about 45 s per trial on 2 cores). A multi-worker
-trial drives a Ray Train worker group that reports to Tune through TuneReportCallback. ASHA (per
-budget x variant x draw) stops weak trials early, and an interrupted sweep resumes with
-Tuner.restore without rerunning finished trials.
+A one-worker trial (with `in_process_trials`, the default) runs the worker loop inside its own
+Tune actor (rayssl.train.loop.train_in_process) and reports each round with ray.tune.report: no
+Train controller and worker actors to start, which on a small machine cost more than the training
+(about 45 s per trial on 2 cores). A multi-worker trial is a function that builds a TorchTrainer
+(Ray Train V2) whose worker group reports to Tune through TuneReportCallback. ASHA (per budget x
+variant x draw) stops weak trials early, and an interrupted sweep resumes with Tuner.restore
+without rerunning finished trials.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def trial_config(config: dict[str, Any]) -> FinetuneConfig:
 
 
 def runs_in_process(cfg: SweepConfig) -> bool:
-    """Whether each trial trains in its own Tune actor (Ray Train local mode) rather than driving a worker group."""
+    """Whether each trial trains in its own Tune actor rather than driving a Ray Train worker group."""
     return cfg.in_process_trials and cfg.finetune.train.num_workers == 1
 
 
