@@ -2,7 +2,8 @@
 
 Same config file, same label draw, same step object (rayssl.train.steps.FinetuneStep) and the same
 in-memory unlabelled batches (rayssl.data.in_memory), but one process runs it: no Ray, no Ray Train.
-Prints validation and test accuracy against steps and wall time, so a platform figure far from this one points at the platform, and one close to it at the recipe.
+Prints validation and test accuracy against steps and wall time, so a platform figure far from this
+one points at the platform, and one close to it at the recipe.
 
     .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set semisup.alpha=0.01
 """

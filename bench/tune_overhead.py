@@ -31,7 +31,7 @@ COMMON = ["data.image_size=16", "data.batch_size=64", "schedule.steps=16", "sche
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=4, help="3x this many trials run (N/2 budgets x 2 variants x 3 label draws)")
     args = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     shards = OUT / "shards"
