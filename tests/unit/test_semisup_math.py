@@ -151,3 +151,33 @@ def test_finetune_step_ramps_the_entropy_weight():
         loss, stats = step.step(step.model, batch, 0, gather=None)
         expected = stats["ce"] / 4 + 2.0 * ramp * entropy(step.model(unlabelled))
         assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_finetune_stream_runs_on_across_rounds_and_close_closes_the_open_pass():
+    """The unlabelled stream continues mid-pass into the next round, and close() ends the pass in progress."""
+    from rayssl.config import FinetuneConfig, from_dict
+    from rayssl.train.steps import FinetuneStep
+
+    cfg = from_dict(FinetuneConfig, {
+        "data": {"image_size": 8, "channels": 1, "batch_size": 2}, "model": {"name": "small_cnn", "width": 4},
+        "semisup": {"beta": 0.5, "labelled_batch_size": 2}, "schedule": {"steps": 6, "eval_every": 3, "warmup_steps": 0},
+    })
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+    passes, closed = [], []
+
+    def epoch(batch_size, device):  # one pass = 4 batches, numbered by pass
+        passes.append(len(passes))
+        try:
+            for i in range(4):
+                yield {"index": torch.full((batch_size,), 10 * passes[-1] + i), "image": torch.zeros(batch_size, 1, 8, 8)}
+        finally:
+            closed.append(passes[-1])
+
+    seen = [int(b["index"][0]) for r in range(2) for b in step.round_batches(epoch, r, torch.device("cpu"))]
+    assert seen == [0, 1, 2, 3, 10, 11]  # round 1 finishes pass 0, then starts pass 1
+    assert closed == [0]
+    held = step._stream  # a live reference, as a loop's frames may hold: only close() can end the pass now
+    step.close()
+    assert closed == [0, 1]  # the pass left open at step 6 is closed, not left to the garbage collector
+    del held

@@ -357,6 +357,7 @@ def _run(loop_config: dict[str, Any], worker: _Worker) -> None:
     finally:
         if not failed:  # finished, or stopped early after reporting why (launch.release_if_fit_hangs)
             heartbeat(round_index, force=True, loop_done=True)
+        job.close()
         if tensorboard is not None:
             tensorboard.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,6 +44,9 @@ class JobStep(Protocol):
         """(loss, {stat name: sum over the batch}); the loop does backward and calls after_step."""
 
     def after_step(self) -> None: ...
+
+    def close(self) -> None:
+        """Once, when the loop ends: release what round_batches kept open across rounds."""
 
     def round_metrics(self, device: torch.device) -> dict[str, float]: ...
 
@@ -92,6 +95,9 @@ class PretrainStep:
     def after_step(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass  # each round's pass over the shard runs to its end
+
     def round_metrics(self, device: torch.device) -> dict[str, float]:
         return {}
 
@@ -114,6 +120,12 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
             return (t + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warmup) / max(1, total - warmup))))
     return factor
+
+
+def _endless(epoch: EpochFn, batch_size: int, device: torch.device) -> Generator[dict[str, torch.Tensor], None, None]:
+    """Pass after pass over the shard; close() closes the pass in progress too (yield from)."""
+    while True:
+        yield from epoch(batch_size, device)
 
 
 class FinetuneStep:
@@ -163,7 +175,7 @@ class FinetuneStep:
         self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
         self.val_labels = torch.as_tensor(val_labels, dtype=torch.int64)
         self.held_out = torch.as_tensor(val_indices, dtype=torch.int64)
-        self._stream: Iterator[dict[str, torch.Tensor]] | None = None
+        self._stream: Generator[dict[str, torch.Tensor], None, None] | None = None
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
         """This round's batches: stream rows (index, image[, image_view2]) plus `labelled_pick`, the
@@ -174,7 +186,7 @@ class FinetuneStep:
         steps = max(0, min(sched.eval_every, sched.steps - first))
         if self.cfg.uses_unlabelled:
             if self._stream is None:
-                self._stream = itertools.chain.from_iterable(epoch(self.cfg.data.batch_size, device) for _ in itertools.count())
+                self._stream = _endless(epoch, self.cfg.data.batch_size, device)
             stream: Iterable[dict[str, torch.Tensor]] = itertools.islice(self._stream, steps)
         else:
             stream = ({} for _ in range(steps))
@@ -229,6 +241,13 @@ class FinetuneStep:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.net)
+
+    def close(self) -> None:
+        # The stream stops mid-epoch. Closed here, its Ray Data iterator reports its stats while Ray
+        # is up; left to the garbage collector, it does so after ray.shutdown and logs a traceback.
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def eval_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.net
