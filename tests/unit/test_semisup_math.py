@@ -167,12 +167,13 @@ def test_finetune_stream_runs_on_across_rounds_and_close_closes_the_open_pass():
     passes, closed = [], []
 
     def epoch(batch_size, device):  # one pass = 4 batches, numbered by pass
-        passes.append(len(passes))
+        number = len(passes)
+        passes.append(number)
         try:
             for i in range(4):
-                yield {"index": torch.full((batch_size,), 10 * passes[-1] + i), "image": torch.zeros(batch_size, 1, 8, 8)}
+                yield {"index": torch.full((batch_size,), 10 * number + i), "image": torch.zeros(batch_size, 1, 8, 8)}
         finally:
-            closed.append(passes[-1])
+            closed.append(number)
 
     seen = [int(b["index"][0]) for r in range(2) for b in step.round_batches(epoch, r, torch.device("cpu"))]
     assert seen == [0, 1, 2, 3, 10, 11]  # round 1 finishes pass 0, then starts pass 1
@@ -180,4 +181,4 @@ def test_finetune_stream_runs_on_across_rounds_and_close_closes_the_open_pass():
     held = step._stream  # a live reference, as a loop's frames may hold: only close() can end the pass now
     step.close()
     assert closed == [0, 1]  # the pass left open at step 6 is closed, not left to the garbage collector
-    del held
+    assert held.gi_frame is None and step._stream is None  # the stream itself has ended and is let go
