@@ -120,6 +120,11 @@ class DataConfig:
     # (area augment.crop_scale_min..1) of the original, evaluation a centre crop of 0.875 of the
     # shorter side, aspect kept, JPEGs at a reduced DCT scale where the box allows.
     crop: Literal["resize", "random_crop"] = "resize"
+    # Where training streams decode. cpu: in the Ray Data CPU stage. device: the stage reads headers
+    # and draws crop boxes only; each worker decodes its batches on its device (nvJPEG on a GPU,
+    # torchvision.io.decode_jpeg) and augments there (rayssl.data.device_decode). For GPU workers
+    # whose node has too few CPUs to decode full-size JPEGs; evaluation always decodes on the CPU.
+    decode: Literal["cpu", "device"] = "cpu"
     # Fine-tuning: a train split whose decoded pixels take at most this many MB (with crop: resize)
     # is decoded once on the driver and augmented on the workers from memory instead of streamed
     # through Ray Data (rayssl.data.in_memory): MNIST is 45 MB, CIFAR-10 154 MB. 0: always stream.

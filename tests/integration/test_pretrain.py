@@ -127,6 +127,37 @@ def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
         run_pretrain(strict)
 
 
+def test_device_decode_streams_jpegs_and_quarantines_a_truncated_one(ray_local, tmp_path):
+    # data.decode: device on this machine's CPU device: the Ray Data stage reads headers and draws
+    # crop boxes, each worker decodes its JPEGs (libjpeg-turbo here, nvJPEG on a GPU) and crops.
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    raw = make_image_folder(tmp_path / "raw")
+    rng = np.random.default_rng(0)
+    for png in sorted((raw / "train").rglob("*.png")):  # 12 x 16 px JPEGs: crop-then-resize to 8 x 8
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+        png.unlink()
+        png.with_suffix(".jpg").write_bytes(buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+    broken = buf.getvalue()
+    (raw / "train" / "class1" / "img005.jpg").write_bytes(broken[: len(broken) // 2])  # the header reads; the pixels do not
+    shards = tmp_path / "shards"
+    write_shards(load_source("folder", str(raw)), str(shards), rows_per_shard=16)
+    cfg = tiny_config(str(shards), str(tmp_path / "runs"), "device_decode", "data.decode=device", "data.crop=random_crop",
+                      "data.channels=3", "data.quarantine_threshold=0.05")
+    outcome = run_pretrain(cfg)
+    records = quarantine.read_records(outcome.run_dir, cfg.storage)
+    assert list(records) == ["train/train/class1/img005.jpg"] and "truncated" in records["train/train/class1/img005.jpg"]["reason"].lower()
+    assert outcome.metrics["quarantined"] == 1
+    # 48 rows reach the workers (the header stage cannot tell the broken one): 2 x 3 batches of 8 over 2 epochs
+    assert outcome.metrics["global_step"] == 6 and np.isfinite(outcome.metrics["loss"])
+
+
 def test_nan_loss_stops_as_diverged_and_keeps_last_checkpoint(ray_local, local_shards, tmp_path):
     cfg = tiny_config(local_shards, str(tmp_path / "runs"), "nan", "train.epochs=3", "faults.nan_at_step=4", "train.max_failures=0")
     with pytest.raises(TrainingDiverged, match="not finite at global step 4 \\(epoch 1\\)"):

@@ -6,8 +6,10 @@ returns the good images plus a record per bad one instead of raising.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,35 +133,54 @@ def _draft(img: Image.Image, box: Box, spec: ImageSpec, channels: int) -> Box:
     return (min(box[0] * fx, img.size[0]), min(box[1] * fy, img.size[1]), min(box[2] * fx, img.size[0]), min(box[3] * fy, img.size[1]))
 
 
-def _decode(data: bytes | None, channels: int | None, spec: ImageSpec | None = None) -> tuple[Image.Image, Box]:
-    """(fully decoded image converted to `channels` (1: "L", 3: "RGB", None: as the file's mode is
-    grey or not), the box of it to keep); info["source_mode"] holds the file's mode. With `spec`,
-    the box is chosen on the header's size and JPEGs are decoded at a reduced scale if it allows."""
-    if channels not in (None, *_MODES):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+@contextlib.contextmanager
+def _opened(data: bytes | None) -> Iterator[Image.Image]:
+    """The image with only its header read, its declared size checked against MAX_PIXELS; whatever
+    PIL raises inside the block (here or on a later load) becomes a DecodeError with a short reason."""
     if not data:
         raise DecodeError("empty image bytes")
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             if img.width * img.height > MAX_PIXELS:
                 raise DecodeError(f"image declares {img.width}x{img.height} px, over the {MAX_PIXELS:,} px decode limit")
-            box: Box = (0.0, 0.0, float(img.width), float(img.height))
-            if spec is not None and img.width and img.height:
-                box = _draft(img, crop_box(img, spec), spec, spec.channels)
-            img.load()  # force the full decode: truncated files fail here, not later
-            if img.width == 0 or img.height == 0:
-                raise DecodeError(f"zero-sized image {img.width}x{img.height}")
-            source = img
-            if img.mode in _WIDE_MODES:
-                source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
-            converted = source.convert(_MODES[channels or (1 if img.mode in GREY_MODES else 3)])
-            converted.load()
-            converted.info["source_mode"] = img.mode
+            yield img
     except DecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _decode(data: bytes | None, channels: int | None, spec: ImageSpec | None = None) -> tuple[Image.Image, Box]:
+    """(fully decoded image converted to `channels` (1: "L", 3: "RGB", None: as the file's mode is
+    grey or not), the box of it to keep); info["source_mode"] holds the file's mode. With `spec`,
+    the box is chosen on the header's size and JPEGs are decoded at a reduced scale if it allows."""
+    if channels not in (None, *_MODES):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    with _opened(data) as img:
+        box: Box = (0.0, 0.0, float(img.width), float(img.height))
+        if spec is not None and img.width and img.height:
+            box = _draft(img, crop_box(img, spec), spec, spec.channels)
+        img.load()  # force the full decode: truncated files fail here, not later
+        if img.width == 0 or img.height == 0:
+            raise DecodeError(f"zero-sized image {img.width}x{img.height}")
+        source = img
+        if img.mode in _WIDE_MODES:
+            source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
+        converted = source.convert(_MODES[channels or (1 if img.mode in GREY_MODES else 3)])
+        converted.load()
+        converted.info["source_mode"] = img.mode
     return converted, box
+
+
+def read_header(data: bytes | None, spec: ImageSpec) -> tuple[Box, bool]:
+    """(the crop box of the original image that becomes the output, whether the file is a JPEG),
+    from the header alone: the CPU half of decoding on the device (rayssl.data.device_decode).
+    The same size checks as `decode_image`; raises DecodeError likewise. A file whose pixels are
+    broken passes here and is caught where it is decoded."""
+    with _opened(data) as img:
+        if img.width == 0 or img.height == 0:
+            raise DecodeError(f"zero-sized image {img.width}x{img.height}")
+        return crop_box(img, spec), img.format == "JPEG"
 
 
 def decode_batch(

@@ -1,6 +1,8 @@
 """The only module that imports ray.data for training data: shards -> decoded, augmented batches.
 
     read_parquet(shards) -> map_batches(DecodeAndTransform) -> {index, image, label}
+    read_parquet(shards) -> map_batches(ReadHeaders) -> {sample_id, index, label, image (encoded), box, is_jpeg}
+                                                        (data.decode: device; rayssl.data.device_decode decodes on the worker)
     read_parquet(shards) -> map_batches(DecodeCorruptTransform) -> {variant, index, image, label}  (robustness)
 
 Decoding happens inside our own `map_batches` function so that one bad image is quarantined
@@ -18,7 +20,7 @@ import ray.data
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine, storage
 from rayssl.data.corruptions import corrupt_batch
-from rayssl.data.decode import ImageSpec, decode_batch, image_spec
+from rayssl.data.decode import DecodeError, ImageSpec, QuarantineRecord, decode_batch, image_spec, read_header
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards
 from rayssl.data.transforms import ImageTransform
@@ -62,20 +64,55 @@ class DecodeAndTransform:
         return out
 
 
+class ReadHeaders:
+    """Ray Data batch function for decoding on the worker's device (data.decode: device): reads
+    each image's header only, quarantines what is not a usable image, draws its crop box on the
+    original size, and passes the encoded bytes on.
+
+    Output columns: sample_id, index int64 [N_ok], label int64 [N_ok] (-1 where unlabelled), image
+    (the encoded bytes), box float32 [N_ok, 4] (left, top, right, bottom in the original's pixels),
+    is_jpeg bool [N_ok] (what the device decoder takes; the rest is decoded on the worker's CPU).
+    """
+
+    def __init__(self, spec: ImageSpec, split: str, run_dir: str, storage_cfg: StorageConfig) -> None:
+        self.spec, self.split, self.run_dir, self.storage_cfg = spec, split, run_dir, storage_cfg
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        ids, indices = batch.column("sample_id").to_pylist(), batch.column("index").to_numpy()
+        images = batch.column("image").to_pylist()
+        ok = np.zeros(len(images), dtype=bool)
+        boxes, is_jpeg, bad = np.zeros((len(images), 4), np.float32), np.zeros(len(images), dtype=bool), []
+        for i, data in enumerate(images):
+            try:
+                boxes[i], is_jpeg[i] = read_header(data, self.spec)
+                ok[i] = True
+            except DecodeError as exc:
+                bad.append(QuarantineRecord(str(ids[i]), int(indices[i]), str(exc)))
+        quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
+        encoded = np.empty(int(ok.sum()), dtype=object)  # variable-length bytes: an object column
+        encoded[:] = [data for data, good in zip(images, ok) if good]
+        return {"sample_id": np.array(ids, dtype=object)[ok], "index": indices[ok], "label": batch.column("label").fill_null(-1).to_numpy()[ok],
+                "image": encoded, "box": boxes[ok], "is_jpeg": is_jpeg[ok]}
+
+
 def image_dataset(
     data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, augment: bool = True,
-    second_view: AugmentConfig | None = None,
+    second_view: AugmentConfig | None = None, encoded: bool = False,
 ) -> ray.data.Dataset:
     """A lazily executed, streaming dataset of decoded images from the shards of one split.
 
     `second_view` adds a second, independently augmented view of every image (column
-    image_view2): FixMatch's strong view, or the contrastive methods' second view."""
+    image_view2): FixMatch's strong view, or the contrastive methods' second view. With `encoded`,
+    the images stay encoded, with their crop boxes (ReadHeaders): the worker decodes them on its
+    device (rayssl.data.device_decode.DeviceDecoder), which then does the augmentation and views."""
     shards = list_shards(data.shards, split, storage_cfg)
     fs, _ = storage.resolve(data.shards, storage_cfg)
     paths = [storage.resolve(s.uri, storage_cfg)[1] for s in shards]
     spec = image_spec(data, train=augment)
     quiet_ray_data()
     ds = ray.data.read_parquet(paths, filesystem=fs)
+    if encoded:
+        return ds.map_batches(ReadHeaders(spec, split, run_dir, storage_cfg), batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)
     fn = DecodeAndTransform(spec, data.augment if augment else None, split, run_dir, storage_cfg, second_view)
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=DECODE_BATCH_ROWS)
 

@@ -271,9 +271,10 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
     # Each worker reads an equal share of the stream in full batches (drop_last).
     steps_per_epoch = num_samples // cfg.train.num_workers // cfg.data.batch_size
+    second_view = cfg.data.augment if METHODS[cfg.method].two_views else None
     outcome = _fit(
-        cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples},
-        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=cfg.data.augment if METHODS[cfg.method].two_views else None),
+        cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples, "second_view": second_view},
+        image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=second_view, encoded=cfg.data.decode == "device"),
         progress=(f"pretrain {cfg.method}", cfg.train.epochs * steps_per_epoch),
     )
     log.info("pretraining done: %s", {k: v for k, v in outcome.metrics.items() if k not in ("status", "run_dir")})
@@ -327,5 +328,7 @@ def run_finetune(
         "in_memory": ray.put((decoded.indices, decoded.images)) if decoded is not None else None, "second_view": strong,
     }
     # Supervised only reads no unlabelled image: no stream at all; a small corpus is read from memory.
-    stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong) if cfg.uses_unlabelled and decoded is None else None
+    stream = None
+    if cfg.uses_unlabelled and decoded is None:
+        stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong, encoded=cfg.data.decode == "device")
     return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None, report=report)

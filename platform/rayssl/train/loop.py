@@ -33,7 +33,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ import torch.distributed as dist
 
 from rayssl.config import FinetuneConfig, PretrainConfig, from_dict
 from rayssl.data import quarantine, storage
+from rayssl.data.decode import image_spec
+from rayssl.data.device_decode import DeviceDecoder, decoded_batches
 from rayssl.data.in_memory import InMemoryBatches
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints, ledger, runs
@@ -77,6 +79,19 @@ def _all_reduce(values: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> 
         values = values.to(_collective_device())
         dist.all_reduce(values, op=op)
     return values.cpu()
+
+
+def _equal_lengths(batches: Generator[dict[str, torch.Tensor], None, None]) -> Generator[dict[str, torch.Tensor], None, None]:
+    """Every rank's batch cut to the shortest rank's length. A worker that decodes on its device
+    quarantines bad rows after batching, so its batch can come out short, and collectives over a
+    batch's rows (the contrastive methods' negatives) need the same length on every rank. Costs a
+    one-number all-reduce per step, with data.decode: device only. Closing this closes `batches`."""
+    try:
+        for batch in batches:
+            n = int(_all_reduce(torch.tensor(len(batch["index"])), dist.ReduceOp.MIN))
+            yield {key: value[:n] for key, value in batch.items()}
+    finally:
+        batches.close()
 
 
 def _average_gradients(model: torch.nn.Module) -> None:
@@ -234,6 +249,11 @@ def _run(loop_config: dict[str, Any], worker: _Worker) -> None:
     def epoch(batch_size: int, device: torch.device):
         if not shards:
             shards.append(worker.dataset())
+        if cfg.data.decode == "device":  # the stream holds encoded images and crop boxes (rayssl.data.pipeline.ReadHeaders)
+            decoder = DeviceDecoder(image_spec(cfg.data, train=True), cfg.data.augment, "train", run_dir, cfg.storage, loop_config.get("second_view"))
+            batches = shards[0].iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=True, prefetch_batches=cfg.train.prefetch_batches)
+            decoded = decoded_batches(batches, decoder, device)
+            return _equal_lengths(decoded) if _distributed() else decoded
         return shards[0].iter_torch_batches(batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device)
 
     if loop_config.get("in_memory") is not None:  # a small train split, decoded by the driver (rayssl.data.in_memory)
