@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from PIL import Image
 
@@ -27,8 +28,9 @@ from synthetic_imagenet import synthetic_jpeg  # noqa: E402
 
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import decode  # noqa: E402
-from rayssl.data.decode import ImageSpec, decode_image, read_header  # noqa: E402
+from rayssl.data.decode import ImageSpec, decode_image  # noqa: E402
 from rayssl.data.device_decode import DeviceDecoder  # noqa: E402
+from rayssl.data.pipeline import ReadHeaders  # noqa: E402
 
 
 def plain(data: bytes, size: int) -> np.ndarray:
@@ -38,15 +40,14 @@ def plain(data: bytes, size: int) -> np.ndarray:
 
 
 def device_path(files: list[bytes], spec: ImageSpec, run_dir: str, batch: int = 64) -> None:
-    """`data.decode: device` on the CPU device: what the header stage and a worker do per batch."""
+    """`data.decode: device` on the CPU device: the header stage, then a worker's decode, per batch."""
+    headers = ReadHeaders(spec, "train", run_dir, StorageConfig())
     decoder = DeviceDecoder(spec, None, "train", run_dir, StorageConfig())
     for first in range(0, len(files), batch):
         chunk = files[first : first + batch]
-        headers = [read_header(d, spec) for d in chunk]
-        encoded = np.empty(len(chunk), dtype=object)
-        encoded[:] = chunk
-        decoder({"sample_id": np.arange(len(chunk)), "index": np.arange(len(chunk)), "label": np.zeros(len(chunk), np.int64), "image": encoded,
-                 "box": np.array([b for b, _ in headers], np.float32), "is_jpeg": np.array([j for _, j in headers])}, torch.device("cpu"))
+        rows = pa.table({"sample_id": [str(i) for i in range(len(chunk))], "index": np.arange(len(chunk)), "image": chunk, "label": [None] * len(chunk)},
+                        schema=pa.schema([("sample_id", pa.string()), ("index", pa.int64()), ("image", pa.binary()), ("label", pa.int64())]))
+        decoder(headers(rows), torch.device("cpu"))
 
 
 def rate(fn, files: list[bytes]) -> float:

@@ -26,6 +26,12 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def jpeg_bytes(array: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def strokes(seed: int, size: int = 28) -> np.ndarray:
     """A digit-like uint8 [size, size] image: three random thick strokes on black (distinct per seed)."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ import torch
 import yaml
 from ray.util.placement_group import PlacementGroup, placement_group
 from helpers import (
-    SECRET_SENTINEL, assert_every_sample_once_per_epoch, assert_table_is_bijection, committed_ledger, make_image_folder,
+    SECRET_SENTINEL, assert_every_sample_once_per_epoch, assert_table_is_bijection, committed_ledger, jpeg_bytes, make_image_folder,
     tensorboard_scalars, tiny_config,
 )
 
@@ -130,21 +130,14 @@ def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
 def test_device_decode_streams_jpegs_and_quarantines_a_truncated_one(ray_local, tmp_path):
     # data.decode: device on this machine's CPU device: the Ray Data stage reads headers and draws
     # crop boxes, each worker decodes its JPEGs (libjpeg-turbo here, nvJPEG on a GPU) and crops.
-    import io
-
     import numpy as np
-    from PIL import Image
 
     raw = make_image_folder(tmp_path / "raw")
     rng = np.random.default_rng(0)
     for png in sorted((raw / "train").rglob("*.png")):  # 12 x 16 px JPEGs: crop-then-resize to 8 x 8
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
         png.unlink()
-        png.with_suffix(".jpg").write_bytes(buf.getvalue())
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-    broken = buf.getvalue()
+        png.with_suffix(".jpg").write_bytes(jpeg_bytes(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)))
+    broken = jpeg_bytes(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
     (raw / "train" / "class1" / "img005.jpg").write_bytes(broken[: len(broken) // 2])  # the header reads; the pixels do not
     shards = tmp_path / "shards"
     write_shards(load_source("folder", str(raw)), str(shards), rows_per_shard=16)

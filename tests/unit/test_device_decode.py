@@ -1,14 +1,11 @@
 """Decoding on the worker's device (data.decode: device), run here on the CPU device: the header
 stage, the decoder's agreement with the CPU decode, and its quarantine of bad files."""
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from helpers import png_bytes
-from PIL import Image
+from helpers import jpeg_bytes, png_bytes
 
 from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data import quarantine
@@ -20,10 +17,8 @@ from rayssl.data.transforms import normalise
 CPU = torch.device("cpu")
 
 
-def _jpeg(array: np.ndarray, quality: int = 95) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+def _jpeg(array: np.ndarray) -> bytes:
+    return jpeg_bytes(array, quality=95)
 
 
 def _smooth(height: int, width: int, seed: int) -> np.ndarray:

@@ -245,12 +245,14 @@ def _run(loop_config: dict[str, Any], worker: _Worker) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.train.precision == "bf16")
     gather = _all_gather if _distributed() else (lambda t: t[None])
     shards: list[Any] = []  # looked up on first use: a job that reads no stream (supervised-only fine-tuning) has none
+    # data.decode: device: the stream holds encoded images and crop boxes (rayssl.data.pipeline.ReadHeaders)
+    decoder = DeviceDecoder(image_spec(cfg.data, train=True), cfg.data.augment, "train", run_dir, cfg.storage,
+                            loop_config.get("second_view")) if cfg.data.decode == "device" else None
 
     def epoch(batch_size: int, device: torch.device):
         if not shards:
             shards.append(worker.dataset())
-        if cfg.data.decode == "device":  # the stream holds encoded images and crop boxes (rayssl.data.pipeline.ReadHeaders)
-            decoder = DeviceDecoder(image_spec(cfg.data, train=True), cfg.data.augment, "train", run_dir, cfg.storage, loop_config.get("second_view"))
+        if decoder is not None:
             batches = shards[0].iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=True, prefetch_batches=cfg.train.prefetch_batches)
             decoded = decoded_batches(batches, decoder, device)
             return _equal_lengths(decoded) if _distributed() else decoded
