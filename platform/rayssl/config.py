@@ -355,6 +355,10 @@ class SemiSupConfig:
     confidence: float = 0.95  # FixMatch pseudo-label threshold
     # The strong view of each unlabelled image, made in the Ray Data CPU stage (consistency > 0 only).
     strong_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(translate_px=4, rotate_deg=20.0, erase_p=0.5))
+    # The labelled images' view, made per sample on the worker at every step. None: data.augment, the
+    # unlabelled stream's view. Few labelled images miss styles the unlabelled ones show (a 7 with or
+    # without its bar), which shear and elastic distortion of the labelled few can supply.
+    labelled_augment: AugmentConfig | None = None
     labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
     num_classes: int = 10
     # Draw labelled and validation images from these classes only (empty: all). The other classes

@@ -182,3 +182,27 @@ def test_finetune_stream_runs_on_across_rounds_and_close_closes_the_open_pass():
     step.close()
     assert closed == [0, 1]  # the pass left open at step 6 is closed, not left to the garbage collector
     assert held.gi_frame is None and step._stream is None  # the stream itself has ended and is let go
+
+
+def test_labelled_images_take_semisup_labelled_augment_instead_of_data_augment():
+    """semisup.labelled_augment replaces data.augment for the labelled batch: with data.augment off the
+    labelled images arrive as they are; with a labelled view of shear and elastic distortion they change."""
+    from rayssl.config import FinetuneConfig, from_dict
+    from rayssl.data.transforms import normalise
+    from rayssl.train.steps import FinetuneStep
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    plain = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+    pick = {"labelled_pick": torch.arange(6), "index": torch.arange(6)}
+    labelled_batches = {}
+    for name, labelled_augment in (("data.augment", None), ("own view", {"shear_deg": 20.0, "elastic_alpha": 2.0})):
+        cfg = from_dict(FinetuneConfig, {
+            "data": {"image_size": 8, "channels": 1, "batch_size": 6}, "model": {"name": "small_cnn", "width": 4},
+            "semisup": {"labelled_batch_size": 6, "labelled_augment": labelled_augment},
+        })
+        step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+        torch.manual_seed(0)
+        labelled_batches[name], _, _, _ = step._inputs(step.model, pick)
+    assert torch.allclose(labelled_batches["data.augment"], plain)  # data.augment is off: no view at all
+    assert labelled_batches["own view"].shape == plain.shape
+    assert (labelled_batches["own view"] - plain).abs().mean() > 0.05  # every sample sheared and distorted

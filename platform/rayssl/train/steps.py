@@ -171,7 +171,8 @@ class FinetuneStep:
         self.labelled_images = torch.from_numpy(np.ascontiguousarray(labelled_images.transpose(0, 3, 1, 2)))
         self.labelled_labels = torch.as_tensor(labelled_labels, dtype=torch.int64)
         self.labelled_indices = torch.as_tensor(labelled_indices, dtype=torch.int64)
-        self.labelled_transform = ImageTransform(cfg.data.image_size, cfg.data.augment, cfg.data.channels)
+        labelled_view = s.labelled_augment if s.labelled_augment is not None else cfg.data.augment
+        self.labelled_transform = ImageTransform(cfg.data.image_size, labelled_view, cfg.data.channels)
         self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
         self.val_labels = torch.as_tensor(val_labels, dtype=torch.int64)
         self.held_out = torch.as_tensor(val_indices, dtype=torch.int64)
