@@ -4,12 +4,13 @@ Both run the identical loop body (`train_steps`): 2 processes, gloo, one thread 
 CNN at 32 px on a batch of in-memory tensors (no data loading at all), AdamW. The plain loop is
 started with torch.multiprocessing and a FileStore rendezvous; the Ray Train loop by a TorchTrainer
 with 2 workers (ray.train.torch.prepare_model wraps the model in DDP). Reported: median step time
-of rank 0 after warm-up, and the ratio Ray Train / plain. Target: <= 1.05. Next to the wall-clock
+of rank 0 after warm-up, and the ratio Ray Train / plain: each of --rounds Ray Train runs against
+the two plain runs around it, then the median over rounds. Target: <= 1.05. Next to the wall-clock
 step, the CPU time of the training thread per step (time.thread_time): equal CPU times with a
 higher wall time mean the step waited for a core (Ray's own processes on a small machine), not
 that Ray Train's step does more work.
 
-    .venv/bin/python bench/train_overhead.py [--steps 60] [--batch 128]
+    .venv/bin/python bench/train_overhead.py [--steps 60] [--batch 128] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -97,17 +98,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3, help="Ray Train runs, each between two plain DDP runs")
     args = parser.parse_args()
-    runs = {"plain DDP (before)": plain_ddp(args.steps, args.batch), "Ray Train": ray_train(args.steps, args.batch),
-            "plain DDP (after)": plain_ddp(args.steps, args.batch)}  # before and after: the machine's drift
-    wall = {name: statistics.median(t[0] for t in times) for name, times in runs.items()}
-    cpu = {name: statistics.median(t[1] for t in times) for name, times in runs.items()}
-    print(f"2 workers x 1 thread, batch {args.batch} per worker, {args.steps} steps after {WARMUP} warm-up")
-    print("| loop | median step (wall) | median step (CPU of the training thread) |\n|---|---:|---:|")
-    for name in runs:
-        print(f"| {name} | {1e3 * wall[name]:.1f} ms | {1e3 * cpu[name]:.1f} ms |")
-    plain_wall, plain_cpu = (wall["plain DDP (before)"] + wall["plain DDP (after)"]) / 2, (cpu["plain DDP (before)"] + cpu["plain DDP (after)"]) / 2
-    print(f"Ray Train / plain DDP: {wall['Ray Train'] / plain_wall:.3f} wall, {cpu['Ray Train'] / plain_cpu:.3f} CPU time")
+    # plain, Ray, plain, Ray, ..., plain: each Ray Train run is held to the mean of the plain runs just
+    # before and after it, so the machine's drift between runs (up to ~10% here) cancels instead of
+    # landing on one side of a single ratio.
+    plain = [plain_ddp(args.steps, args.batch)]
+    ray_runs = []
+    for _ in range(args.rounds):
+        ray_runs.append(ray_train(args.steps, args.batch))
+        plain.append(plain_ddp(args.steps, args.batch))
+
+    def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
+        return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+    print(f"2 workers x 1 thread, batch {args.batch} per worker, {args.steps} steps after {WARMUP} warm-up, {args.rounds} rounds")
+    print("| run | median step (wall) | median step (CPU of the training thread) |\n|---|---:|---:|")
+    for i, times in enumerate(plain):
+        wall, cpu = medians(times)
+        print(f"| plain DDP {i} | {1e3 * wall:.1f} ms | {1e3 * cpu:.1f} ms |")
+        if i < len(ray_runs):
+            wall, cpu = medians(ray_runs[i])
+            print(f"| Ray Train {i} | {1e3 * wall:.1f} ms | {1e3 * cpu:.1f} ms |")
+    ratios = []  # (wall, CPU) of each Ray Train run against its two neighbours
+    for i, times in enumerate(ray_runs):
+        (wall, cpu), before, after = medians(times), medians(plain[i]), medians(plain[i + 1])
+        ratios.append((wall / ((before[0] + after[0]) / 2), cpu / ((before[1] + after[1]) / 2)))
+    for name, column in (("wall", 0), ("CPU time", 1)):
+        values = [r[column] for r in ratios]
+        print(f"Ray Train / plain DDP, {name}: median {statistics.median(values):.3f} over {len(values)} rounds "
+              f"(range {min(values):.3f}-{max(values):.3f})")
 
 
 if __name__ == "__main__":
