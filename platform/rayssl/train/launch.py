@@ -31,6 +31,7 @@ from rayssl.methods import METHODS
 from rayssl.train import checkpoints, runs
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_process, train_loop_per_worker
 from rayssl.train.progress import RunProgress
+from rayssl.train.resume import refuse_incompatible_resume
 
 
 class TrainingDiverged(RuntimeError):
@@ -265,6 +266,7 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     # Cheap footer/schema checks on the driver: a broken shard fails here, by name, not deep in Ray.
     manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train"])
     num_samples = manifest["splits"]["train"]["rows"]
+    refuse_incompatible_resume(cfg, run_dir, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     init_ray(cfg.ray)
 
@@ -301,6 +303,7 @@ def run_finetune(
     split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage, s.labelled_classes)
     labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
     validation = load_labelled(cfg.data, split.validation, cfg.storage)
+    refuse_incompatible_resume(cfg, run_dir, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     train_rows = manifest["splits"]["train"]["rows"]
     decoded = None
