@@ -13,8 +13,8 @@ import argparse
 import os
 import threading
 import time
-from pathlib import Path
 
+import psutil
 import ray
 
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
@@ -26,37 +26,21 @@ CHECKPOINTS = (10_000, 50_000, 100_000)
 
 def rss_mb(pid: int) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def parent_pid(pid: int) -> int:
-    try:  # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ")"
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:  # the process ended between listing and reading
+        return 0.0
 
 
 def ray_worker_pids(driver: int) -> list[int]:
     """The Ray worker processes (they rename themselves `ray::...`) of the local Ray this driver
     started: descendants of `driver` only, so that another Ray on the machine is not counted."""
     pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if not (entry / "cmdline").read_bytes().startswith(b"ray::"):
-                    continue
-            except OSError:
-                continue
-            ancestor = int(entry.name)
-            while ancestor > 1 and ancestor != driver:
-                ancestor = parent_pid(ancestor)
-            if ancestor == driver:
-                pids.append(int(entry.name))
+    for proc in psutil.Process(driver).children(recursive=True):
+        try:
+            if proc.cmdline()[:1] and proc.cmdline()[0].startswith("ray::"):
+                pids.append(proc.pid)
+        except psutil.Error:
+            continue
     return pids
 
 

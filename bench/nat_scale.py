@@ -12,9 +12,9 @@ independent of N (ratio ~1).
 
 from __future__ import annotations
 
-import os
 import time
 
+import psutil
 import torch
 import torch.nn.functional as F
 
@@ -24,9 +24,8 @@ D, B = 128, 256
 
 
 def rss_bytes() -> int:
-    """This process's resident set size (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """This process's resident set size."""
+    return psutil.Process().memory_info().rss
 
 
 def reassign_ms(nat: NoiseAsTargets, n: int, repeats: int = 20) -> float:
