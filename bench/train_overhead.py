@@ -27,7 +27,6 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 
 import psutil
 import torch
@@ -40,7 +39,7 @@ from rayssl.models.backbones import SmallCNN
 WARMUP = 5
 
 
-@dataclass
+@dataclasses.dataclass
 class Timing:
     steps: list[tuple[float, float]]  # (wall seconds, training-thread CPU seconds) per timed step, rank 0
     others_busy_cores: float  # CPU seconds of every other process during the timed steps / their wall seconds

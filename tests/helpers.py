@@ -20,16 +20,19 @@ from rayssl.train import ledger
 SECRET_SENTINEL = "rayssl-sentinel-secret-6f1d2c"
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def encoded(array: np.ndarray, format: str, **options) -> bytes:
+    """A uint8 [H, W] or [H, W, C] array as the bytes of an image file (PIL's `format`)."""
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format=format, **options)
     return buf.getvalue()
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    return encoded(array, "PNG")
 
 
 def jpeg_bytes(array: np.ndarray, quality: int = 90) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return encoded(array, "JPEG", quality=quality)
 
 
 def strokes(seed: int, size: int = 28) -> np.ndarray:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import SECRET_SENTINEL, make_image_folder
+from helpers import SECRET_SENTINEL, make_image_folder, tiny_config
 
+from rayssl.config import PretrainConfig
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source
+from rayssl.train.launch import RunOutcome, run_pretrain
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +37,24 @@ def s3_endpoint():
     server.stop()
 
 
+def write_tiny_shards(root) -> str:
+    """Shards of a tiny generated 2-class image folder under root: 48 train / 16 test images of 8x8."""
+    out = root / "shards"
+    write_shards(load_source("folder", str(make_image_folder(root / "raw"))), str(out), rows_per_shard=16)
+    return str(out)
+
+
 @pytest.fixture
 def local_shards(tmp_path) -> str:
-    """Shards of a tiny generated 2-class image folder: 48 train / 16 test images of 8x8."""
-    out = tmp_path / "shards"
-    write_shards(load_source("folder", str(make_image_folder(tmp_path / "raw"))), str(out), rows_per_shard=16)
-    return str(out)
+    """The tiny shards (write_tiny_shards), the test's own: it may break or extend them."""
+    return write_tiny_shards(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def nat_run(ray_local, tmp_path_factory) -> tuple[PretrainConfig, RunOutcome]:
+    """One finished tiny NAT pretraining (2 epochs x 3 steps, 2 Train workers), run once per session
+    for every test that only reads a pretrained run: each Train run costs ~40 s of actor start-up
+    on 2 cores. Tests may evaluate it (eval.json) but must not train it further or change its files."""
+    root = tmp_path_factory.mktemp("nat_run")
+    cfg = tiny_config(write_tiny_shards(root), str(root / "runs"), "nat")
+    return cfg, run_pretrain(cfg)

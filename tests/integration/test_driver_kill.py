@@ -48,6 +48,7 @@ def test_killed_driver_resumes_and_trains_no_sample_twice(local_shards, tmp_path
         assert killed_at < EPOCHS * 3, "the run finished before the kill"
         again = subprocess.run([command[0], "--verbose", *command[1:]], env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout + again.stderr
+        assert "(RayTrainWorker" in again.stdout + again.stderr  # --verbose: Ray's own lines too (test_console_output: none by default)
         # The driver's own line: rank 0's "resumed from checkpoint" is forwarded by Ray's log monitor,
         # which may not deliver it before a short run's driver exits.
         assert f"step {killed_at})" in again.stdout, again.stdout + again.stderr

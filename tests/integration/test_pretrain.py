@@ -29,9 +29,8 @@ pytestmark = pytest.mark.integration
 TRAIN_IMAGES = 48  # 2 classes x 24; 2 workers x batch 8 -> 3 steps per epoch
 
 
-def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
-    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "local")
-    outcome = run_pretrain(cfg)
+def test_pretrain_eval_and_rerun_resumes(nat_run):
+    cfg, outcome = nat_run
     assert outcome.metrics["epoch"] == 1 and outcome.metrics["global_step"] == 6
     table = assert_table_is_bijection(outcome.checkpoint)
     # The last epoch may legitimately reassign nothing (the assignment is already optimal for
@@ -45,8 +44,8 @@ def test_pretrain_eval_and_rerun_resumes(ray_local, local_shards, tmp_path):
     assert [r["features"] for r in result["results"]] == ["random init", "NAT (epoch 2)"]
     assert all(0.0 <= r["knn_acc"] <= 1.0 and r["test_samples"] == 16 for r in result["results"])
     assert (Path(outcome.run_dir) / "eval.json").exists()
-    (listed,) = list_runs(str(tmp_path / "runs"))  # `rayssl runs` reads what the run wrote
-    assert (listed.name, listed.status, listed.rounds_done, listed.rounds_total) == ("local", "finished", 2, 2)
+    (listed,) = list_runs(cfg.run.storage_path)  # `rayssl runs` reads what the run wrote
+    assert (listed.name, listed.status, listed.rounds_done, listed.rounds_total) == ("nat", "finished", 2, 2)
     assert listed.headline.startswith("kNN ")
 
     # Same name again: Ray Train restores the run; nothing is retrained.
@@ -61,20 +60,20 @@ def placement_group_state(group_id: str) -> str:
     return ray.util.placement_group_table(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))).get("state")
 
 
-def test_a_placement_group_left_by_ray_train_is_released(ray_local, local_shards, tmp_path):
+def test_a_placement_group_left_by_ray_train_is_released(ray_local, nat_run, tmp_path):
     """Rank 0 names its workers' placement group in the heartbeat; after fit() the group is gone,
     and one that Ray Train left behind (here: made by the test, as if so) is removed by the driver."""
-    outcome = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "released"))
-    last_beat = read_heartbeat(outcome.run_dir, StorageConfig())
+    last_beat = read_heartbeat(nat_run[1].run_dir, StorageConfig())
     assert last_beat["loop_done"] is True  # what launch.release_if_fit_hangs waits for
     assert placement_group_state(last_beat["placement_group"]) == "REMOVED"
 
     left = placement_group([{"CPU": 1}])
     ray_local.get(left.ready(), timeout=60)
-    write_heartbeat(outcome.run_dir, StorageConfig(), global_step=6, round_index=1, placement_group=left.id.hex())
-    release_placement_group(outcome.run_dir, StorageConfig())
+    run_dir = str(tmp_path / "left_behind")  # a run of its own: the shared one's heartbeat stays as it is
+    write_heartbeat(run_dir, StorageConfig(), global_step=6, round_index=1, placement_group=left.id.hex())
+    release_placement_group(run_dir, StorageConfig())
     assert placement_group_state(left.id.hex()) == "REMOVED"
-    release_placement_group(outcome.run_dir, StorageConfig())  # an already removed group: nothing to do
+    release_placement_group(run_dir, StorageConfig())  # an already removed group: nothing to do
 
 
 def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import png_bytes, strokes, tiny_config
+from helpers import png_bytes, strokes
 from PIL import Image
 from test_sweep import FINETUNE, sweep_config
 
@@ -19,7 +19,7 @@ from rayssl.data.sources import RawSample, SourceData, load_source
 from rayssl.eval.classifier import score_on_test_split
 from rayssl.eval.robustness import run_robustness
 from rayssl.quality.run import LeakedTestSplit, run_quality
-from rayssl.train.launch import run_finetune, run_pretrain
+from rayssl.train.launch import run_finetune
 from rayssl.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ def test_sweep_refuses_a_leaking_test_split_before_any_trial(ray_local, tmp_path
     assert json.loads((tmp_path / "runs" / "sweep" / "leak_check" / "leaks.json").read_text())[0]["b"]["sample_id"] == "test/003"
 
 
-def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_local, s3_endpoint, local_shards, tmp_path):
+def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_local, s3_endpoint, local_shards, nat_run, tmp_path):
     cfg = load_config(FinetuneConfig, None, [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", "optim.lr=0.01",
                                              *(o.removeprefix("finetune.") for o in FINETUNE)])
     outcome = run_finetune(cfg)
@@ -104,7 +104,6 @@ def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_loc
     assert len(quality["findings"]["label_issues"]) <= 64 * (1 - clean) + 8  # few images disagree with a classifier this accurate
     assert "| gaussian_noise |" in (out / "robustness.md").read_text() and (out / "robustness.png").stat().st_size > 1000
 
-    pretrained = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "nat"))
-    probe = run_robustness(RobustnessConfig(run=pretrained.run_dir, corruptions=["contrast"], severities=[1], probe_train_samples=48))
+    probe = run_robustness(RobustnessConfig(run=nat_run[1].run_dir, corruptions=["contrast"], severities=[1], probe_train_samples=48))
     assert probe["model"].startswith("linear probe on the frozen NAT backbone")
     assert probe["summary"]["clean_acc"] >= 0.85  # bright-left vs bright-right blobs are separable

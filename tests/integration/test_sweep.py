@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from heads import BIN, kill_leftovers
-from helpers import tensorboard_scalars, tiny_config
+from helpers import tensorboard_scalars
 from PIL import Image
 
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
 from rayssl.data.pipeline import image_dataset
 from rayssl.eval.classifier import score_on_test_split
-from rayssl.train.launch import run_finetune, run_pretrain
+from rayssl.train.launch import run_finetune
 from rayssl.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -46,13 +46,12 @@ def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
 # The unlabelled images come from memory (the tiny split fits in data.in_memory_max_mb) or, with 0, from the Ray Data stream;
 # the loop runs on a Ray Train worker or, as a sweep's one-worker trials do, in this process.
 @pytest.mark.parametrize("inversion, in_memory_max_mb, in_process", [("global", 256, False), ("multiscale", 0, False), ("global", 0, True)])
-def test_finetune_with_inversion_from_pretrained_beats_chance(ray_local, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb, in_process):
+def test_finetune_with_inversion_from_pretrained_beats_chance(nat_run, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb, in_process):
     import rayssl.train.launch as launch
 
-    pretrained = run_pretrain(tiny_config(local_shards, str(tmp_path / "runs"), "nat"))
     cfg = load_config(
         FinetuneConfig, None,
-        [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", f"init={pretrained.run_dir}",
+        [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", f"init={nat_run[1].run_dir}",
          "semisup.alpha=0.01", f"semisup.inversion={inversion}", "semisup.beta=0.1", "schedule.ema_decay=0.9",
          "schedule.head_warmup_steps=5", "schedule.backbone_lr_scale=0.3", "optim.lr=0.01", f"data.in_memory_max_mb={in_memory_max_mb}",
          *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o)],
