@@ -1,21 +1,24 @@
 """JPEG decode for photos, per core: crop-then-resize with draft (reduced DCT scale) decoding, as
 the training stream does it (`data.crop: random_crop`), against a plain full-resolution PIL decode
-+ resize of the same files; also crop-then-resize without draft, to separate the two effects, and
-the worker-side decode of `data.decode: device` on the CPU device (header stage + torchvision's
++ resize of the same files. Side columns separate the effects: the same path with PIL as the JPEG
+decoder (its fallback for what simplejpeg declines), the same path without DCT scaling, and the
+worker-side decode of `data.decode: device` on the CPU device (header stage + torchvision's
 libjpeg-turbo decode_jpeg in batches of 64 + crop and resize on tensors; nvJPEG on a GPU).
 Synthetic ImageNet-like JPEGs (bench/synthetic_imagenet.py), generated at run time, held in memory;
 one process, one thread. Target: >= 2x at 224 px.
 
-    .venv/bin/python bench/decode_jpeg.py [--n 1000]
+    .venv/bin/python bench/decode_jpeg.py [--n 500] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,46 +53,63 @@ def device_path(files: list[bytes], spec: ImageSpec, run_dir: str, batch: int = 
         decoder(headers(rows), torch.device("cpu"))
 
 
-def rate(fn, files: list[bytes]) -> float:
-    fn(files[0])  # warm-up
+def timed(fn: Callable[[list[bytes]], None], files: list[bytes]) -> float:
+    """Images/s of one pass of `fn` over `files`, the torch seed reset so random boxes repeat."""
+    torch.manual_seed(0)
     start = time.perf_counter()
-    for data in files:
-        fn(data)
+    fn(files)
     return len(files) / (time.perf_counter() - start)
+
+
+def each(decode_one: Callable[[bytes], object]) -> Callable[[list[bytes]], None]:
+    """A pass that decodes the files one at a time."""
+    def run(files: list[bytes]) -> None:
+        for data in files:
+            decode_one(data)
+    return run
+
+
+@contextlib.contextmanager
+def replaced(hook: str, replacement: Callable) -> Iterator[None]:
+    """rayssl.data.decode with one of its hooks replaced: one effect switched off."""
+    original = getattr(decode, hook)
+    setattr(decode, hook, replacement)
+    try:
+        yield
+    finally:
+        setattr(decode, hook, original)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5, help="passes per column, interleaved; medians reported")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     files = [synthetic_jpeg(rng) for _ in range(args.n)]
-    print(f"{len(files)} synthetic JPEGs, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; images/s on one core")
-    print("| output | crop | plain decode + resize | crop-then-resize, full decode | crop-then-resize + draft | draft / plain "
+    print(f"{len(files)} synthetic JPEGs, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; images/s on one core, "
+          f"median of {args.rounds} interleaved passes (ratios: median of the per-pass ratios)")
+    print("| output | crop | plain decode + resize | ours, PIL decoder | ours, no DCT scaling | ours | ours / plain "
           "| device path on the CPU | device / plain |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     run_dir = tempfile.mkdtemp(prefix="decode_jpeg_")  # where a quarantine would go: none expected
-    draft = decode._draft
     for size in (224, 128, 64):
         for crop in ("random_crop", "center_crop"):
             spec = ImageSpec(size, 3, crop)
-            torch.manual_seed(0)
-            with_draft = rate(lambda d: decode_image(d, spec), files)
-            decode._draft = lambda img, box, spec, channels: box  # the same path with draft disabled
-            try:
-                torch.manual_seed(0)
-                no_draft = rate(lambda d: decode_image(d, spec), files)
-            finally:
-                decode._draft = draft
-            baseline = rate(lambda d: plain(d, size), files)
-            torch.manual_seed(0)
-            start = time.perf_counter()
-            device_path(files, spec, run_dir)
-            on_device = len(files) / (time.perf_counter() - start)
-            print(f"| {size} px | {crop} | {baseline:.0f} | {no_draft:.0f} | {with_draft:.0f} | {with_draft / baseline:.2f}x "
-                  f"| {on_device:.0f} | {on_device / baseline:.2f}x |", flush=True)
-
+            columns: dict[str, list[float]] = {"plain": [], "pil": [], "full": [], "ours": [], "device": []}
+            for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every column alike
+                columns["plain"].append(timed(each(lambda d: plain(d, size)), files))
+                with replaced("_decode_jpeg_fast", lambda data, spec: (None, (0.0, 0.0, 0.0, 0.0))):
+                    columns["pil"].append(timed(each(lambda d: decode_image(d, spec)), files))
+                with replaced("_dct_factor", lambda box, spec: 1):
+                    columns["full"].append(timed(each(lambda d: decode_image(d, spec)), files))
+                columns["ours"].append(timed(each(lambda d: decode_image(d, spec)), files))
+                columns["device"].append(timed(lambda f: device_path(f, spec, run_dir), files))
+            med = {name: float(np.median(values)) for name, values in columns.items()}
+            ratio = {name: float(np.median(np.array(columns[name]) / np.array(columns["plain"]))) for name in ("ours", "device")}
+            print(f"| {size} px | {crop} | {med['plain']:.0f} | {med['pil']:.0f} | {med['full']:.0f} | {med['ours']:.0f} "
+                  f"| {ratio['ours']:.2f}x | {med['device']:.0f} | {ratio['device']:.2f}x |", flush=True)
 
 if __name__ == "__main__":
     main()

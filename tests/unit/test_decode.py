@@ -188,3 +188,42 @@ def test_draft_boxes_stay_inside_odd_sized_images(size):
 def test_small_images_decode_as_before():
     png = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
     assert np.array_equal(decode_image(png, ImageSpec(8, 1)), decode_image(png, ImageSpec(8, 1, crop="resize")))
+
+
+def _pil_only(monkeypatch):
+    """The crop modes with the simplejpeg path switched off: every JPEG through PIL (+ draft)."""
+    monkeypatch.setattr(decode_module, "_decode_jpeg_fast", lambda data, spec: (None, (0.0, 0.0, 0.0, 0.0)))
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("size, crop", [(64, "center_crop"), (224, "center_crop"), (64, "random_crop")])
+def test_simplejpeg_path_matches_the_pil_path(monkeypatch, channels, size, crop):
+    # 1001 x 667: the centre box (584 px) decodes at 1/8 scale for 64 px, at 1/2 for 224 px
+    data = _jpeg(1001, 667)
+    spec = ImageSpec(size, channels, crop, (0.5, 1.0))
+    pixels, _ = decode_module._decode_jpeg_fast(data, spec)
+    assert pixels is not None and pixels.shape[2] == channels  # the fast path took it
+    if crop == "center_crop":
+        assert pixels.shape[:2] == {64: (84, 126), 224: (334, 501)}[size]
+    torch.manual_seed(3)
+    fast = decode_image(data, spec)
+    _pil_only(monkeypatch)
+    torch.manual_seed(3)  # the same random box
+    slow = decode_image(data, spec)
+    assert fast.shape == slow.shape == (size, size, channels)
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 3  # the same libjpeg-turbo, IDCT at the same scale
+
+
+def test_jpegs_the_fast_path_declines_go_through_pil():
+    truncated = _jpeg(300, 200)[:3000]
+    assert decode_module._decode_jpeg_fast(truncated, ImageSpec(64, 3, "center_crop"))[0] is None
+    with pytest.raises(DecodeError, match="truncated"):  # PIL's reason, as for every other format
+        decode_image(truncated, ImageSpec(64, 3, "center_crop"))
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(cmyk, format="JPEG")  # red in CMYK
+    assert decode_module._decode_jpeg_fast(cmyk.getvalue(), ImageSpec(16, 3, "center_crop"))[0] is None
+    red = decode_image(cmyk.getvalue(), ImageSpec(16, 3, "center_crop"))
+    assert red[..., 0].mean() > 200 and red[..., 1:].mean() < 60
+    png = png_bytes(np.full((40, 30), 7, np.uint8))
+    assert decode_module._decode_jpeg_fast(png, ImageSpec(16, 1, "center_crop"))[0] is None
+    assert (decode_image(png, ImageSpec(16, 1, "center_crop")) == 7).all()

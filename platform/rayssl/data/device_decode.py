@@ -25,22 +25,11 @@ from collections.abc import Generator, Iterator
 import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data import quarantine
-from rayssl.data.decode import DecodeError, ImageSpec, QuarantineRecord, decode_pixels
+from rayssl.data.decode import DecodeError, ImageSpec, QuarantineRecord, crop_and_resize, decode_pixels
 from rayssl.data.transforms import ImageTransform
-
-
-def crop_and_resize(image: torch.Tensor, box: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [C, H, W] -> uint8 [C, size, size]: the box (left, top, right, bottom, in pixels of
-    `image`, rounded to whole pixels) resized with antialiased bilinear filtering, like PIL's
-    BILINEAR resize of the CPU decode."""
-    left, top, right, bottom = (int(round(float(v))) for v in box)
-    height, width = max(1, bottom - top), max(1, right - left)
-    return TF.resized_crop(image, top, left, height, width, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 
 class DeviceDecoder:
