@@ -11,7 +11,8 @@ and keeps, per draw, the run with the best validation accuracy; the test split n
 
 A variant that starts from a pretrained backbone names it as `init={<pretraining>}`; that pretraining
 runs once per setting (label-free, so shared by every draw), before the first variant that needs it,
-and its wall time is reported apart from the fine-tuning runs'.
+and its wall time is reported apart from the fine-tuning runs'. Each run logs the pretraining it
+started from, so a row re-tabulated after the pretraining ran again still names the one its runs used.
 
 Shards first: `rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist`
 (or `--source cifar10 --path ../shared/data/cifar10 --out data/shards/cifar10`).
@@ -142,13 +143,39 @@ def finetune_and_score(setting: Setting, overrides: list[str], seed: int, name: 
 
 def unpack_run(row: dict, run: dict) -> list[dict]:
     """The runs-log lines that a committed result's draw stands for: the run itself, or with
-    candidates every candidate's run (the unselected ones without their curve)."""
+    candidates every candidate's run (the unselected ones without their curve), each with the
+    pretraining its row started from."""
+    started_from = {"pretraining": pretraining_of(row, run["label_seed"])} if "pretraining" in row else {}
     if "candidates" not in run:
-        return [{"variant": row["variant"], "overrides": row["overrides"], **run}]
+        return [{"variant": row["variant"], "overrides": row["overrides"], **run, **started_from}]
     selected = {k: v for k, v in run.items() if k not in ("selected", "candidates")}
     return [{"variant": row["variant"], "overrides": [*row["overrides"], *c["extra"]],
-             **(selected if c["extra"] == run["selected"] else {"label_seed": run["label_seed"], **{k: v for k, v in c.items() if k != "extra"}})}
+             **(selected if c["extra"] == run["selected"] else {"label_seed": run["label_seed"], **{k: v for k, v in c.items() if k != "extra"}}),
+             **started_from}
             for c in run["candidates"]]
+
+
+def pretraining_of(row: dict, label_seed: int) -> dict:
+    """name -> the pretraining record that a committed row's draw `label_seed` started from."""
+    return {name: next(r for r in record if label_seed in r["label_seeds"]) if isinstance(record, list) else record
+            for name, record in row["pretraining"].items()}
+
+
+def row_pretraining(setting: str, needs: list[str], runs: list[dict]) -> dict:
+    """name -> the pretraining record the row's runs started from; a list of records, each with the
+    `label_seeds` that used it, when draws started from different runs of it. Runs logged before
+    runs carried their pretraining fall back to the local pretrain log."""
+    rows = {}
+    for name in needs:
+        records: list[dict] = []
+        for run in runs:
+            record = {k: v for k, v in (run.get("pretraining", {}).get(name) or pretrain_log(setting, name)).items() if k != "label_seeds"}
+            same = next((r for r in records if {k: v for k, v in r.items() if k != "label_seeds"} == record), None)
+            if same is None:
+                records.append(same := {**record, "label_seeds": []})
+            same["label_seeds"].append(run["label_seed"])
+        rows[name] = {k: v for k, v in records[0].items() if k != "label_seeds"} if len(records) == 1 else records
+    return rows
 
 
 def pretrain(setting: str, name: str, pretraining: Pretraining) -> dict:
@@ -176,7 +203,8 @@ def pretrain_log(setting: str, name: str) -> dict | None:
         return json.loads(path.read_text())
     committed = Path(f"bench/results/{setting}.json")
     rows = json.loads(committed.read_text())["rows"] if committed.exists() else []
-    return next((r["pretraining"][name] for r in rows if name in r.get("pretraining", {})), None)
+    # a row whose draws started from different runs holds a list: no single record to reuse
+    return next((r["pretraining"][name] for r in rows if isinstance(r.get("pretraining", {}).get(name), dict)), None)
 
 
 def per_draw(row: dict) -> str:
@@ -245,6 +273,8 @@ def main() -> None:
                 resolved = [o.format(**{n: pretrained[n]["run_dir"] for n in needs}) for o in overrides]
                 name = f"bench_{args.setting}_{variant.strip('+ ').replace(' ', '_')}_{seed}" + (f"_c{i}" if i else "")
                 run = finetune_and_score(setting, resolved, seed, name)
+                if needs:
+                    run["pretraining"] = {n: pretrained[n] for n in needs}
                 tried.append((extra, run))
                 print(json.dumps({"variant": variant, "extra": extra, **run}), flush=True)
                 runs_log.parent.mkdir(parents=True, exist_ok=True)
@@ -264,8 +294,9 @@ def main() -> None:
             "budget": setting.budget, "variant": variant, "test_acc_mean": float(test.mean()),
             "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0, "draws": len(runs),
             "target": spec.target, "config": setting.config, "overrides": spec.overrides,
-            **({"candidates": spec.candidates} if len(spec.candidates) > 1 else {}), "runs": runs,
-            **({"pretraining": {n: pretrained.get(n) or pretrain_log(args.setting, n) for n in needs}} if needs else {}),
+            **({"candidates": spec.candidates} if len(spec.candidates) > 1 else {}),
+            "runs": [{k: v for k, v in run.items() if k != "pretraining"} for run in runs],  # the row says it once
+            **({"pretraining": row_pretraining(args.setting, needs, runs)} if needs else {}),
         })
     if args.variants and Path(f"{out}.json").exists():  # a subset re-measured: the other committed rows stay
         kept = {r["variant"]: r for r in json.loads(Path(f"{out}.json").read_text())["rows"]}
@@ -294,10 +325,11 @@ def main() -> None:
             for run in r["runs"]:
                 cells = " | ".join(f"{100 * c['val_acc']:.0f} / {100 * c['test_acc']:.2f}%" for c in run["candidates"])
                 lines.append(f"| {run['label_seed']} | {cells} | ({r['candidates'].index(run['selected'])}) |")
-        for name, p in r.get("pretraining", {}).items():
-            if p:
+        for name, record in r.get("pretraining", {}).items():
+            for p in record if isinstance(record, list) else [record]:
+                draws = f"draws {', '.join(map(str, p['label_seeds']))}" if "label_seeds" in p else "all its draws"
                 lines += ["", f"{r['variant']} starts from the {name} run of `{p['config']}` ({', '.join(p['overrides']) or 'as committed'}), "
-                          f"pretrained once without labels for all its draws: {p['minutes']:.1f} min, not counted in its wall time per run."]
+                          f"pretrained once without labels for {draws}: {p['minutes']:.1f} min, not counted in its wall time per run."]
     best = max(results, key=lambda r: r["test_acc_mean"])
     curves = [r["curve"] for r in best["runs"] if r.get("curve")]
     if curves:
