@@ -101,8 +101,11 @@ SETTINGS = {
             # and from scratch by the start (and the 100-step head warm-up) only.
             "NAT-pretrained + inversion loss, backbone at full rate": Variant(["init={nat}", *INVERSION_FROM_PRETRAINED,
                                                                                "schedule.backbone_lr_scale=1.0"], 0.97),
+            # The full-rate row above from a SimCLR start instead of NAT's (configs/simclr_mnist_small_cnn.yaml, 3 epochs).
+            "SimCLR-pretrained + inversion loss": Variant(["init={simclr}", *INVERSION_FROM_PRETRAINED, "schedule.backbone_lr_scale=1.0"], 0.97),
         },
-        {"nat": Pretraining("configs/nat_mnist_small_cnn.yaml", []), "nat12": Pretraining("configs/nat_mnist_small_cnn.yaml", ["train.epochs=12"])},
+        {"nat": Pretraining("configs/nat_mnist_small_cnn.yaml", []), "nat12": Pretraining("configs/nat_mnist_small_cnn.yaml", ["train.epochs=12"]),
+         "simclr": Pretraining("configs/simclr_mnist_small_cnn.yaml", [])},
     ),
     "cifar10_25labels": Setting(
         "CIFAR-10, 25 labels per class", "configs/semisup_cifar10.yaml", 25,
