@@ -53,8 +53,8 @@ bench: $(STAMP)
 	$(PY) bench/tune_overhead.py
 	$(PY) bench/faults.py
 
-# The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; about 5 hours on 2 cores for
-# all six rows: bench/few_labels.py --variants NAME runs one).
+# The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; about 6 hours on 2 cores for
+# all seven rows: bench/few_labels.py --variants NAME runs one).
 bench-mnist: $(STAMP)
 	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
 	$(PY) bench/few_labels.py
