@@ -103,6 +103,8 @@ SETTINGS = {
                                                                                "schedule.backbone_lr_scale=1.0"], 0.97),
             # The full-rate row above from a SimCLR start instead of NAT's (configs/simclr_mnist_small_cnn.yaml, 3 epochs).
             "SimCLR-pretrained + inversion loss": Variant(["init={simclr}", *INVERSION_FROM_PRETRAINED, "schedule.backbone_lr_scale=1.0"], 0.97),
+            # The same SimCLR start with the backbone at 0.3x the rate: features that probe linearly at 98.5% may be worth protecting.
+            "SimCLR-pretrained + inversion loss, backbone at 0.3x": Variant(["init={simclr}", *INVERSION_FROM_PRETRAINED], 0.97),
         },
         {"nat": Pretraining("configs/nat_mnist_small_cnn.yaml", []), "nat12": Pretraining("configs/nat_mnist_small_cnn.yaml", ["train.epochs=12"]),
          "simclr": Pretraining("configs/simclr_mnist_small_cnn.yaml", [])},
