@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/faults.py
 
 # The few-label headline (MNIST, 5 labels per class, 3 label draws per variant; about 6 hours on 2 cores for
-# all seven rows: bench/few_labels.py --variants NAME runs one).
+# all eight rows: bench/few_labels.py --variants NAME runs one).
 bench-mnist: $(STAMP)
 	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
 	$(PY) bench/few_labels.py
