@@ -3,8 +3,10 @@ within the configured retries and timeouts (StorageConfig), never a hang."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -50,6 +52,50 @@ def silent_endpoint():
     server.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture
+def store_failing_first_three():
+    """http://127.0.0.1:PORT answering its first three requests 500 InternalError, then 404 to every
+    request; yields (endpoint, the list of request paths seen)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            seen.append(self.path)
+            self.send_response(500 if len(seen) <= 3 else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("max_attempts, survives", [(4, True), (3, False)])
+def test_pickled_s3_filesystem_keeps_the_configured_retries(store_failing_first_three, max_attempts, survives):
+    # What Ray ships to Data tasks, Train workers and the controller is a pickled copy; pyarrow's
+    # own pickling drops retry_strategy (back to 3 attempts), which made the flaky-store
+    # integration test fail now and then.
+    endpoint, seen = store_failing_first_three
+    cfg = StorageConfig(s3_endpoint=endpoint, s3_max_attempts=max_attempts)
+    fs, path = storage.resolve("s3://bucket/runs/x/config.yaml", cfg)
+    shipped = pickle.loads(pickle.dumps(fs))
+    if survives:
+        assert shipped.get_file_info(path).type.name == "NotFound"
+    else:
+        with pytest.raises(OSError, match="500"):
+            shipped.get_file_info(path)
+    assert len(seen) >= 4 if survives else len(seen) == 3
 
 
 def test_silent_store_fails_after_its_retries_naming_endpoint_and_key(silent_endpoint):

@@ -67,27 +67,32 @@ def resolve(uri: str, storage: StorageConfig = StorageConfig()) -> tuple[pafs.Fi
     raise ValueError(f"unsupported URI scheme {scheme!r} in {uri!r} (use a path, file://, s3://, gs://)")
 
 
-def _s3(storage: StorageConfig) -> pafs.S3FileSystem:
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3FileSystem that keeps its retry strategy across pickling.
+
+    pyarrow's own `__reduce__` leaves `retry_strategy` out, so every copy shipped to a Ray Data task,
+    a Train worker or the Train controller fell back to pyarrow's default of 3 attempts whatever
+    `storage.s3_max_attempts` said. This class pickles as the StorageConfig it was built from.
+    """
+
+    def __init__(self, storage: StorageConfig, **options: object) -> None:
+        super().__init__(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=storage.s3_max_attempts), **options)
+        self.storage = storage
+
+    def __reduce__(self) -> tuple:
+        return _s3, (self.storage,)
+
+
+def _s3(storage: StorageConfig) -> RetryingS3FileSystem:
+    limits = {"region": storage.s3_region, "connect_timeout": storage.s3_connect_timeout_s,
+              "request_timeout": storage.s3_request_timeout_s}
     if storage.s3_endpoint is None:
-        return pafs.S3FileSystem(**_s3_limits(storage))
+        return RetryingS3FileSystem(storage, **limits)
     endpoint = urlparse(storage.s3_endpoint)
     if not endpoint.scheme or not endpoint.netloc:
         raise ValueError(f"storage.s3_endpoint must look like http://host:port, got {storage.s3_endpoint!r}")
-    return pafs.S3FileSystem(
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme,
-        allow_bucket_creation=True,
-        **_s3_limits(storage),
-    )
-
-
-def _s3_limits(storage: StorageConfig) -> dict:
-    return {
-        "region": storage.s3_region,
-        "connect_timeout": storage.s3_connect_timeout_s,
-        "request_timeout": storage.s3_request_timeout_s,
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=storage.s3_max_attempts),
-    }
+    return RetryingS3FileSystem(storage, endpoint_override=endpoint.netloc, scheme=endpoint.scheme,
+                                allow_bucket_creation=True, **limits)
 
 
 def join(base: str, *parts: str) -> str:
