@@ -100,7 +100,7 @@ def main() -> None:
             columns: dict[str, list[float]] = {"plain": [], "pil": [], "full": [], "ours": [], "device": []}
             for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every column alike
                 columns["plain"].append(timed(each(lambda d: plain(d, size)), files))
-                with replaced("_decode_jpeg_fast", lambda data, spec: (None, (0.0, 0.0, 0.0, 0.0))):
+                with replaced("_decode_jpeg_fast", lambda data, spec: None):
                     columns["pil"].append(timed(each(lambda d: decode_image(d, spec)), files))
                 with replaced("_dct_factor", lambda box, spec: 1):
                     columns["full"].append(timed(each(lambda d: decode_image(d, spec)), files))

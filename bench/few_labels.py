@@ -170,17 +170,21 @@ def row_pretraining(setting: str, needs: list[str], runs: list[dict]) -> dict:
     """name -> the pretraining record the row's runs started from; a list of records, each with the
     `label_seeds` that used it, when draws started from different runs of it. Runs logged before
     runs carried their pretraining fall back to the local pretrain log."""
-    rows = {}
+    by_name = {}
     for name in needs:
         records: list[dict] = []
         for run in runs:
-            record = {k: v for k, v in (run.get("pretraining", {}).get(name) or pretrain_log(setting, name)).items() if k != "label_seeds"}
+            started_from = run.get("pretraining", {}).get(name) or pretrain_log(setting, name)
+            if started_from is None:
+                raise SystemExit(f"draw {run['label_seed']} of a row needing pretraining {name!r} records none, and "
+                                 f"neither {pretrain_log_path(setting, name)} nor bench/results/{setting}.json has it")
+            record = {k: v for k, v in started_from.items() if k != "label_seeds"}
             same = next((r for r in records if {k: v for k, v in r.items() if k != "label_seeds"} == record), None)
             if same is None:
                 records.append(same := {**record, "label_seeds": []})
             same["label_seeds"].append(run["label_seed"])
-        rows[name] = {k: v for k, v in records[0].items() if k != "label_seeds"} if len(records) == 1 else records
-    return rows
+        by_name[name] = {k: v for k, v in records[0].items() if k != "label_seeds"} if len(records) == 1 else records
+    return by_name
 
 
 def pretrain(setting: str, name: str, pretraining: Pretraining) -> dict:

@@ -192,7 +192,7 @@ def test_small_images_decode_as_before():
 
 def _pil_only(monkeypatch):
     """The crop modes with the simplejpeg path switched off: every JPEG through PIL (+ draft)."""
-    monkeypatch.setattr(decode_module, "_decode_jpeg_fast", lambda data, spec: (None, (0.0, 0.0, 0.0, 0.0)))
+    monkeypatch.setattr(decode_module, "_decode_jpeg_fast", lambda data, spec: None)
 
 
 @pytest.mark.parametrize("channels", [3, 1])
@@ -201,8 +201,10 @@ def test_simplejpeg_path_matches_the_pil_path(monkeypatch, channels, size, crop)
     # 1001 x 667: the centre box (584 px) decodes at 1/8 scale for 64 px, at 1/2 for 224 px
     data = _jpeg(1001, 667)
     spec = ImageSpec(size, channels, crop, (0.5, 1.0))
-    pixels, _ = decode_module._decode_jpeg_fast(data, spec)
-    assert pixels is not None and pixels.shape[2] == channels  # the fast path took it
+    fast = decode_module._decode_jpeg_fast(data, spec)
+    assert fast is not None  # the fast path took it
+    pixels, _ = fast
+    assert pixels.shape[2] == channels
     if crop == "center_crop":
         assert pixels.shape[:2] == {64: (84, 126), 224: (334, 501)}[size]
     torch.manual_seed(3)
@@ -216,14 +218,14 @@ def test_simplejpeg_path_matches_the_pil_path(monkeypatch, channels, size, crop)
 
 def test_jpegs_the_fast_path_declines_go_through_pil():
     truncated = _jpeg(300, 200)[:3000]
-    assert decode_module._decode_jpeg_fast(truncated, ImageSpec(64, 3, "center_crop"))[0] is None
+    assert decode_module._decode_jpeg_fast(truncated, ImageSpec(64, 3, "center_crop")) is None
     with pytest.raises(DecodeError, match="truncated"):  # PIL's reason, as for every other format
         decode_image(truncated, ImageSpec(64, 3, "center_crop"))
     cmyk = io.BytesIO()
     Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(cmyk, format="JPEG")  # red in CMYK
-    assert decode_module._decode_jpeg_fast(cmyk.getvalue(), ImageSpec(16, 3, "center_crop"))[0] is None
+    assert decode_module._decode_jpeg_fast(cmyk.getvalue(), ImageSpec(16, 3, "center_crop")) is None
     red = decode_image(cmyk.getvalue(), ImageSpec(16, 3, "center_crop"))
     assert red[..., 0].mean() > 200 and red[..., 1:].mean() < 60
     png = png_bytes(np.full((40, 30), 7, np.uint8))
-    assert decode_module._decode_jpeg_fast(png, ImageSpec(16, 1, "center_crop"))[0] is None
+    assert decode_module._decode_jpeg_fast(png, ImageSpec(16, 1, "center_crop")) is None
     assert (decode_image(png, ImageSpec(16, 1, "center_crop")) == 7).all()
