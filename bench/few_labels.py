@@ -118,11 +118,13 @@ SETTINGS = {
             # Supervised only from a SimCLR start (configs/simclr_cifar10_small_cnn.yaml, 2 epochs) with a head warm-up:
             # it differs from the first row by the start only.
             "SimCLR-pretrained": Variant(["init={simclr}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
-            # The row above from a 3x longer SimCLR (6 epochs).
+            # The row above from a 3x longer SimCLR (6 epochs), and from a 10x longer one (20 epochs).
             "SimCLR-pretrained 6 epochs": Variant(["init={simclr6}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
+            "SimCLR-pretrained 20 epochs": Variant(["init={simclr20}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
         },
         {"simclr": Pretraining("configs/simclr_cifar10_small_cnn.yaml", []),
-         "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"])},
+         "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"]),
+         "simclr20": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=20"])},
     ),
 }
 TIME_MARKS_MIN = (5, 10, 20)  # issue 8: accuracy of the best variant against wall time
