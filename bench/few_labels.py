@@ -121,6 +121,9 @@ SETTINGS = {
             # The row above from a 3x longer SimCLR (6 epochs), and from a 10x longer one (20 epochs).
             "SimCLR-pretrained 6 epochs": Variant(["init={simclr6}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
             "SimCLR-pretrained 20 epochs": Variant(["init={simclr20}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
+            # The FixMatch row from the 20-epoch SimCLR start: confident pseudo-labels need a classifier that is right more often.
+            "SimCLR-pretrained 20 epochs + FixMatch": Variant(["init={simclr20}", "semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30",
+                                                               "schedule.head_warmup_steps=100"]),
         },
         {"simclr": Pretraining("configs/simclr_cifar10_small_cnn.yaml", []),
          "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"]),
