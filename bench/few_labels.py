@@ -81,6 +81,16 @@ INVERSION_LOSSES = ["semisup.inversion=multiscale", "semisup.alpha=0.1", "semisu
 INVERSION_VIEWS = [*LIGHT_AUGMENT, *LABELLED_ELASTIC]
 # The same from a pretrained backbone, with a head warm-up and a slower backbone, so that the rows differ by the start.
 INVERSION_FROM_PRETRAINED = [*INVERSION_LOSSES, "schedule.head_warmup_steps=100", "schedule.backbone_lr_scale=0.3", *INVERSION_VIEWS]
+CIFAR_SUPERVISED = ["semisup.alpha=0", "schedule.steps=1500"]
+CIFAR_FIXMATCH = ["semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30"]
+
+
+def from_pretrained(pretraining: str, overrides: list[str]) -> list[str]:
+    """A CIFAR-10 row's overrides started from `pretraining`, with a 100-step head warm-up (the order
+    is part of a logged run's identity: the init first, the warm-up last)."""
+    return [f"init={{{pretraining}}}", *overrides, "schedule.head_warmup_steps=100"]
+
+
 SETTINGS = {
     "mnist_5labels": Setting(
         "MNIST, 5 labels per class", "configs/semisup_mnist.yaml", 5,
@@ -113,17 +123,16 @@ SETTINGS = {
         "CIFAR-10, 25 labels per class", "configs/semisup_cifar10.yaml", 25,
         "94.93 ± 0.65% (Sohn et al., FixMatch, arXiv 2001.07685, 250 labels, WRN-28-2, 2^20 steps on GPUs)",
         {
-            "supervised only": Variant(["semisup.alpha=0", "schedule.steps=1500"]),
-            "+ FixMatch": Variant(["semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30"]),
+            "supervised only": Variant(CIFAR_SUPERVISED),
+            "+ FixMatch": Variant(CIFAR_FIXMATCH),
             # Supervised only from a SimCLR start (configs/simclr_cifar10_small_cnn.yaml, 2 epochs) with a head warm-up:
             # it differs from the first row by the start only.
-            "SimCLR-pretrained": Variant(["init={simclr}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
+            "SimCLR-pretrained": Variant(from_pretrained("simclr", CIFAR_SUPERVISED)),
             # The row above from a 3x longer SimCLR (6 epochs), and from a 10x longer one (20 epochs).
-            "SimCLR-pretrained 6 epochs": Variant(["init={simclr6}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
-            "SimCLR-pretrained 20 epochs": Variant(["init={simclr20}", "semisup.alpha=0", "schedule.steps=1500", "schedule.head_warmup_steps=100"]),
+            "SimCLR-pretrained 6 epochs": Variant(from_pretrained("simclr6", CIFAR_SUPERVISED)),
+            "SimCLR-pretrained 20 epochs": Variant(from_pretrained("simclr20", CIFAR_SUPERVISED)),
             # The FixMatch row from the 20-epoch SimCLR start: confident pseudo-labels need a classifier that is right more often.
-            "SimCLR-pretrained 20 epochs + FixMatch": Variant(["init={simclr20}", "semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30",
-                                                               "schedule.head_warmup_steps=100"]),
+            "SimCLR-pretrained 20 epochs + FixMatch": Variant(from_pretrained("simclr20", CIFAR_FIXMATCH)),
         },
         {"simclr": Pretraining("configs/simclr_cifar10_small_cnn.yaml", []),
          "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"]),
