@@ -52,8 +52,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     s = cfg.semisup
-    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage)
-    labelled, validation = load_labelled(cfg.data, split.labelled, cfg.storage), load_labelled(cfg.data, split.validation, cfg.storage)
+    plan = select_labels(cfg.data, s, cfg.storage)
+    split = plan.split
+    labelled, validation = (load_labelled(cfg.data, indices, plan.labels, cfg.storage) for indices in (split.labelled, split.validation))
     quarantine_dir = tempfile.mkdtemp(prefix="plain_finetune_")  # records of undecodable images, if any
     train, test = decode_split(cfg.data, "train", quarantine_dir, cfg.storage), decode_split(cfg.data, "test", quarantine_dir, cfg.storage)
     test_images, test_labels = test.images, test.labels

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--shard-mb", type=float, default=256.0, help="with --parallel: encoded image bytes per shard")
     build.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for sources without one")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--labels", metavar="TABLE", help="folder sources: a CSV or parquet label table (columns sample_id or path, and label: "
+                       "a class name or id) labelling images by their path under --path; partial labels are the normal case")
     build.add_argument("--s3-endpoint", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
     validate = shards.add_parser("validate", help="check every shard's footer, schema and row count")
     validate.add_argument("uri")
@@ -78,7 +80,28 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
     _add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", help="checkpoint URI (default: the run's latest)")
+    _add_inference_parsers(sub)
     return parser
+
+
+def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
+    """export, predict, embed (rayssl.inference)."""
+    export = sub.add_parser("export", help="a fine-tuned classifier as model.pt2 (torch.export) + preprocess.json + a standalone predict.py")
+    export.add_argument("run", help="fine-tuned run directory (its latest checkpoint is exported)")
+    export.add_argument("--out", required=True, help="output folder URI")
+    export.add_argument("--s3-endpoint")
+    for name, what in (("predict", "batch-predict classes with a fine-tuned run (Ray Data actor pool; GPUs when present)"),
+                       ("embed", "backbone features of every image, fine-tuned or pretraining run (Ray Data actor pool)")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("run", help="run directory" + (" (fine-tuned)" if name == "predict" else " (fine-tuned or pretraining)"))
+        p.add_argument("input", help="a shard set (URI with manifest.json), a local folder or an s3:// prefix of .png/.jpg/.jpeg images")
+        p.add_argument("--out", required=True, help="output URI: parquet part files (+ _rayssl/quarantine for undecodable images)")
+        p.add_argument("--split", help="shard sets: only this split (default: every split)")
+        if name == "predict":
+            p.add_argument("--top-k", type=int, default=5)
+        p.add_argument("--batch-size", type=int, default=256, help="images per model call")
+        p.add_argument("--actors", type=int, help="model actors (default: one per GPU, or 1 without GPUs)")
+        p.add_argument("--s3-endpoint")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imported late so `rayssl --help` and config errors do not pay for importing Ray and torch.
     from ray.train import TrainingFailedError
 
+    from rayssl.data.label_table import LabelTableError
+    from rayssl.data.labels import LabelBudgetError, LeakageError
     from rayssl.data.quarantine import QuarantineThresholdExceeded
     from rayssl.data.storage import ObjectStoreError
     from rayssl.data.shards import ShardError
@@ -103,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
-    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError, LeakedTestSplit) as exc:
+    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError, LeakedTestSplit,
+            LabelTableError, LabelBudgetError, LeakageError) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ObjectStoreError as exc:
@@ -118,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "shards":
+        from rayssl.data.label_table import read_label_table
         from rayssl.data.shards import validate_shards, write_shards
         from rayssl.data.sources import SourceError, load_source
 
@@ -134,11 +161,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             from rayssl.data.build import build_shards_parallel
             from rayssl.train.launch import init_ray
 
+            table = read_label_table(args.labels, storage_cfg) if args.labels else None  # a bad table fails before Ray starts
             init_ray(RayInitConfig())
-            manifest = build_shards_parallel(args.path, args.out, args.shard_mb, storage_cfg, args.test_fraction, args.seed)
+            manifest = build_shards_parallel(args.path, args.out, args.shard_mb, storage_cfg, args.test_fraction, args.seed, table)
             print(f"shards: {manifest['build']['shards_written']} written, {manifest['build']['shards_skipped']} already complete")
         elif args.action == "build":
-            data = load_source(args.source, args.path, args.test_fraction, args.seed)
+            table = read_label_table(args.labels, storage_cfg) if args.labels else None
+            data = load_source(args.source, args.path, args.test_fraction, args.seed, table)
             manifest = write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)
         else:
             manifest = validate_shards(args.uri, storage_cfg, checksums=args.checksums)
@@ -148,14 +177,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "runs":
         return _runs(args)
+    if args.command in ("export", "predict", "embed"):
+        return _inference(args)
     if args.command == "finetune":
-        from rayssl.eval.classifier import score_on_test_split
+        from rayssl.eval.classifier import write_test_report
         from rayssl.train.launch import run_finetune
 
         ft = load_config(FinetuneConfig, args.config, args.overrides)
         outcome = run_finetune(ft)
-        accuracy = score_on_test_split(ft, outcome.checkpoint, outcome.run_dir)
-        print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, test accuracy {accuracy:.4f}")
+        report = write_test_report(ft, outcome.checkpoint, outcome.run_dir)
+        per_class = ", ".join(f"{name} {'-' if acc is None else f'{acc:.3f}'}" for name, acc in report["per_class_accuracy"].items())
+        print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, "
+              f"test accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f} "
+              f"({report['images']} test images: {report['test_images']})\nper-class test accuracy: {per_class}\n"
+              f"confusion matrix and labels used: {outcome.run_dir}/test_report.json, confusion.png, labels.json")
         return 0
     if args.command == "quality":
         from rayssl.quality.run import run_quality
@@ -188,6 +223,30 @@ def _dispatch(args: argparse.Namespace) -> int:
             run_eval(cfg, outcome.checkpoint)
         return 0
     run_eval(cfg, args.checkpoint)
+    return 0
+
+
+def _inference(args: argparse.Namespace) -> int:
+    storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
+    if args.command == "export":
+        from rayssl.inference.export import export_run
+
+        info = export_run(args.run, args.out, storage_cfg)
+        print(f"exported {info['checkpoint']} ({len(info['classes'])} classes, {info['input']['channels']}x{info['input']['image_size']}px) "
+              f"-> {info['out']}: model.pt2 ({info['model_bytes'] / 1e6:.1f} MB, {info['export_s']:.1f} s), preprocess.json, predict.py")
+        return 0
+    from rayssl.config import RayInitConfig
+    from rayssl.train.launch import init_ray
+
+    init_ray(RayInitConfig())
+    if args.command == "predict":
+        from rayssl.inference.predict import predict_run
+
+        predict_run(args.run, args.input, args.out, args.split, args.top_k, args.batch_size, args.actors, storage_cfg)
+    else:
+        from rayssl.inference.embed import embed_run
+
+        embed_run(args.run, args.input, args.out, args.split, args.batch_size, args.actors, storage_cfg)
     return 0
 
 

@@ -338,9 +338,23 @@ class SemiSupConfig:
     """Few-label fine-tuning losses: CE on labelled + alpha * inversion reconstruction on all images
     (+ beta * entropy, + consistency * FixMatch pseudo-label CE on unlabelled images)."""
 
-    labels_per_class: int = 5
-    val_per_class: int = 10  # labelled validation images per class, for model selection only
+    # Labelled train images per class, drawn (seeded, nested) from the labels that exist; "all": every
+    # labelled train image outside validation. A class with fewer labels gives what it has (labels.json says so).
+    labels_per_class: int | Literal["all"] = 5
+    # Validation, for model selection only: a stratified val_fraction of each class's labels, at least
+    # one and at most val_per_class (so a fully labelled benchmark keeps exactly val_per_class per class).
+    val_per_class: int = 10
+    val_fraction: float = 0.2
     label_seed: int = 0
+    # A label table (CSV or parquet at any URI the shards accept; rayssl.data.label_table) adding labels
+    # to the train split's images without rewriting them: a key column `sample_id` or `path`, and `label`.
+    labels: str = ""
+    # Shards without a labelled test split: this stratified fraction of each class's labels (at least one)
+    # is held out as the test set, drawn once (not per label_seed) so every draw is scored on the same images.
+    test_fraction: float = 0.2
+    # Labelled batches draw each class equally often (weights 1 / class count): imbalanced labels are
+    # the normal case. With equal counts per class this is plain uniform sampling, as before.
+    balanced_batches: bool = True
     # Reconstruction through the network's transposed local linear maps (Balestriero et al.):
     # global = ||x - A[x]^T f(x)||^2 (arXiv 1711.04313); multiscale = one size-normalised term per
     # layer, each layer's input from its output (arXiv 1802.10172).
@@ -366,7 +380,9 @@ class SemiSupConfig:
     labelled_classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self, POSITIVE, "labels_per_class", "val_per_class", "labelled_batch_size")
+        _check(self, POSITIVE, "val_per_class", "labelled_batch_size")
+        _check(self, (lambda v: v == "all" or v > 0, '> 0 or "all"'), "labels_per_class")
+        _check(self, OPEN_UNIT, "val_fraction", "test_fraction")
         _check(self, (lambda v: 0 <= v < self.num_classes, f"a class id in [0, {self.num_classes})"), "labelled_classes")
         _check(self, NON_NEGATIVE, "alpha", "beta", "consistency", "beta_rampup_steps")
         _check(self, FRACTION, "confidence")
@@ -464,7 +480,8 @@ class SweepConfig:
     name: str = "sweep"
     storage_path: str = "runs"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
-    budgets: list[int] = field(default_factory=lambda: [1, 5, 10, 50, 100])  # labels per class (grid)
+    # Labels per class (grid), each drawn from the labels that exist; "all": every label (finetune.semisup.labels_per_class).
+    budgets: list[int | Literal["all"]] = field(default_factory=lambda: [1, 5, 10, 50, 100])
     label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
     pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
     # The row "+ inversion loss" (from scratch); the pretrained rows always use the inversion loss.
@@ -504,7 +521,8 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         _check(self, NONEMPTY, "budgets", "label_seeds", "betas")
-        _check(self, POSITIVE, "budgets", "samples", "alpha_min", "lr_min", "max_concurrent_trials", "grace_period", "ivae_unlabelled_min", "ivae_label_only_min")
+        _check(self, (lambda v: v == "all" or v > 0, '> 0 or "all"'), "budgets")
+        _check(self, POSITIVE, "samples", "alpha_min", "lr_min", "max_concurrent_trials", "grace_period", "ivae_unlabelled_min", "ivae_label_only_min")
         _check(self, NON_NEGATIVE, "betas", "trial_max_failures")
         _require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
         _require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
@@ -639,7 +657,9 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
                 return _coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0])
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{path}: {value!r} matches none of: " + "; ".join(e.removeprefix(f"{path}: ") for e in errors))
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")

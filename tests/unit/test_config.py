@@ -63,8 +63,11 @@ def test_every_shipped_config_loads(path):
 def test_lists_and_mappings_are_checked():
     cfg = load_config(SweepConfig, None, ["budgets=[1, 5]", "pretrained={NAT: runs/x}"])
     assert cfg.budgets == [1, 5] and cfg.pretrained == {"NAT": "runs/x"}
-    with pytest.raises(ConfigError, match=r"budgets\[1\]: expected int, got str"):
+    with pytest.raises(ConfigError, match=r"budgets\[1\]: 'five' matches none of: expected int, got str 'five'; 'five' is not one of 'all'"):
         load_config(SweepConfig, None, ["budgets=[1, five]"])
+    assert load_config(SweepConfig, None, ["budgets=[1, 2, all]"]).budgets == [1, 2, "all"]
+    with pytest.raises(ConfigError, match=r"budgets\[0\]: must be > 0 or \"all\", got 0"):
+        load_config(SweepConfig, None, ["budgets=[0, all]"])
 
 
 def test_multiscale_inversion_on_a_vit_fails_before_anything_starts():

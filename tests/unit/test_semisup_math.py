@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from rayssl.data.labels import LeakageError, balanced_subsets, check_no_leakage
+from rayssl.data.labels import LeakageError, check_no_leakage, draw_labels
 from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
 from rayssl.methods.semisup import entropy, fixmatch_loss, sigmoid_rampup
 from rayssl.train.steps import warmup_cosine
@@ -96,16 +96,33 @@ def test_sigmoid_rampup_by_hand():
 
 def test_subsets_are_balanced_seeded_disjoint_and_nested():
     labels = np.repeat(np.arange(4), 30)
-    a = balanced_subsets(labels, per_class=5, val_per_class=3, seed=7)
-    assert np.array_equal(a.labelled, balanced_subsets(labels, 5, 3, seed=7).labelled)
+    a = draw_labels(labels, per_class=5, val_per_class=3, val_fraction=0.2, seed=7)
+    assert np.array_equal(a.labelled, draw_labels(labels, 5, 3, 0.2, seed=7).labelled)
     assert np.bincount(labels[a.labelled]).tolist() == [5] * 4
     assert np.bincount(labels[a.validation]).tolist() == [3] * 4
-    assert not set(a.labelled) & set(a.validation)
-    bigger = balanced_subsets(labels, per_class=10, val_per_class=3, seed=7)
+    assert not set(a.labelled) & set(a.validation) and len(a.test) == 0 and a.shortfall == {}
+    bigger = draw_labels(labels, per_class=10, val_per_class=3, val_fraction=0.2, seed=7)
     assert set(a.labelled) <= set(bigger.labelled) and np.array_equal(a.validation, bigger.validation)
-    assert not np.array_equal(a.labelled, balanced_subsets(labels, 5, 3, seed=8).labelled)
-    with pytest.raises(ValueError, match="class 0 has 30 samples"):
-        balanced_subsets(labels, per_class=28, val_per_class=3, seed=0)
+    everything = draw_labels(labels, per_class="all", val_per_class=3, val_fraction=0.2, seed=7)
+    assert set(bigger.labelled) <= set(everything.labelled) and len(everything.labelled) == 4 * 27
+    assert not np.array_equal(a.labelled, draw_labels(labels, 5, 3, 0.2, seed=8).labelled)
+    # a budget larger than a class's labels takes what it has, and says so
+    short = draw_labels(labels, per_class=28, val_per_class=3, val_fraction=0.2, seed=0)
+    assert short.shortfall == {0: 27, 1: 27, 2: 27, 3: 27} and len(short.labelled) == 4 * 27
+
+
+def test_fully_labelled_draws_are_the_draws_of_every_committed_result():
+    # Before label tables, a draw was: per class in order, one permutation; validation first, then the budget.
+    labels = np.random.default_rng(3).integers(0, 10, 6000)
+    rng = np.random.default_rng(11)
+    expected_val, expected_lab = [], []
+    for c in range(10):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        expected_val.append(members[:10])
+        expected_lab.append(members[10:15])
+    split = draw_labels(labels, per_class=5, val_per_class=10, val_fraction=0.2, seed=11)
+    assert np.array_equal(split.validation, np.sort(np.concatenate(expected_val)))
+    assert np.array_equal(split.labelled, np.sort(np.concatenate(expected_lab)))
 
 
 def test_leakage_check_fires():

@@ -26,6 +26,7 @@ import ray.data
 
 from rayssl.config import StorageConfig
 from rayssl.data import storage
+from rayssl.data.label_table import LabelTable, label_listing
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import FORMAT, MANIFEST, shard_bytes
 from rayssl.data.sources import IMAGE_SUFFIXES, SourceError, holdout
@@ -59,9 +60,11 @@ def list_images(root: str, storage_cfg: StorageConfig) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def plan_shards(listing: list[tuple[str, int]], shard_bytes: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[list[PlannedShard], list[str] | None]:
+def plan_shards(listing: list[tuple[str, int]], shard_bytes: int, test_fraction: float = 0.2, seed: int = 0,
+                table: LabelTable | None = None) -> tuple[list[PlannedShard], list[str] | None]:
     """The shard plan of a sorted listing: splits from train/ and test/ folders (else a seeded,
-    stratified holdout), labels from class folders (the first folder under the split), shards of
+    stratified holdout), labels from class folders (the first folder under the split) and the label
+    table (keys relative to the root, applied before the holdout), shards of
     consecutive keys holding at most `shard_bytes` of encoded images (at least one image each)."""
     by_split: dict[str, list[tuple[str, int, str]]] = {}  # split -> [(key, size, key under the split)]
     tops = {k.split("/", 1)[0] for k, _ in listing if "/" in k}
@@ -78,6 +81,10 @@ def plan_shards(listing: list[tuple[str, int]], shard_bytes: int, test_fraction:
         return class_index[inner.split("/", 1)[0]] if class_names and "/" in inner else None
 
     labelled = {s: [(k, size, label(inner)) for k, size, inner in e] for s, e in by_split.items()}
+    if table is not None:
+        labels, names = label_listing(table, {s: [(k, lab) for k, _, lab in e] for s, e in labelled.items()}, class_names or None)
+        labelled = {s: [(k, size, lab) for (k, size, _), lab in zip(e, labels[s])] for s, e in labelled.items()}
+        class_names = names or []
     if "test" not in labelled and test_fraction > 0:
         everything = labelled["train"]
         labels = np.array([lab for _, _, lab in everything]) if class_names and all(lab is not None for _, _, lab in everything) else None
@@ -125,11 +132,11 @@ class WriteShard:
 
 
 def build_shards_parallel(root: str, out: str, shard_mb: float = 256.0, storage_cfg: StorageConfig = StorageConfig(),
-                          test_fraction: float = 0.2, seed: int = 0) -> dict:
+                          test_fraction: float = 0.2, seed: int = 0, table: LabelTable | None = None) -> dict:
     """Build (or finish building) the shards of an image folder or bucket with Ray Data tasks; returns the manifest.
 
     Needs a running Ray (local or a cluster); each shard is one task."""
-    plans, classes = plan_shards(list_images(root, storage_cfg), int(shard_mb * 2**20), test_fraction, seed)
+    plans, classes = plan_shards(list_images(root, storage_cfg), int(shard_mb * 2**20), test_fraction, seed, table)
     quiet_ray_data()
     rows = [asdict(p) for p in plans]
     written = ray.data.from_items(rows, override_num_blocks=len(rows)).map(WriteShard(root, out, storage_cfg)).take_all()

@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from rayssl.data.label_table import LabelTable, label_listing
+
 SOURCES = ("digits", "mnist", "cifar10", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -40,8 +42,12 @@ class SourceData:
     classes: list[str] | None  # class names in label order, None for unlabelled sources
 
 
-def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> SourceData:
-    """Open a raw dataset. `test_fraction` is used only by sources without an official split."""
+def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, seed: int = 0, labels: LabelTable | None = None) -> SourceData:
+    """Open a raw dataset. `test_fraction` is used only by sources without an official split.
+    `labels`: a label table (rayssl.data.label_table) naming images of a folder source by path."""
+    if labels is not None and kind != "folder":
+        raise SourceError(f"--labels names images of a folder source by path; {kind!r} comes with its labels "
+                          "(a table can still add labels at fine-tune time: semisup.labels)")
     if kind == "digits":
         return _digits(test_fraction, seed)
     if path is None:
@@ -54,7 +60,7 @@ def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, 
     if kind == "cifar10":
         return _cifar10(root)
     if kind == "folder":
-        return _folder(root, test_fraction, seed)
+        return _folder(root, test_fraction, seed, labels)
     raise SourceError(f"unknown source {kind!r}; choose one of {', '.join(SOURCES)}")
 
 
@@ -160,8 +166,9 @@ def _find_any(root: Path, name: str) -> Path:
     raise FileNotFoundError(f"{root}: missing {name}[.xz]")
 
 
-def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
-    """A folder of images, optionally in class subfolders, optionally under train/ and test/."""
+def _folder(root: Path, test_fraction: float, seed: int, table: LabelTable | None = None) -> SourceData:
+    """A folder of images, optionally in class subfolders, optionally under train/ and test/, labelled
+    by the class folders and the label table (keys: paths relative to root), before any hold-out."""
     split_roots = {s: root / s for s in ("train", "test") if (root / s).is_dir()}
     if not split_roots:
         split_roots = {"train": root}
@@ -180,6 +187,11 @@ def _folder(root: Path, test_fraction: float, seed: int) -> SourceData:
 
     listed = {split: files(r) for split, r in split_roots.items()}
     _check_folder_listing(root, split_roots, listed, class_dirs)
+    if table is not None:
+        paths = {split: [(str(p.relative_to(root)), label) for p, label in entries] for split, entries in listed.items()}
+        labels, classes = label_listing(table, paths, classes)
+        listed = {split: [(p, label) for (p, _), label in zip(entries, labels[split])] for split, entries in listed.items()}
+        class_dirs = classes or []
     if "test" not in listed and test_fraction > 0:
         everything = listed["train"]
         labels = np.array([l for _, l in everything]) if classes and all(l is not None for _, l in everything) else None

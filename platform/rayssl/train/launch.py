@@ -34,6 +34,9 @@ from rayssl.train.progress import RunProgress
 from rayssl.train.resume import refuse_incompatible_resume
 
 
+LABELS_REPORT = "labels.json"  # a fine-tuning run's label plan: sources, per-class counts, shortfalls (rayssl.data.labelled)
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -64,6 +67,8 @@ def with_absolute_paths(cfg: C) -> C:
     )
     if isinstance(cfg, FinetuneConfig) and cfg.init:
         cfg = dataclasses.replace(cfg, init=absolute(cfg.init))
+    if isinstance(cfg, FinetuneConfig) and cfg.semisup.labels:
+        cfg = dataclasses.replace(cfg, semisup=dataclasses.replace(cfg.semisup, labels=absolute(cfg.semisup.labels)))
     if isinstance(cfg, FinetuneConfig) and cfg.ivae.label_only_data:
         cfg = dataclasses.replace(cfg, ivae=dataclasses.replace(cfg.ivae, label_only_data=absolute(cfg.ivae.label_only_data)))
     return cfg
@@ -283,6 +288,19 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     return outcome
 
 
+def _log_label_plan(report: dict[str, Any]) -> None:
+    """Say where the labels came from and what a budget could not get, on the console."""
+    log = get_logger()
+    if "table" in report:
+        log.info("labels: %d rows of %s (%d keys listed twice with the same label)", report["table_rows"], report["table"], report["repeated_keys"])
+    log.info("labels per class: %s; training %d, validation %d; test: %s", report["labels_available"], sum(report["labelled"].values()),
+             sum(report["validation"].values()), report["test"])
+    if report["short_of_budget"]:
+        log.warning("labels_per_class %s: these classes have fewer labels and train on what they have: %s", report["budget"], report["short_of_budget"])
+    if report["classes_without_labels"]:
+        log.warning("classes with no label at all (the model cannot learn them): %s", report["classes_without_labels"])
+
+
 def run_finetune(
     cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
@@ -299,12 +317,15 @@ def run_finetune(
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
     s = cfg.semisup
-    manifest = validate_shards(cfg.data.shards, cfg.storage, splits=["train", "test"])
-    split = select_labels(cfg.data, s.labels_per_class, s.val_per_class, s.label_seed, cfg.storage, s.labelled_classes)
-    labelled = load_labelled(cfg.data, split.labelled, cfg.storage)
-    validation = load_labelled(cfg.data, split.validation, cfg.storage)
+    manifest = validate_shards(cfg.data.shards, cfg.storage)  # every split: train, and test where the shards have one
+    plan = select_labels(cfg.data, s, cfg.storage)
+    split = plan.split
+    labelled = load_labelled(cfg.data, split.labelled, plan.labels, cfg.storage)
+    validation = load_labelled(cfg.data, split.validation, plan.labels, cfg.storage)
     refuse_incompatible_resume(cfg, run_dir, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
+    storage.write_bytes(storage.join(run_dir, LABELS_REPORT), json.dumps(plan.report, indent=2).encode(), cfg.storage)
+    _log_label_plan(plan.report)
     train_rows = manifest["splits"]["train"]["rows"]
     decoded = None
     if cfg.uses_unlabelled and fits_in_memory(cfg.data, train_rows):
@@ -319,14 +340,15 @@ def run_finetune(
         label_only = read_label_only(cfg.ivae.label_only_data, s.num_classes, cfg.storage)  # validated before any worker starts
         log.info("inverted VAE: %d label-only records from %s", len(label_only), cfg.ivae.label_only_data)
     log.info(
-        "fine-tuning on %d labelled images (%d per class, draw %d) for %d steps: alpha %.3g (%s), beta %.3g, consistency %.3g, init %s",
+        "fine-tuning on %d labelled images (%s per class, draw %d) for %d steps: alpha %.3g (%s), beta %.3g, consistency %.3g, init %s",
         len(labelled.labels), s.labels_per_class, s.label_seed, cfg.schedule.steps, s.alpha, s.inversion, s.beta, s.consistency, cfg.init or "random",
     )
     strong = s.strong_augment if s.consistency > 0 else None
     loop_config = {
         "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": train_rows,
         "labelled_x": labelled.images, "labelled_y": labelled.labels, "labelled_idx": labelled.indices,
-        "val_x": validation.images, "val_y": validation.labels, "val_idx": split.validation, "label_only": label_only,
+        # Validation and held-out test images never enter the unlabelled batches either.
+        "val_x": validation.images, "val_y": validation.labels, "val_idx": np.concatenate([split.validation, split.test]), "label_only": label_only,
         # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
         "in_memory": ray.put((decoded.indices, decoded.images)) if decoded is not None else None, "second_view": strong,
     }

@@ -19,6 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimConfig, PretrainConfig
+from rayssl.data.balanced import LabelledBatchSampler
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import GatherFn
@@ -171,6 +172,7 @@ class FinetuneStep:
         self.labelled_images = torch.from_numpy(np.ascontiguousarray(labelled_images.transpose(0, 3, 1, 2)))
         self.labelled_labels = torch.as_tensor(labelled_labels, dtype=torch.int64)
         self.labelled_indices = torch.as_tensor(labelled_indices, dtype=torch.int64)
+        self.sampler = LabelledBatchSampler(self.labelled_labels, s.labelled_batch_size, s.balanced_batches)
         labelled_view = s.labelled_augment if s.labelled_augment is not None else cfg.data.augment
         self.labelled_transform = ImageTransform(cfg.data.image_size, labelled_view, cfg.data.channels)
         self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
@@ -192,7 +194,7 @@ class FinetuneStep:
         else:
             stream = ({} for _ in range(steps))
         for batch in stream:
-            pick = torch.randint(len(self.labelled_labels), (s.labelled_batch_size,))
+            pick = self.sampler.draw()
             yield {"index": self.labelled_indices[pick], **batch, "labelled_pick": pick}
 
     def _inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -26,14 +26,14 @@ def summarise(draws: list[dict]) -> list[dict]:
     val_acc_mean, collapsed (how many draws' selected trial collapsed), and the selected settings
     per draw (label_seed, alpha, beta, consistency, lr, val_acc, test_acc).
     """
-    cells: dict[tuple[int, str], list[dict]] = defaultdict(list)
+    cells: dict[tuple[int | str, str], list[dict]] = defaultdict(list)
     for d in draws:
         cells[d["budget"], d["variant"]].append(d)
     rows = []
-    for (budget, variant), cell in sorted(cells.items()):
+    for (budget, variant), cell in sorted(cells.items(), key=lambda item: (labels_per_class(item[1]), item[0][1])):
         test = np.array([d["test_acc"] for d in cell])
         rows.append({
-            "budget": budget, "variant": variant,
+            "budget": budget, "labels_per_class": labels_per_class(cell), "variant": variant,
             "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
             "draws": len(cell), "val_acc_mean": float(np.mean([d["val_acc"] for d in cell])),
             "collapsed": sum(d["collapsed"] for d in cell),
@@ -45,12 +45,26 @@ def summarise(draws: list[dict]) -> list[dict]:
     return rows
 
 
+def labels_per_class(rows: list[dict]) -> float:
+    """Where draws (or summary rows) of one budget sit on the labels-per-class axis: the budget, or for
+    budget "all" the mean labelled images per class those draws trained on."""
+    return float(np.mean([r.get("labels_per_class", r["budget"]) for r in rows]))
+
+
+def budget_label(row: dict) -> str:
+    """'5', or 'all (7.6)' for every label the user has (7.6 per class on average)."""
+    return f"all ({labels_per_class([row]):.1f})" if row["budget"] == "all" else str(row["budget"])
+
+
 def markdown(rows: list[dict], variants: list[str]) -> str:
     """budget x variant table of 'mean ± std % (n draws)', with the mean corruption accuracy when
     the sweep scored it; collapsed draws are flagged."""
     cell = {(r["budget"], r["variant"]): r for r in rows}
     lines = ["| labels / class | " + " | ".join(variants) + " |", "|---:|" + "---:|" * len(variants)]
-    for budget in sorted({r["budget"] for r in rows}):
+    firsts: dict[int | str, dict] = {}
+    for r in rows:  # in labels-per-class order (summarise)
+        firsts.setdefault(r["budget"], r)
+    for budget, first in firsts.items():
         cells = []
         for v in variants:
             r = cell.get((budget, v))
@@ -63,7 +77,7 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
             if r["collapsed"]:
                 text += f" ⚠ collapsed in {r['collapsed']}/{r['draws']}"
             cells.append(text)
-        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+        lines.append(f"| {budget_label(first)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -97,7 +111,7 @@ def labels_needed(rows: list[dict], variants: list[str], baseline: str, levels: 
     saved (baseline_labels - labels; None when either is not reached).
     """
     best = max(r["test_acc_mean"] for r in rows)
-    curves = {v: [(r["budget"], r["test_acc_mean"]) for r in rows if r["variant"] == v] for v in variants}
+    curves = {v: [(labels_per_class([r]), r["test_acc_mean"]) for r in rows if r["variant"] == v] for v in variants}
     out = []
     for level in levels:
         target = level * best
@@ -109,7 +123,7 @@ def labels_needed(rows: list[dict], variants: list[str], baseline: str, levels: 
     return out
 
 
-def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: int) -> str:
+def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: float) -> str:
     """variant x level table: 'labels per class (saved against supervised only)'."""
     levels = sorted({n["level"] for n in needed})
     cell = {(n["variant"], n["level"]): n for n in needed}
@@ -119,11 +133,11 @@ def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: 
         texts = []
         for lv in levels:
             n = cell[v, lv]
-            text = f"{n['labels']:.1f}" if n["labels"] is not None else f"> {max_budget}"
+            text = f"{n['labels']:.1f}" if n["labels"] is not None else f"> {max_budget:g}"
             if n["saved"] is not None and n["variant"] != SUPERVISED:
                 text += f" (saves {n['saved']:.1f})"
             elif n["labels"] is not None and n["baseline_labels"] is None and n["variant"] != SUPERVISED:
-                text += f" (supervised only: > {max_budget})"
+                text += f" (supervised only: > {max_budget:g})"
             texts.append(text)
         lines.append(f"| {v} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
@@ -157,7 +171,7 @@ def annotation(needed: list[dict], variants: list[str], compute: dict | None, le
 def plot_png(rows: list[dict], variants: list[str], title: str, note: str = "") -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for v in variants:
-        points = sorted((r["budget"], r["test_acc_mean"], r["test_acc_std"]) for r in rows if r["variant"] == v)
+        points = sorted((labels_per_class([r]), r["test_acc_mean"], r["test_acc_std"]) for r in rows if r["variant"] == v)
         if points:
             budgets, means, stds = zip(*points)
             ax.errorbar(budgets, [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3, label=v)
@@ -187,7 +201,7 @@ def write_report(
     needed = labels_needed(rows, variants, SUPERVISED)
     table = markdown(rows, variants) + "\n\nHow many labels do I need? Labels per class at which each variant's mean first reaches " \
         "a fraction of the sweep's best mean accuracy (interpolated on the log scale between budgets), and the labels per class " \
-        "saved against supervised only at that accuracy:\n\n" + labels_needed_markdown(needed, variants, max(r["budget"] for r in rows))
+        "saved against supervised only at that accuracy:\n\n" + labels_needed_markdown(needed, variants, max(labels_per_class([r]) for r in rows))
     if compute is not None:
         table += "\n\n" + compute_markdown(compute)
     report = {"title": title, "variants": variants, "rows": rows, "labels_needed": needed, "compute": compute, "draws": draws}

@@ -18,6 +18,7 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search import BasicVariantGenerator
@@ -25,6 +26,7 @@ from ray.tune.search import BasicVariantGenerator
 from rayssl import console
 from rayssl.config import ConfigError, FinetuneConfig, SweepConfig, from_dict, to_dict
 from rayssl.data import storage
+from rayssl.data.labelled import select_labels
 from rayssl.eval.classifier import accuracy_on_test_split
 from rayssl.eval.robustness import mean_corruption_accuracies
 from rayssl.logs import get_logger
@@ -216,6 +218,15 @@ def select_best(results: list[tuple[dict, dict]], num_classes: int) -> dict[tupl
     return best
 
 
+def labelled_per_class(cfg: FinetuneConfig) -> float:
+    """Labels per class a trial trained on: its budget, or for "all" the mean over classes with labels
+    (the label plan is cheap to recompute: label columns only, no image)."""
+    if cfg.semisup.labels_per_class != "all":
+        return float(cfg.semisup.labels_per_class)
+    counts = [n for n in select_labels(cfg.data, cfg.semisup, cfg.storage).report["labelled"].values() if n]
+    return float(np.mean(counts))
+
+
 def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
     """Local paths made absolute on the driver: trials run in Tune actors with another cwd."""
     def absolute(uri: str) -> str:
@@ -263,7 +274,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
     num_classes = cfg.finetune.semisup.num_classes
     selected = {}  # (budget, variant, label draw) -> (trial config, checkpoint URI, final metrics)
-    for key, (config, metrics) in sorted(select_best(results, num_classes).items()):
+    for key, (config, metrics) in sorted(select_best(results, num_classes).items(), key=str):
         trial_cfg = trial_config({**config, "trial_name": "unused"})
         selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics)
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
@@ -273,7 +284,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     draws = []
     for (budget, variant, label_seed), (trial_cfg, checkpoint, metrics) in selected.items():
         draws.append({
-            "budget": budget, "variant": variant, "label_seed": label_seed,
+            "budget": budget, "variant": variant, "label_seed": label_seed, "labels_per_class": labelled_per_class(trial_cfg),
             "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta, "consistency": trial_cfg.semisup.consistency,
             "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"], "test_acc": test_acc[budget, variant, label_seed],
             "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
@@ -281,7 +292,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
             **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
             **({"ivae_unlabelled": trial_cfg.ivae.unlabelled, "ivae_label_only": trial_cfg.ivae.label_only} if variant == INVERTED_VAE else {}),
         })
-        log.debug("budget %d, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
+        log.debug("budget %s, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
     rows = summarise(draws)
     dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
     table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})",
