@@ -11,10 +11,11 @@ import pytest
 from helpers import png_bytes
 
 from rayssl.cli import main
-from rayssl.config import FinetuneConfig, load_config
+from rayssl.config import FinetuneConfig, SweepConfig, load_config
 from rayssl.data.shards import read_manifest
 from rayssl.eval.classifier import write_test_report
 from rayssl.train.launch import run_finetune
+from rayssl.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +118,19 @@ def test_a_bad_table_stops_finetune_in_one_line_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{table} line {2 + sum(TABLE_COUNTS.values())}: path 'train/img999.png' is in no shard of the train split" in err
+
+
+def test_sweep_budgets_are_sub_samples_of_the_users_labels(ray_local, tmp_path):
+    raw, table = user_corpus(tmp_path)
+    shards = str(tmp_path / "shards")
+    assert main(["shards", "build", "--source", "folder", "--path", str(raw), "--out", shards]) == 0
+    cfg = load_config(SweepConfig, None, [
+        f"storage_path={tmp_path / 'runs'}", f"finetune.data.shards={shards}", f"finetune.semisup.labels={table}", "budgets=[2, all]",
+        "label_seeds=[0]", "samples=1", "inversion=false", "leak_check='off'", "finetune.data.image_size=8", "finetune.model.name=small_cnn",
+        "finetune.model.width=8", "finetune.semisup.num_classes=2", "finetune.schedule.steps=2", "finetune.schedule.eval_every=2",
+        "finetune.train.num_workers=1"])
+    rows = run_sweep(cfg)
+    # "all": 7 + 3 labelled images after validation (9 -> 2, 4 -> 1), 5 per class on the labels-per-class axis
+    assert [(r["budget"], r["labels_per_class"]) for r in rows] == [(2, 2.0), ("all", 5.0)]
+    md = (tmp_path / "runs" / "sweep" / "label_efficiency.md").read_text()
+    assert "| all (5.0) |" in md and "| 2 |" in md

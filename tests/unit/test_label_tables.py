@@ -46,12 +46,18 @@ def test_parquet_table_with_sample_id_key(tmp_path):
     ("path,label\ntrain/img001.png,7\n", r"labels.csv line 2: class id 7 is out of range \[0, 3\)"),
     ("path,label\n,dog\n", r"labels.csv line 2: empty path"),
     ("file,class\na,b\n", r"label table .*labels.csv: needs a key column \(sample_id or path\) and a `label` column, has \['file', 'class'\]"),
-    ("path,label\ntest/img001.png,dog\n", r"labels.csv line 2: path 'test/img001.png' is a test image"),
 ])
 def test_every_bad_table_is_one_line_naming_file_and_row(tmp_path, text, message):
     with pytest.raises(LabelTableError, match=message) as raised:
         resolve_labels(table_of(tmp_path, text), TRAIN_IDS, CLASSES, test_ids={"test/img001.png"})
     assert "\n" not in str(raised.value)
+
+
+def test_keys_naming_test_images_are_skipped_and_counted(tmp_path):
+    # the table given to `shards build --labels` (which may label test images) works again at fine-tune time
+    table = table_of(tmp_path, "path,label\ntest/img001.png,dog\ntrain/img003.png,fox\n")
+    resolved = resolve_labels(table, TRAIN_IDS, CLASSES, test_ids={"test/img001.png"})
+    assert resolved.test_keys == 1 and resolved.labels[3] == 2 and (resolved.labels >= 0).sum() == 1
 
 
 def test_a_label_contradicting_the_shards_is_refused(tmp_path):

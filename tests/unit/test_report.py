@@ -80,3 +80,16 @@ def test_compute_is_trial_time_times_reserved_resources():
     assert compute_used(results, in_process)["cpu_hours"] == pytest.approx(1.5 * 1.5)
     text = compute_markdown(used)
     assert "93.3 min of wall time, 4.65 CPU-hours" in text and "+ FixMatch: 1.55 CPU-h (1 trial)" in text
+
+
+def test_budget_all_sits_at_the_labels_it_trained_on():
+    # A user's sweep, budgets [1, 5, all]: "all" trained on 7.5 labels per class on average, so it goes last
+    # on the axis and the "how many labels" interpolation runs between 5 and 7.5.
+    draws = [{**draw(0, acc), "budget": budget, "labels_per_class": at} for budget, at, acc in ((5, 5.0, 0.80), ("all", 7.5, 0.90), (1, 1.0, 0.40))]
+    rows = summarise(draws)
+    assert [r["budget"] for r in rows] == [1, 5, "all"] and rows[2]["labels_per_class"] == 7.5
+    table = markdown(rows, ["+ inversion loss"]).splitlines()
+    assert [line.split(" |")[0] for line in table[2:]] == ["| 1", "| 5", "| all (7.5)"]
+    (at_95,) = labels_needed(rows, ["+ inversion loss"], "supervised only", levels=(0.95,))
+    # 95% of the best (0.90) is 0.855: 55% of the way from 0.80 at 5 labels to 0.90 at 7.5, on the log scale
+    assert at_95["labels"] == pytest.approx(float(np.exp(np.log(5) + 0.55 * (np.log(7.5) - np.log(5)))))

@@ -5,7 +5,8 @@ source root: the same string for folder sources), and gives each a `label`: a cl
 shard set's classes, or an integer class id. Every problem is one line naming the file, the row
 and the value, raised before anything expensive starts:
 
-- a key that is in no shard of the train split (or that is a test image);
+- a key that is in no shard (a key naming a test image is skipped and counted: test labels come
+  from the shards, so a table used at build time can be used again at fine-tune time);
 - a key listed twice with different labels (twice with the same label is counted, not fatal);
 - an empty label, an unknown class name, a class id out of range;
 - a label that contradicts the one the shards already hold for that image.
@@ -58,6 +59,7 @@ class ResolvedLabels:
     classes: list[str] | None  # class names in id order (the shards', or the table's sorted names)
     rows: int  # data rows in the table
     repeated: int  # keys listed more than once with the same label (kept once)
+    test_keys: int = 0  # keys naming test images: skipped (test labels come from the shards' test split)
     per_class: dict[int, int] = field(default_factory=dict)  # labels per class id
 
 
@@ -106,10 +108,13 @@ def resolve_labels(table: LabelTable, train_ids: Sequence[str], classes: list[st
     classes = classes if classes is not None else _names_of(table)
     labels = np.full(len(train_ids), -1, np.int64) if shard_labels is None else shard_labels.astype(np.int64).copy()
     from_table: dict[int, tuple[int, int]] = {}  # train index -> (class id, table row)
-    repeated = 0
+    repeated = test_keys = 0
     for row, (key, text) in enumerate(zip(table.keys, table.labels)):
-        index = _index_of(table, row, key, position, test_ids, train_ids, scope)
         class_id = _class_of(table, row, text, classes, num_classes)
+        if key in test_ids and key not in position:
+            test_keys += 1
+            continue
+        index = _index_of(table, row, key, position, train_ids, scope)
         if index in from_table:
             earlier_class, earlier_row = from_table[index]
             if earlier_class != class_id:
@@ -123,7 +128,7 @@ def resolve_labels(table: LabelTable, train_ids: Sequence[str], classes: list[st
         from_table[index] = (class_id, row)
         labels[index] = class_id
     counts = np.bincount(labels[labels >= 0], minlength=len(classes) if classes else 0)
-    return ResolvedLabels(labels, classes, len(table.keys), repeated, {c: int(n) for c, n in enumerate(counts) if n})
+    return ResolvedLabels(labels, classes, len(table.keys), repeated, test_keys, {c: int(n) for c, n in enumerate(counts) if n})
 
 
 def label_listing(table: LabelTable, listing: dict[str, list[tuple[str, int | None]]], classes: list[str] | None
@@ -147,13 +152,10 @@ def _names_of(table: LabelTable) -> list[str] | None:
     return None if all(t.lstrip("-").isdigit() for t in texts) else sorted(texts)
 
 
-def _index_of(table: LabelTable, row: int, key: str, position: dict[str, int], test_ids: set[str], train_ids: Sequence[str], scope: str) -> int:
+def _index_of(table: LabelTable, row: int, key: str, position: dict[str, int], train_ids: Sequence[str], scope: str) -> int:
     index = position.get(key)
     if index is not None:
         return index
-    if key in test_ids:
-        raise LabelTableError(f"{table.where(row)}: {table.key_column} {key!r} is a test image; a label table labels train images "
-                              "(test labels come from the shards' test split)")
     example = f" (keys look like {train_ids[0]!r})" if len(train_ids) else ""
     raise LabelTableError(f"{table.where(row)}: {table.key_column} {key!r} is in no shard of {scope}{example}")
 

@@ -62,7 +62,7 @@ def select_labels(data: DataConfig, semisup: SemiSupConfig, storage_cfg: Storage
     if semisup.labels:
         resolved = resolve_labels(read_label_table(semisup.labels, storage_cfg), list(ids), classes, test_ids, labels, semisup.num_classes)
         labels, classes = resolved.labels, resolved.classes
-        table_report = {"table": semisup.labels, "table_rows": resolved.rows, "repeated_keys": resolved.repeated}
+        table_report = {"table": semisup.labels, "table_rows": resolved.rows, "repeated_keys": resolved.repeated, "test_keys_skipped": resolved.test_keys}
     if classes is not None and len(classes) != semisup.num_classes:
         raise ConfigError(f"semisup.num_classes: {semisup.num_classes}, but the labels name {len(classes)} classes ({', '.join(classes[:10])})")
     labelled_test = has_test and bool(manifest["splits"]["test"].get("class_histogram"))

@@ -292,7 +292,8 @@ def _log_label_plan(report: dict[str, Any]) -> None:
     """Say where the labels came from and what a budget could not get, on the console."""
     log = get_logger()
     if "table" in report:
-        log.info("labels: %d rows of %s (%d keys listed twice with the same label)", report["table_rows"], report["table"], report["repeated_keys"])
+        log.info("labels: %d rows of %s (%d keys listed twice with the same label; %d naming test images, skipped: test labels come from the shards)",
+                 report["table_rows"], report["table"], report["repeated_keys"], report["test_keys_skipped"])
     log.info("labels per class: %s; training %d, validation %d; test: %s", report["labels_available"], sum(report["labelled"].values()),
              sum(report["validation"].values()), report["test"])
     if report["short_of_budget"]:
