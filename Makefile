@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist tensorboard clean
+.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist bench-own-labels tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench: $(STAMP)
 bench-mnist: $(STAMP)
 	$(RAYSSL) shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
 	$(PY) bench/few_labels.py
+
+# A user's corpus end to end (CIFAR-10 as a folder of PNGs + a CSV of 10 labels per class -> shards -> every label ->
+# export -> predict), with the balanced-draw and imbalance comparisons: about an hour on 2 cores.
+bench-own-labels: $(STAMP)
+	$(PY) bench/own_labels.py
 
 clean:
 	rm -rf runs data/shards bench/out
