@@ -1,12 +1,18 @@
 """A user's corpus: unlabelled train images in one folder, labels in a CSV table, a labelled test
-folder; fine-tuning with every label, on a local Ray with tiny generated data."""
+folder; fine-tuning with every label, then the model taken away (export, predict, embed), on a local
+Ray with tiny generated data."""
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from helpers import png_bytes
 
@@ -82,10 +88,33 @@ def test_labels_from_a_table_train_with_every_label(ray_local, tmp_path, capsys)
     assert report["images"] == 12 and report["accuracy"] >= 0.85 and report["balanced_accuracy"] >= 0.85
     assert set(report["per_class_accuracy"]) == {"left", "right"} and (Path(outcome.run_dir) / "confusion.png").stat().st_size > 1000
 
+    take_away(outcome.run_dir, raw / "test", tmp_path)
+
     # A budget larger than a class's labels takes what the class has, and says so.
     short = run_finetune(finetune_config(built, tmp_path / "runs", "run.name=short", "semisup.labels_per_class=5", "schedule.steps=2",
                                          "schedule.eval_every=2"), report=lambda metrics: None)
     assert json.loads((Path(short.run_dir) / "labels.json").read_text())["short_of_budget"] == {"right": 3}
+
+
+def take_away(run_dir: str, test_folder: Path, tmp_path: Path) -> None:
+    """`rayssl export`, then `rayssl predict` on the test folder equal to the export's standalone predict.py run
+    where rayssl cannot be imported, then `rayssl embed`: one row per image, the backbone's width."""
+    export, predictions, embeddings = tmp_path / "export", tmp_path / "predictions", tmp_path / "embeddings"
+    assert main(["export", run_dir, "--out", str(export)]) == 0
+    assert main(["predict", run_dir, str(test_folder), "--out", str(predictions), "--actors", "1"]) == 0
+    predicted = {r["path"]: r["predicted"] for r in pq.read_table(predictions).to_pylist()}
+    images = sorted(test_folder.rglob("*.png"))
+    assert sorted(predicted) == sorted(str(p.relative_to(test_folder)) for p in images)
+    env = {"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin"}  # torch, numpy, Pillow; not rayssl's source
+    assert subprocess.run([sys.executable, "-S", "-c", "import rayssl"], env=env, capture_output=True).returncode != 0
+    done = subprocess.run([sys.executable, "-S", str(export / "predict.py"), *map(str, images), "--out", str(tmp_path / "standalone.csv")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    standalone = {str(Path(r["path"]).relative_to(test_folder)): r["class"] for r in csv.DictReader((tmp_path / "standalone.csv").open())}
+    assert standalone == predicted and set(predicted.values()) <= {"left", "right"}
+    assert main(["embed", run_dir, str(test_folder), "--out", str(embeddings), "--actors", "1"]) == 0
+    vectors = pq.read_table(embeddings).column("embedding")
+    assert len(vectors) == len(images) and vectors.type.list_size == 32  # small_cnn width 8: 4 x 8 features
 
 
 def test_shards_without_a_labelled_test_split_hold_out_test_labels(ray_local, tmp_path):
