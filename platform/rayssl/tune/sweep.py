@@ -119,6 +119,25 @@ def run_trial(config: dict[str, Any]) -> None:
         run_finetune(trial_cfg, callbacks=[TuneReportCallback()], show_progress=False)
 
 
+# Credentials Ray Tune would copy from the driver's environment into every trial actor's runtime_env.
+CREDENTIAL_ENV_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"})
+
+
+def keep_credentials_out_of_runtime_envs() -> None:
+    """Stop Ray Tune from putting AWS credentials into its trial actors' runtime_env.
+
+    Tune 2.60 copies AWS_* variables from the driver's environment into the runtime_env of every
+    trainable it registers (ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE), and Ray's
+    runtime_env agent logs each runtime_env it creates at INFO: the secret key landed in
+    runtime_env_agent.log in every sweep (tests/integration/test_pretrain.py::test_pretrain_from_s3
+    reads every Ray log for it). Trial actors reach storage as every other Ray worker does, with
+    the node's environment or credential chain, so the copy adds nothing but the leak.
+    """
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - CREDENTIAL_ENV_VARS
+
+
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
@@ -266,6 +285,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     if cfg.leak_check != "off":
         check_leaks(cfg, sweep_dir)
+    keep_credentials_out_of_runtime_envs()
     grid = build_tuner(cfg).fit()
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
     if unfinished:
