@@ -147,6 +147,11 @@ def test_a_bad_table_stops_finetune_in_one_line_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{table} line {2 + sum(TABLE_COUNTS.values())}: path 'train/img999.png' is in no shard of the train split" in err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"budgets: [1, all]\nstorage_path: {tmp_path / 'runs'}\nfinetune:\n  data: {{shards: {shards}}}\n"
+                     f"  semisup: {{num_classes: 2, labels: {table}}}\n")
+    assert main(["sweep", "--config", str(sweep)]) == 2  # the same line, before Ray starts and not once per trial
+    assert capsys.readouterr().err.strip() == err.replace("rayssl finetune:", "rayssl sweep:")
 
 
 def test_sweep_budgets_are_sub_samples_of_the_users_labels(ray_local, tmp_path):

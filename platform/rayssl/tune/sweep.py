@@ -281,6 +281,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     variant_names(cfg)  # a misspelt row fails here, before Ray starts
+    select_labels(cfg.finetune.data, cfg.finetune.semisup, cfg.finetune.storage)  # so does a bad label table, not in every trial
     init_ray(cfg.finetune.ray)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     if cfg.leak_check != "off":
