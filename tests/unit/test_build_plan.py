@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rayssl.data.build import plan_shards
+from rayssl.data.label_table import LabelTableError, read_label_table
 from rayssl.data.sources import SourceError
 
 
@@ -40,3 +41,16 @@ def test_unlabelled_files_and_an_empty_listing():
         from rayssl.data.build import list_images
 
         list_images("/nonexistent/folder", StorageConfig())
+
+
+def test_a_label_table_labels_the_parallel_build(tmp_path):
+    # unlabelled train images in one folder, class folders only under test/: the table names two train images
+    listing = sorted([(f"train/img{i}.png", 10) for i in range(4)] + [(f"test/{c}/{i}.png", 10) for c in ("cat", "dog") for i in range(2)])
+    (tmp_path / "labels.csv").write_text("path,label\ntrain/img1.png,dog\ntrain/img3.png,cat\n")
+    plans, classes = plan_shards(listing, 10**6, table=read_label_table(str(tmp_path / "labels.csv")))
+    assert classes == ["cat", "dog"]
+    train, test = (p for p in plans if p.split == "train"), (p for p in plans if p.split == "test")
+    assert next(train).labels == [None, 1, None, 0] and next(test).labels == [0, 0, 1, 1]
+    (tmp_path / "labels.csv").write_text("path,label\ntrain/img9.png,dog\n")
+    with pytest.raises(LabelTableError, match="line 2: path 'train/img9.png' is in no shard of any split of the source"):
+        plan_shards(listing, 10**6, table=read_label_table(str(tmp_path / "labels.csv")))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+
 import numpy as np
 import pyarrow as pa
 import torch
