@@ -289,7 +289,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RayInitConfig:
     address: str | None = None  # None: RAY_ADDRESS if set, else start a local Ray
-    # Logical CPUs of a local Ray: more than cores (see DESIGN.md), so train workers, concurrent
+    # Logical CPUs of a local Ray: more than cores (Ray schedules by logical CPUs, not load), so train workers, concurrent
     # sweep trials and the Ray Data tasks feeding them can all be scheduled on a laptop.
     num_cpus: int | None = 8
 
