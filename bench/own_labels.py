@@ -110,7 +110,7 @@ def finetune(shards: str, name: str, seed: int, overrides: list[str]) -> dict:
     wall = time.perf_counter() - started
     report = write_test_report(cfg, outcome.checkpoint, outcome.run_dir)
     plan = json.loads(Path(outcome.run_dir, "labels.json").read_text())
-    return {"label_seed": seed, "run_dir": outcome.run_dir, "val_acc": outcome.metrics["val_acc"], "test_acc": report["accuracy"],
+    return {"label_seed": seed, "run_dir": str(Path(outcome.run_dir).relative_to(Path.cwd())), "val_acc": outcome.metrics["val_acc"], "test_acc": report["accuracy"],
             "balanced_acc": report["balanced_accuracy"], "per_class": report["per_class_accuracy"], "wall_s": round(wall, 1),
             "labelled": sum(plan["labelled"].values()), "validation": sum(plan["validation"].values())}
 
@@ -130,7 +130,7 @@ def row(runs: list[dict]) -> dict:
 def pretrain_simclr(shards: str) -> dict:
     cfg = load_config(PretrainConfig, "configs/simclr_cifar10_small_cnn.yaml", [
         f"data.shards={shards}", f"train.epochs={SIMCLR_EPOCHS}", "run.name=simclr", f"run.storage_path={OUT / 'runs'}", "eval.after_pretrain=false"])
-    return {"run_dir": run_pretrain(cfg).run_dir}
+    return {"run_dir": str(Path(run_pretrain(cfg).run_dir).relative_to(Path.cwd()))}
 
 
 def export_and_predict(run_dir: str, test_folder: str) -> dict:

@@ -42,7 +42,8 @@ def test_pretrain_eval_and_rerun_resumes(nat_run):
 
     result = run_eval(cfg, outcome.checkpoint)
     assert [r["features"] for r in result["results"]] == ["random init", "NAT (epoch 2)"]
-    assert all(0.0 <= r["knn_acc"] <= 1.0 and r["test_samples"] == 16 for r in result["results"])
+    # bright-left vs bright-right blobs: any conv features separate them (chance is 50%)
+    assert all(r["knn_acc"] >= 0.75 and r["test_samples"] == 16 for r in result["results"]), result["results"]
     assert (Path(outcome.run_dir) / "eval.json").exists()
     (listed,) = list_runs(cfg.run.storage_path)  # `rayssl runs` reads what the run wrote
     assert (listed.name, listed.status, listed.rounds_done, listed.rounds_total) == ("nat", "finished", 2, 2)
