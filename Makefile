@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist bench-own-labels tensorboard clean
+.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist bench-own-labels tensorboard docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ bench-mnist: $(STAMP)
 # export -> predict), with the balanced-draw and imbalance comparisons: about an hour on 2 cores.
 bench-own-labels: $(STAMP)
 	$(PY) bench/own_labels.py
+
+# The two generated docs pages: every config key (from the classes in rayssl.config) and the benchmark
+# results (from bench/results); tests/unit/test_config_reference.py and test_benchmarks_page.py fail when they are stale.
+docs: $(STAMP)
+	$(PY) -m rayssl.config.reference --out docs/configuration.md
+	$(PY) bench/render_docs.py --out docs/benchmarks.md
 
 clean:
 	rm -rf runs data/shards bench/out

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_imagenet import write_corpus  # noqa: E402
-
 from rayssl.data.build import build_shards_parallel  # noqa: E402
 from rayssl.data.shards import validate_shards, write_shards  # noqa: E402
 from rayssl.data.sources import load_source  # noqa: E402
+from synthetic_imagenet import write_corpus  # noqa: E402
 
 
 def main() -> None:

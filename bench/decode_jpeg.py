@@ -27,13 +27,12 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_imagenet import synthetic_jpeg  # noqa: E402
-
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import decode  # noqa: E402
 from rayssl.data.decode import ImageSpec, decode_image  # noqa: E402
 from rayssl.data.device_decode import DeviceDecoder  # noqa: E402
 from rayssl.data.pipeline import ReadHeaders  # noqa: E402
+from synthetic_imagenet import synthetic_jpeg  # noqa: E402
 
 
 def plain(data: bytes, size: int) -> np.ndarray:
@@ -48,8 +47,15 @@ def device_path(files: list[bytes], spec: ImageSpec, run_dir: str, batch: int = 
     decoder = DeviceDecoder(spec, None, "train", run_dir, StorageConfig())
     for first in range(0, len(files), batch):
         chunk = files[first : first + batch]
-        rows = pa.table({"sample_id": [str(i) for i in range(len(chunk))], "index": np.arange(len(chunk)), "image": chunk, "label": [None] * len(chunk)},
-                        schema=pa.schema([("sample_id", pa.string()), ("index", pa.int64()), ("image", pa.binary()), ("label", pa.int64())]))
+        rows = pa.table(
+            {
+                "sample_id": [str(i) for i in range(len(chunk))],
+                "index": np.arange(len(chunk)),
+                "image": chunk,
+                "label": [None] * len(chunk),
+            },
+            schema=pa.schema([("sample_id", pa.string()), ("index", pa.int64()), ("image", pa.binary()), ("label", pa.int64())]),
+        )
         decoder(headers(rows), torch.device("cpu"))
 
 
@@ -63,9 +69,11 @@ def timed(fn: Callable[[list[bytes]], None], files: list[bytes]) -> float:
 
 def each(decode_one: Callable[[bytes], object]) -> Callable[[list[bytes]], None]:
     """A pass that decodes the files one at a time."""
+
     def run(files: list[bytes]) -> None:
         for data in files:
             decode_one(data)
+
     return run
 
 
@@ -88,10 +96,14 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     files = [synthetic_jpeg(rng) for _ in range(args.n)]
-    print(f"{len(files)} synthetic JPEGs, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; images/s on one core, "
-          f"median of {args.rounds} interleaved passes (ratios: median of the per-pass ratios)")
-    print("| output | crop | plain decode + resize | ours, PIL decoder | ours, no DCT scaling | ours | ours / plain "
-          "| device path on the CPU | device / plain |")
+    print(
+        f"{len(files)} synthetic JPEGs, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; images/s on one core, "
+        f"median of {args.rounds} interleaved passes (ratios: median of the per-pass ratios)"
+    )
+    print(
+        "| output | crop | plain decode + resize | ours, PIL decoder | ours, no DCT scaling | ours | ours / plain "
+        "| device path on the CPU | device / plain |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     run_dir = tempfile.mkdtemp(prefix="decode_jpeg_")  # where a quarantine would go: none expected
     for size in (224, 128, 64):
@@ -99,17 +111,21 @@ def main() -> None:
             spec = ImageSpec(size, 3, crop)
             columns: dict[str, list[float]] = {"plain": [], "pil": [], "full": [], "ours": [], "device": []}
             for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every column alike
-                columns["plain"].append(timed(each(lambda d: plain(d, size)), files))
+                columns["plain"].append(timed(each(lambda d, size=size: plain(d, size)), files))
                 with replaced("_decode_jpeg_fast", lambda data, spec: None):
-                    columns["pil"].append(timed(each(lambda d: decode_image(d, spec)), files))
+                    columns["pil"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
                 with replaced("_dct_factor", lambda box, spec: 1):
-                    columns["full"].append(timed(each(lambda d: decode_image(d, spec)), files))
-                columns["ours"].append(timed(each(lambda d: decode_image(d, spec)), files))
-                columns["device"].append(timed(lambda f: device_path(f, spec, run_dir), files))
+                    columns["full"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
+                columns["ours"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
+                columns["device"].append(timed(lambda f, spec=spec: device_path(f, spec, run_dir), files))
             med = {name: float(np.median(values)) for name, values in columns.items()}
             ratio = {name: float(np.median(np.array(columns[name]) / np.array(columns["plain"]))) for name in ("ours", "device")}
-            print(f"| {size} px | {crop} | {med['plain']:.0f} | {med['pil']:.0f} | {med['full']:.0f} | {med['ours']:.0f} "
-                  f"| {ratio['ours']:.2f}x | {med['device']:.0f} | {ratio['device']:.2f}x |", flush=True)
+            print(
+                f"| {size} px | {crop} | {med['plain']:.0f} | {med['pil']:.0f} | {med['full']:.0f} | {med['ours']:.0f} "
+                f"| {ratio['ours']:.2f}x | {med['device']:.0f} | {ratio['device']:.2f}x |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,12 @@ def artefacts(net: torch.nn.Module) -> dict[str, dict]:
     created = time.perf_counter() - started
     buf.seek(0)
     started = time.perf_counter()
-    out["torch.export"] = {"module": torch.export.load(buf).module(), "create_s": created, "load_s": time.perf_counter() - started, "bytes": buf.getbuffer().nbytes}
+    out["torch.export"] = {
+        "module": torch.export.load(buf).module(),
+        "create_s": created,
+        "load_s": time.perf_counter() - started,
+        "bytes": buf.getbuffer().nbytes,
+    }
     with warnings.catch_warnings():  # TorchScript's own deprecation warnings
         warnings.simplefilter("ignore")
         started = time.perf_counter()
@@ -46,7 +51,12 @@ def artefacts(net: torch.nn.Module) -> dict[str, dict]:
         created = time.perf_counter() - started
         buf.seek(0)
         started = time.perf_counter()
-        out["torchscript trace"] = {"module": torch.jit.load(buf).eval(), "create_s": created, "load_s": time.perf_counter() - started, "bytes": buf.getbuffer().nbytes}
+        out["torchscript trace"] = {
+            "module": torch.jit.load(buf).eval(),
+            "create_s": created,
+            "load_s": time.perf_counter() - started,
+            "bytes": buf.getbuffer().nbytes,
+        }
     return out
 
 
@@ -85,9 +95,11 @@ def main() -> None:
             speed[f"threads={threads} batch={batch}"] = throughput(models, batch, args.reps if batch > 1 else 10 * args.reps)
     torch.set_num_threads(default_threads)
     report = {
-        "model": "CIFAR small_cnn classifier (configs/semisup_cifar10.yaml: width 32, 32x32 RGB, 10 classes)", "torch": torch.__version__,
+        "model": "CIFAR small_cnn classifier (configs/semisup_cifar10.yaml: width 32, 32x32 RGB, 10 classes)",
+        "torch": torch.__version__,
         "artefacts": {name: {k: v for k, v in m.items() if k != "module"} for name, m in models.items()},
-        "max_abs_logit_difference_vs_eager": diffs, "images_per_s": speed,
+        "max_abs_logit_difference_vs_eager": diffs,
+        "images_per_s": speed,
         "relative_to_eager": {k: {name: v / s["eager"] for name, v in s.items()} for k, s in speed.items()},
     }
     print(json.dumps(report, indent=1))

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the pr
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
 
 import ray  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
-from helpers import committed_ledger, make_image_folder, tiny_config  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from fault_proxy import FaultProxy  # noqa: E402
+from helpers import committed_ledger, make_image_folder, tiny_config  # noqa: E402
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 from rayssl.data.shards import write_shards  # noqa: E402
@@ -41,23 +41,39 @@ EPOCHS, IMAGES = 6, 48
 
 
 def run(name: str, endpoint: str, proxy: FaultProxy, *overrides: str) -> dict:
-    cfg = tiny_config("s3://bench-faults/shards", "s3://bench-faults/runs", name, f"storage.s3_endpoint={proxy.url}",
-                      "storage.s3_max_attempts=6", f"train.epochs={EPOCHS}", *overrides)
+    cfg = tiny_config(
+        "s3://bench-faults/shards",
+        "s3://bench-faults/runs",
+        name,
+        f"storage.s3_endpoint={proxy.url}",
+        "storage.s3_max_attempts=6",
+        f"train.epochs={EPOCHS}",
+        *overrides,
+    )
     started = time.perf_counter()
     outcome = run_pretrain(cfg)
     wall = time.perf_counter() - started
     audit = ledger.audit(committed_ledger(outcome.checkpoint, StorageConfig(s3_endpoint=endpoint)), IMAGES)
     return {
-        "faults": sum(proxy.faults.values()), "retries": sum(proxy.faults[k] for k in ("slowdown", "internal", "reset")),
-        "lost": sum(max(0, -r["difference"]) for r in audit), "twice": sum(max(0, r["difference"]) for r in audit),
-        "exactly_once": all(r["exactly_once"] for r in audit) and len(audit) == EPOCHS, "wall_s": wall,
+        "faults": sum(proxy.faults.values()),
+        "retries": sum(proxy.faults[k] for k in ("slowdown", "internal", "reset")),
+        "lost": sum(max(0, -r["difference"]) for r in audit),
+        "twice": sum(max(0, r["difference"]) for r in audit),
+        "exactly_once": all(r["exactly_once"] for r in audit) and len(audit) == EPOCHS,
+        "wall_s": wall,
     }
 
 
 def outage(endpoint: str, proxy: FaultProxy) -> dict:
     """The store goes away after the first checkpoint: seconds until the run raises, and what it says."""
-    cfg = tiny_config("s3://bench-faults/shards", "s3://bench-faults/runs", "outage", f"storage.s3_endpoint={proxy.url}",
-                      "train.epochs=500", "train.max_failures=0")
+    cfg = tiny_config(
+        "s3://bench-faults/shards",
+        "s3://bench-faults/runs",
+        "outage",
+        f"storage.s3_endpoint={proxy.url}",
+        "train.epochs=500",
+        "train.max_failures=0",
+    )
     down_at: list[float] = []
 
     def pull_the_plug() -> None:
@@ -80,8 +96,12 @@ def main() -> None:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        write_shards(load_source("folder", str(make_image_folder(Path(tmp) / "raw"))), "s3://bench-faults/shards",
-                     rows_per_shard=16, storage_cfg=StorageConfig(s3_endpoint=endpoint))
+        write_shards(
+            load_source("folder", str(make_image_folder(Path(tmp) / "raw"))),
+            "s3://bench-faults/shards",
+            rows_per_shard=16,
+            storage_cfg=StorageConfig(s3_endpoint=endpoint),
+        )
     ray.init(address="local", num_cpus=8, log_to_driver=False)
     rows = {}
     with FaultProxy(endpoint, fault_rate=0.0) as proxy:
@@ -89,8 +109,9 @@ def main() -> None:
     with FaultProxy(endpoint, fault_rate=0.10, seed=0) as proxy:
         rows["10% faults (503, 500, reset, delay)"] = run("flaky", endpoint, proxy)
     with FaultProxy(endpoint, fault_rate=0.10, seed=1) as proxy, tempfile.TemporaryDirectory() as tmp:
-        rows["10% faults + a worker crash in epoch 2"] = run("flaky_crash", endpoint, proxy, "faults.crash_rank=1", "faults.crash_at_step=7",
-                                                            f"faults.crash_marker={tmp}/crashed")
+        rows["10% faults + a worker crash in epoch 2"] = run(
+            "flaky_crash", endpoint, proxy, "faults.crash_rank=1", "faults.crash_at_step=7", f"faults.crash_marker={tmp}/crashed"
+        )
     with FaultProxy(endpoint, fault_rate=0.0) as proxy:
         gone = outage(endpoint, proxy)
     ray.shutdown()
@@ -101,10 +122,14 @@ def main() -> None:
     print("| scenario | faults injected | retries | samples lost | trained twice | every epoch exactly once | wall time vs fault-free |")
     print("|---|---:|---:|---:|---:|:-:|---:|")
     for name, r in rows.items():
-        print(f"| {name} | {r['faults']} | {r['retries']} | {r['lost']} | {r['twice']} | {'yes' if r['exactly_once'] else 'NO'} | "
-              f"{r['wall_s']:.0f} s ({r['wall_s'] / base:.2f}x) |")
-    print(f"| permanent outage after the first checkpoint | {gone['faults']} (all resets) | – | – | – | – | "
-          f"error after {gone['seconds_to_error']:.0f} s: `{gone['error']}...` |")
+        print(
+            f"| {name} | {r['faults']} | {r['retries']} | {r['lost']} | {r['twice']} | {'yes' if r['exactly_once'] else 'NO'} | "
+            f"{r['wall_s']:.0f} s ({r['wall_s'] / base:.2f}x) |"
+        )
+    print(
+        f"| permanent outage after the first checkpoint | {gone['faults']} (all resets) | – | – | – | – | "
+        f"error after {gone['seconds_to_error']:.0f} s: `{gone['error']}...` |"
+    )
 
 
 if __name__ == "__main__":

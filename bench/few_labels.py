@@ -67,22 +67,26 @@ LIGHT_AUGMENT = ["data.augment.crop_scale_min=1.0", "data.augment.rotate_deg=0",
 # FixMatch's strong view with shear and elastic distortion. It fixes the draw whose five labelled 7s miss a
 # style of 7 (draw 2, 9,000 steps: 97.63% -> 98.99%, validation 97% -> 99%), but validation does not
 # always prefer it (draw 1: 100% -> 97%), so each draw chooses its strong view on validation.
-ELASTIC_STRONG = ["semisup.strong_augment.shear_deg=15", "semisup.strong_augment.elastic_alpha=2.0"]
+ELASTIC_STRONG = ["fixmatch.strong_augment.shear_deg=15", "fixmatch.strong_augment.elastic_alpha=2.0"]
 # The labelled few's own view: the light view plus ±15° rotation, shear 15° and elastic distortion 2, styles
 # of a digit its five labelled images lack. Plain loop, draw 0, 1,500 steps (inversion + entropy): 86.71% ->
 # 91.40% (global, alpha 0.01); the multiscale terms on top 95.42% (alpha 0.1, validation 98%; alpha 0.01:
 # 94.74%, validation 94%; alpha 0.5: 95.82%, validation 97%); entropy alone with this view 92.61%.
-LABELLED_ELASTIC = ["semisup.labelled_augment.translate_px=2", "semisup.labelled_augment.rotate_deg=15",
-                    "semisup.labelled_augment.shear_deg=15", "semisup.labelled_augment.elastic_alpha=2.0"]
+LABELLED_ELASTIC = [
+    "semisup.labelled_augment.translate_px=2",
+    "semisup.labelled_augment.rotate_deg=15",
+    "semisup.labelled_augment.shear_deg=15",
+    "semisup.labelled_augment.elastic_alpha=2.0",
+]
 # The inversion row: multiscale terms and entropy for 5,000 steps, the light view for the unlabelled images and
 # the elastic one for the labelled few. (Split in two so that the pretrained rows below keep the exact override
 # order their logged runs were recorded with: a logged run counts only for the same overrides in the same order.)
-INVERSION_LOSSES = ["semisup.inversion=multiscale", "semisup.alpha=0.1", "semisup.beta=0.3", "data.batch_size=64", "schedule.steps=5000"]
+INVERSION_LOSSES = ["inversion.kind=multiscale", "inversion.alpha=0.1", "inversion.beta=0.3", "data.batch_size=64", "schedule.steps=5000"]
 INVERSION_VIEWS = [*LIGHT_AUGMENT, *LABELLED_ELASTIC]
 # The same from a pretrained backbone, with a head warm-up and a slower backbone, so that the rows differ by the start.
 INVERSION_FROM_PRETRAINED = [*INVERSION_LOSSES, "schedule.head_warmup_steps=100", "schedule.backbone_lr_scale=0.3", *INVERSION_VIEWS]
-CIFAR_SUPERVISED = ["semisup.alpha=0", "schedule.steps=1500"]
-CIFAR_FIXMATCH = ["semisup.consistency=1.0", "schedule.steps=2000", "train.num_to_keep=30"]
+CIFAR_SUPERVISED = ["inversion.alpha=0", "schedule.steps=1500"]
+CIFAR_FIXMATCH = ["fixmatch.weight=1.0", "schedule.steps=2000", "train.num_to_keep=30"]
 
 
 def from_pretrained(pretraining: str, overrides: list[str]) -> list[str]:
@@ -93,14 +97,19 @@ def from_pretrained(pretraining: str, overrides: list[str]) -> list[str]:
 
 SETTINGS = {
     "mnist_5labels": Setting(
-        "MNIST, 5 labels per class", "configs/semisup_mnist.yaml", 5,
+        "MNIST, 5 labels per class",
+        "configs/semisup_mnist.yaml",
+        5,
         "99.14% (Balestriero et al., arXiv 1711.04313, inversion loss, 50 labels)",
         {
-            "supervised only": Variant(["semisup.alpha=0", "schedule.steps=1500"], 0.85),
+            "supervised only": Variant(["inversion.alpha=0", "schedule.steps=1500"], 0.85),
             "+ inversion loss": Variant([*INVERSION_LOSSES, *INVERSION_VIEWS], 0.97),
             # every round's checkpoint is kept: the best variant's accuracy against wall time is read from them
-            "+ FixMatch": Variant(["semisup.consistency=1.0", "schedule.steps=9000", "train.num_to_keep=40", *LIGHT_AUGMENT], 0.985,
-                                  candidates=[[], ELASTIC_STRONG]),
+            "+ FixMatch": Variant(
+                ["fixmatch.weight=1.0", "schedule.steps=9000", "train.num_to_keep=40", *LIGHT_AUGMENT],
+                0.985,
+                candidates=[[], ELASTIC_STRONG],
+            ),
             # NAT pretrained on the same small CNN for 3 epochs (at 2,500 steps: 95.96 +- 0.93%). From configs/nat_mnist.yaml's
             # BN CNN, the multiscale terms ran ~1 s per step (35 min for 2,000 steps).
             "NAT-pretrained + inversion loss": Variant(["init={nat}", *INVERSION_FROM_PRETRAINED], 0.97),
@@ -109,18 +118,26 @@ SETTINGS = {
             "NAT-pretrained 12 epochs + inversion loss": Variant(["init={nat12}", *INVERSION_FROM_PRETRAINED], 0.97),
             # The 3-epoch NAT row with the backbone at the full learning rate: it differs from that row by the rate only,
             # and from scratch by the start (and the 100-step head warm-up) only.
-            "NAT-pretrained + inversion loss, backbone at full rate": Variant(["init={nat}", *INVERSION_FROM_PRETRAINED,
-                                                                               "schedule.backbone_lr_scale=1.0"], 0.97),
+            "NAT-pretrained + inversion loss, backbone at full rate": Variant(
+                ["init={nat}", *INVERSION_FROM_PRETRAINED, "schedule.backbone_lr_scale=1.0"], 0.97
+            ),
             # The full-rate row above from a SimCLR start instead of NAT's (configs/simclr_mnist_small_cnn.yaml, 3 epochs).
-            "SimCLR-pretrained + inversion loss": Variant(["init={simclr}", *INVERSION_FROM_PRETRAINED, "schedule.backbone_lr_scale=1.0"], 0.97),
+            "SimCLR-pretrained + inversion loss": Variant(
+                ["init={simclr}", *INVERSION_FROM_PRETRAINED, "schedule.backbone_lr_scale=1.0"], 0.97
+            ),
             # The same SimCLR start with the backbone at 0.3x the rate: features that probe linearly at 98.5% may be worth protecting.
             "SimCLR-pretrained + inversion loss, backbone at 0.3x": Variant(["init={simclr}", *INVERSION_FROM_PRETRAINED], 0.97),
         },
-        {"nat": Pretraining("configs/nat_mnist_small_cnn.yaml", []), "nat12": Pretraining("configs/nat_mnist_small_cnn.yaml", ["train.epochs=12"]),
-         "simclr": Pretraining("configs/simclr_mnist_small_cnn.yaml", [])},
+        {
+            "nat": Pretraining("configs/nat_mnist_small_cnn.yaml", []),
+            "nat12": Pretraining("configs/nat_mnist_small_cnn.yaml", ["train.epochs=12"]),
+            "simclr": Pretraining("configs/simclr_mnist_small_cnn.yaml", []),
+        },
     ),
     "cifar10_25labels": Setting(
-        "CIFAR-10, 25 labels per class", "configs/semisup_cifar10.yaml", 25,
+        "CIFAR-10, 25 labels per class",
+        "configs/semisup_cifar10.yaml",
+        25,
         "94.93 ± 0.65% (Sohn et al., FixMatch, arXiv 2001.07685, 250 labels, WRN-28-2, 2^20 steps on GPUs)",
         {
             "supervised only": Variant(CIFAR_SUPERVISED),
@@ -134,9 +151,11 @@ SETTINGS = {
             # The FixMatch row from the 20-epoch SimCLR start: confident pseudo-labels need a classifier that is right more often.
             "SimCLR-pretrained 20 epochs + FixMatch": Variant(from_pretrained("simclr20", CIFAR_FIXMATCH)),
         },
-        {"simclr": Pretraining("configs/simclr_cifar10_small_cnn.yaml", []),
-         "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"]),
-         "simclr20": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=20"])},
+        {
+            "simclr": Pretraining("configs/simclr_cifar10_small_cnn.yaml", []),
+            "simclr6": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=6"]),
+            "simclr20": Pretraining("configs/simclr_cifar10_small_cnn.yaml", ["train.epochs=20"]),
+        },
     ),
 }
 TIME_MARKS_MIN = (5, 10, 20)  # issue 8: accuracy of the best variant against wall time
@@ -157,14 +176,28 @@ def accuracy_against_time(cfg: FinetuneConfig, run_dir: str, started: float) -> 
 def finetune_and_score(setting: Setting, overrides: list[str], seed: int, name: str) -> dict:
     """One fine-tuning run on label draw `seed`, scored once on the test split: {"label_seed",
     "val_acc" (of the checkpoint the run reports), "test_acc", "wall_s", "curve"}."""
-    cfg = load_config(FinetuneConfig, setting.config, [*overrides, f"semisup.labels_per_class={setting.budget}", f"semisup.label_seed={seed}",
-                                                       f"run.name={name}", f"run.storage_path={STORAGE}"])
+    cfg = load_config(
+        FinetuneConfig,
+        setting.config,
+        [
+            *overrides,
+            f"semisup.labels_per_class={setting.budget}",
+            f"semisup.label_seed={seed}",
+            f"run.name={name}",
+            f"run.storage_path={STORAGE}",
+        ],
+    )
     started, started_epoch = time.perf_counter(), time.time()
     outcome = run_finetune(cfg)
     wall = time.perf_counter() - started
     test = score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir)
-    return {"label_seed": seed, "val_acc": outcome.metrics["val_acc"], "test_acc": test, "wall_s": round(wall, 1),
-            "curve": accuracy_against_time(cfg, outcome.run_dir, started_epoch)}
+    return {
+        "label_seed": seed,
+        "val_acc": outcome.metrics["val_acc"],
+        "test_acc": test,
+        "wall_s": round(wall, 1),
+        "curve": accuracy_against_time(cfg, outcome.run_dir, started_epoch),
+    }
 
 
 def unpack_run(row: dict, run: dict) -> list[dict]:
@@ -175,16 +208,27 @@ def unpack_run(row: dict, run: dict) -> list[dict]:
     if "candidates" not in run:
         return [{"variant": row["variant"], "overrides": row["overrides"], **run, **started_from}]
     selected = {k: v for k, v in run.items() if k not in ("selected", "candidates")}
-    return [{"variant": row["variant"], "overrides": [*row["overrides"], *c["extra"]],
-             **(selected if c["extra"] == run["selected"] else {"label_seed": run["label_seed"], **{k: v for k, v in c.items() if k != "extra"}}),
-             **started_from}
-            for c in run["candidates"]]
+    return [
+        {
+            "variant": row["variant"],
+            "overrides": [*row["overrides"], *c["extra"]],
+            **(
+                selected
+                if c["extra"] == run["selected"]
+                else {"label_seed": run["label_seed"], **{k: v for k, v in c.items() if k != "extra"}}
+            ),
+            **started_from,
+        }
+        for c in run["candidates"]
+    ]
 
 
 def pretraining_of(row: dict, label_seed: int) -> dict:
     """name -> the pretraining record that a committed row's draw `label_seed` started from."""
-    return {name: next(r for r in record if label_seed in r["label_seeds"]) if isinstance(record, list) else record
-            for name, record in row["pretraining"].items()}
+    return {
+        name: next(r for r in record if label_seed in r["label_seeds"]) if isinstance(record, list) else record
+        for name, record in row["pretraining"].items()
+    }
 
 
 def row_pretraining(setting: str, needs: list[str], runs: list[dict]) -> dict:
@@ -197,8 +241,10 @@ def row_pretraining(setting: str, needs: list[str], runs: list[dict]) -> dict:
         for run in runs:
             started_from = run.get("pretraining", {}).get(name) or pretrain_log(setting, name)
             if started_from is None:
-                raise SystemExit(f"draw {run['label_seed']} of a row needing pretraining {name!r} records none, and "
-                                 f"neither {pretrain_log_path(setting, name)} nor bench/results/{setting}.json has it")
+                raise SystemExit(
+                    f"draw {run['label_seed']} of a row needing pretraining {name!r} records none, and "
+                    f"neither {pretrain_log_path(setting, name)} nor bench/results/{setting}.json has it"
+                )
             record = {k: v for k, v in started_from.items() if k != "label_seeds"}
             same = next((r for r in records if {k: v for k, v in r.items() if k != "label_seeds"} == record), None)
             if same is None:
@@ -215,9 +261,18 @@ def pretrain(setting: str, name: str, pretraining: Pretraining) -> dict:
     if done and done["config"] == pretraining.config and done["overrides"] == pretraining.overrides and Path(done["run_dir"]).exists():
         return done
     started = time.perf_counter()
-    outcome = run_pretrain(load_config(PretrainConfig, pretraining.config, [*pretraining.overrides, f"run.name={setting}_{name}", f"run.storage_path={STORAGE}"]))
-    done = {"config": pretraining.config, "overrides": pretraining.overrides, "run_dir": f"{STORAGE}/{setting}_{name}",
-            "minutes": round((time.perf_counter() - started) / 60, 1), "metrics": {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))}}
+    outcome = run_pretrain(
+        load_config(
+            PretrainConfig, pretraining.config, [*pretraining.overrides, f"run.name={setting}_{name}", f"run.storage_path={STORAGE}"]
+        )
+    )
+    done = {
+        "config": pretraining.config,
+        "overrides": pretraining.overrides,
+        "run_dir": f"{STORAGE}/{setting}_{name}",
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+        "metrics": {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))},
+    }
     pretrain_log_path(setting, name).write_text(json.dumps(done))
     return done
 
@@ -286,14 +341,19 @@ def main() -> None:
         needs = [name for name in setting.pretrainings if any(f"{{{name}}}" in o for o in spec.overrides)]
         done = {}
         if runs_log.exists():  # a logged run counts only if it ran these exact overrides
-            done = {(r["variant"], r["label_seed"], tuple(r.get("overrides", []))): r for r in map(json.loads, runs_log.read_text().splitlines())}
+            done = {
+                (r["variant"], r["label_seed"], tuple(r.get("overrides", []))): r
+                for r in map(json.loads, runs_log.read_text().splitlines())
+            }
         runs = []
         for seed in args.seeds:
             tried = []  # (extra overrides, run) per candidate
             for i, extra in enumerate(spec.candidates):
                 overrides = [*spec.overrides, *extra]
                 if (variant, seed, tuple(overrides)) in done:
-                    tried.append((extra, {k: v for k, v in done[variant, seed, tuple(overrides)].items() if k not in ("variant", "overrides")}))
+                    tried.append(
+                        (extra, {k: v for k, v in done[variant, seed, tuple(overrides)].items() if k not in ("variant", "overrides")})
+                    )
                     continue
                 if args.logged_only:
                     break
@@ -314,65 +374,104 @@ def main() -> None:
                 continue  # --logged-only and a candidate never ran: this draw has no selection yet
             extra, run = max(tried, key=lambda t: t[1]["val_acc"])  # the first on ties
             if len(spec.candidates) > 1:
-                run = {**run, "selected": extra, "candidates": [
-                    {"extra": e, "val_acc": r["val_acc"], "test_acc": r["test_acc"], "wall_s": r["wall_s"]} for e, r in tried]}
+                run = {
+                    **run,
+                    "selected": extra,
+                    "candidates": [
+                        {"extra": e, "val_acc": r["val_acc"], "test_acc": r["test_acc"], "wall_s": r["wall_s"]} for e, r in tried
+                    ],
+                }
             runs.append(run)
         if not runs:
             continue
         test = np.array([r["test_acc"] for r in runs])
-        results.append({
-            "budget": setting.budget, "variant": variant, "test_acc_mean": float(test.mean()),
-            "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0, "draws": len(runs),
-            "target": spec.target, "config": setting.config, "overrides": spec.overrides,
-            **({"candidates": spec.candidates} if len(spec.candidates) > 1 else {}),
-            "runs": [{k: v for k, v in run.items() if k != "pretraining"} for run in runs],  # the row says it once
-            **({"pretraining": row_pretraining(args.setting, needs, runs)} if needs else {}),
-        })
+        results.append(
+            {
+                "budget": setting.budget,
+                "variant": variant,
+                "test_acc_mean": float(test.mean()),
+                "test_acc_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
+                "draws": len(runs),
+                "target": spec.target,
+                "config": setting.config,
+                "overrides": spec.overrides,
+                **({"candidates": spec.candidates} if len(spec.candidates) > 1 else {}),
+                "runs": [{k: v for k, v in run.items() if k != "pretraining"} for run in runs],  # the row says it once
+                **({"pretraining": row_pretraining(args.setting, needs, runs)} if needs else {}),
+            }
+        )
     if args.variants and Path(f"{out}.json").exists():  # a subset re-measured: the other committed rows stay
         kept = {r["variant"]: r for r in json.loads(Path(f"{out}.json").read_text())["rows"]}
         kept.update({r["variant"]: r for r in results})
         results = [kept[v] for v in setting.variants if v in kept]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps({"setting": setting.title, "reference": setting.reference, "rows": results}, indent=2))
-    lines = [f"{setting.title}, test accuracy mean ± std over label draws (2-core CPU). Reference: {setting.reference}.", "",
-             "| variant | test accuracy | draws | target | met | wall time per run |", "|---|---:|---:|---:|:-:|---:|"]
+    lines = [
+        f"{setting.title}, test accuracy mean ± std over label draws (2-core CPU). Reference: {setting.reference}.",
+        "",
+        "| variant | test accuracy | draws | target | met | wall time per run |",
+        "|---|---:|---:|---:|:-:|---:|",
+    ]
     for r in results:
         wall, target = np.mean([x["wall_s"] for x in r["runs"]]), r["target"]
         met = "–" if target is None else ("yes" if r["test_acc_mean"] >= target else "no")
         spread = f" ± {100 * r['test_acc_std']:.2f}%" if r["draws"] > 1 else "% (one draw: no spread)"
         walls = [w for run in r["runs"] for w in ([c["wall_s"] for c in run["candidates"]] if "candidates" in run else [run["wall_s"]])]
         over = [w for w in walls if w > 60 * RUN_BUDGET_MIN]
-        budget = f" ({len(over)} of {len(walls)} runs over the {RUN_BUDGET_MIN}-min budget, longest {max(over) / 60:.1f} min)" if over else ""
-        lines.append(f"| {r['variant']} | {100 * r['test_acc_mean']:.2f}{spread} | {r['draws']} | "
-                     f"{'–' if target is None else f'≥ {100 * target:.1f}%'} | {met} | {wall / 60:.1f} min{per_draw(r)}{budget} |")
+        budget = (
+            f" ({len(over)} of {len(walls)} runs over the {RUN_BUDGET_MIN}-min budget, longest {max(over) / 60:.1f} min)" if over else ""
+        )
+        lines.append(
+            f"| {r['variant']} | {100 * r['test_acc_mean']:.2f}{spread} | {r['draws']} | "
+            f"{'–' if target is None else f'≥ {100 * target:.1f}%'} | {met} | {wall / 60:.1f} min{per_draw(r)}{budget} |"
+        )
     for r in results:
         if "candidates" in r:
             named = [", ".join(e) or "the config as it is" for e in r["candidates"]]
-            lines += ["", f"{r['variant']} runs every label draw {len(named)} times, with " + "; ".join(f"({i}) {n}" for i, n in enumerate(named))
-                      + ", and keeps the run with the best validation accuracy (the first on ties); the test accuracy of the others is shown, never used:",
-                      "", "| draw | " + " | ".join(f"({i}) val / test" for i in range(len(named))) + " | selected |",
-                      "|---:|" + "---:|" * len(named) + ":-:|"]
+            lines += [
+                "",
+                f"{r['variant']} runs every label draw {len(named)} times, with "
+                + "; ".join(f"({i}) {n}" for i, n in enumerate(named))
+                + ", and keeps the run with the best validation accuracy (the first on ties); the test accuracy of the others is shown, never used:",
+                "",
+                "| draw | " + " | ".join(f"({i}) val / test" for i in range(len(named))) + " | selected |",
+                "|---:|" + "---:|" * len(named) + ":-:|",
+            ]
             for run in r["runs"]:
                 cells = " | ".join(f"{100 * c['val_acc']:.0f} / {100 * c['test_acc']:.2f}%" for c in run["candidates"])
                 lines.append(f"| {run['label_seed']} | {cells} | ({r['candidates'].index(run['selected'])}) |")
         for name, record in r.get("pretraining", {}).items():
             for p in record if isinstance(record, list) else [record]:
                 draws = f"draws {', '.join(map(str, p['label_seeds']))}" if "label_seeds" in p else "all its draws"
-                lines += ["", f"{r['variant']} starts from the {name} run of `{p['config']}` ({', '.join(p['overrides']) or 'as committed'}), "
-                          f"pretrained once without labels for {draws}: {p['minutes']:.1f} min, not counted in its wall time per run."]
+                lines += [
+                    "",
+                    f"{r['variant']} starts from the {name} run of `{p['config']}` ({', '.join(p['overrides']) or 'as committed'}), "
+                    f"pretrained once without labels for {draws}: {p['minutes']:.1f} min, not counted in its wall time per run.",
+                ]
     best = max(results, key=lambda r: r["test_acc_mean"])
     curves = [r["curve"] for r in best["runs"] if r.get("curve")]
     if curves:
-        lines += ["", f"Best variant ({best['variant']}): test accuracy of the latest checkpoint written by each mark of wall time since "
-                  "the run started (Ray start-up included), mean ± std over label draws; every checkpoint is in the JSON:", "",
-                  "| minutes | steps reached | test accuracy |", "|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Best variant ({best['variant']}): test accuracy of the latest checkpoint written by each mark of wall time since "
+            "the run started (Ray start-up included), mean ± std over label draws; every checkpoint is in the JSON:",
+            "",
+            "| minutes | steps reached | test accuracy |",
+            "|---:|---:|---:|",
+        ]
         for minutes in TIME_MARKS_MIN:
             reached = [max((p for p in c if p["seconds"] <= 60 * minutes), key=lambda p: p["step"], default=None) for c in curves]
             if any(p is None for p in reached):
                 continue
             acc, steps = np.array([p["test_acc"] for p in reached]), sorted({p["step"] for p in reached})
-            ended = " (runs had ended)" if all(p is c[-1] for p, c in zip(reached, curves)) and max(c[-1]["seconds"] for c in curves) < 60 * minutes else ""
-            lines.append(f"| {minutes} | {steps[0]}–{steps[-1]}{ended} | {100 * acc.mean():.2f} ± {100 * acc.std(ddof=1) if len(acc) > 1 else 0:.2f}% |")
+            ended = (
+                " (runs had ended)"
+                if all(p is c[-1] for p, c in zip(reached, curves)) and max(c[-1]["seconds"] for c in curves) < 60 * minutes
+                else ""
+            )
+            lines.append(
+                f"| {minutes} | {steps[0]}–{steps[-1]}{ended} | {100 * acc.mean():.2f} ± {100 * acc.std(ddof=1) if len(acc) > 1 else 0:.2f}% |"
+            )
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     plot(setting, results, f"{out}.png")
     print("\n".join(lines))

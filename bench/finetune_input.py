@@ -25,7 +25,7 @@ from rayssl.config import FinetuneConfig, load_config
 from rayssl.train.launch import init_ray, run_finetune
 
 # FixMatch on MNIST, 5 labels per class, the headline's light view (bench/few_labels.py)
-DEFAULT_OVERRIDES = ["semisup.consistency=1.0", "data.augment.crop_scale_min=1.0", "data.augment.rotate_deg=0", "data.augment.translate_px=2"]
+DEFAULT_OVERRIDES = ["fixmatch.weight=1.0", "data.augment.crop_scale_min=1.0", "data.augment.rotate_deg=0", "data.augment.translate_px=2"]
 
 
 def timed_run(cfg: FinetuneConfig) -> dict[str, float]:
@@ -46,8 +46,14 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     storage = tempfile.mkdtemp(prefix="finetune_input_")
-    common = [*DEFAULT_OVERRIDES, *args.overrides, f"schedule.steps={args.steps}", "schedule.eval_every=250",
-              "train.num_to_keep=100", f"run.storage_path={storage}"]
+    common = [
+        *DEFAULT_OVERRIDES,
+        *args.overrides,
+        f"schedule.steps={args.steps}",
+        "schedule.eval_every=250",
+        "train.num_to_keep=100",
+        f"run.storage_path={storage}",
+    ]
     modes = {"stream": ["data.in_memory_max_mb=0"], "memory": []}
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     init_ray(load_config(FinetuneConfig, args.config, common).ray)
@@ -63,10 +69,14 @@ def main() -> None:
     print(f"\n{args.config}, {args.steps} steps, overrides {DEFAULT_OVERRIDES + args.overrides}; medians of {args.repeats} runs each")
     print("| input | start-up + first round (s) | steps/s after it | ms/step | whole run (s) |\n|---|---:|---:|---:|---:|")
     for mode, r in median.items():
-        print(f"| {mode} | {r['to_first_checkpoint_s']:.1f} | {r['steps_per_s']:.2f} | {1000 / r['steps_per_s']:.1f} | {r['total_s']:.1f} |")
+        print(
+            f"| {mode} | {r['to_first_checkpoint_s']:.1f} | {r['steps_per_s']:.2f} | {1000 / r['steps_per_s']:.1f} | {r['total_s']:.1f} |"
+        )
     stream, memory = median["stream"], median["memory"]
-    print(f"\nmemory / stream: steps/s x{memory['steps_per_s'] / stream['steps_per_s']:.2f}, "
-          f"whole run x{memory['total_s'] / stream['total_s']:.2f} of the time")
+    print(
+        f"\nmemory / stream: steps/s x{memory['steps_per_s'] / stream['steps_per_s']:.2f}, "
+        f"whole run x{memory['total_s'] / stream['total_s']:.2f} of the time"
+    )
 
 
 if __name__ == "__main__":

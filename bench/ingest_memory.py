@@ -69,8 +69,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
-    data = DataConfig(shards=args.shards, image_size=args.image_size, channels=3, batch_size=256, crop="random_crop",
-                      augment=AugmentConfig(crop_scale_min=0.2, horizontal_flip=True))
+    data = DataConfig(
+        shards=args.shards,
+        image_size=args.image_size,
+        channels=3,
+        batch_size=256,
+        crop="random_crop",
+        augment=AugmentConfig(crop_scale_min=0.2, horizontal_flip=True),
+    )
     ray.init(address="local", num_cpus=2, log_to_driver=False)
     sampler = Sampler()
     sampler.start()

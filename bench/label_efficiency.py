@@ -50,11 +50,18 @@ def check_targets(rows: list[dict], variants: list[str]) -> list[dict]:
     checks = []
     for v in variants:
         means = [cell[b, v]["test_acc_mean"] for b in budgets if (b, v) in cell]
-        drops = [(budgets[i], budgets[i + 1], means[i] - means[i + 1]) for i in range(len(means) - 1) if means[i + 1] < means[i] - MONOTONE_SLACK]
+        drops = [
+            (budgets[i], budgets[i + 1], means[i] - means[i + 1]) for i in range(len(means) - 1) if means[i + 1] < means[i] - MONOTONE_SLACK
+        ]
         missing = [b for b in budgets if (b, v) not in cell]
         detail = "; ".join(f"{a} -> {b}: -{100 * d:.2f} points" for a, b, d in drops) or "no drop over 0.5 points"
-        checks.append({"target": f"{v}: mean non-decreasing in labels per class (within 0.5 points)", "met": not drops and not missing,
-                       "detail": detail + (f"; no finished trial at {missing}" if missing else "")})
+        checks.append(
+            {
+                "target": f"{v}: mean non-decreasing in labels per class (within 0.5 points)",
+                "met": not drops and not missing,
+                "detail": detail + (f"; no finished trial at {missing}" if missing else ""),
+            }
+        )
     for b in budgets:
         sup = cell.get((b, SUPERVISED))
         others = [cell[b, v] for v in variants if v != SUPERVISED and (b, v) in cell]
@@ -62,20 +69,33 @@ def check_targets(rows: list[dict], variants: list[str]) -> list[dict]:
             continue
         best = max(others, key=lambda r: r["test_acc_mean"])
         margin = best["test_acc_mean"] - sup["test_acc_mean"]
-        checks.append({"target": f"{b} labels/class: best variant beats supervised only by more than its std", "met": margin > sup["test_acc_std"],
-                       "detail": f"{best['variant']} {100 * best['test_acc_mean']:.2f}% vs {100 * sup['test_acc_mean']:.2f} ± {100 * sup['test_acc_std']:.2f}% "
-                                 f"(margin {100 * margin:+.2f} points)"})
+        checks.append(
+            {
+                "target": f"{b} labels/class: best variant beats supervised only by more than its std",
+                "met": margin > sup["test_acc_std"],
+                "detail": f"{best['variant']} {100 * best['test_acc_mean']:.2f}% vs {100 * sup['test_acc_mean']:.2f} ± {100 * sup['test_acc_std']:.2f}% "
+                f"(margin {100 * margin:+.2f} points)",
+            }
+        )
     if (100, SUPERVISED) in cell:
         acc = cell[100, SUPERVISED]["test_acc_mean"]
-        checks.append({"target": "supervised only >= 97% at 100 labels/class", "met": acc >= SUPERVISED_AT_100, "detail": f"{100 * acc:.2f}%"})
+        checks.append(
+            {"target": "supervised only >= 97% at 100 labels/class", "met": acc >= SUPERVISED_AT_100, "detail": f"{100 * acc:.2f}%"}
+        )
     return checks
 
 
 def markdown(report: dict, checks: list[dict], config: str) -> str:
     """The sweep's budget x variant table, the published reference per budget, and the targets."""
-    lines = [f"{report['title']}: MNIST test accuracy, mean ± std over label draws of the trial selected on validation, "
-             f"2-core CPU, config `{config}`.", "", table(report["rows"], report["variants"]), "",
-             "| labels / class | published reference (MNIST, the same number of labels) |", "|---:|---|"]
+    lines = [
+        f"{report['title']}: MNIST test accuracy, mean ± std over label draws of the trial selected on validation, "
+        f"2-core CPU, config `{config}`.",
+        "",
+        table(report["rows"], report["variants"]),
+        "",
+        "| labels / class | published reference (MNIST, the same number of labels) |",
+        "|---:|---|",
+    ]
     lines += [f"| {b} | {REFERENCES.get(b, '–')} |" for b in sorted({r["budget"] for r in report["rows"]})]
     lines += ["", "| target | met | measured |", "|---|:-:|---|"]
     lines += [f"| {c['target']} | {'yes' if c['met'] else '**no**'} | {c['detail']} |" for c in checks]
@@ -101,7 +121,10 @@ def merge_rows(committed: dict, rerun: dict, sweep: str, base_sweep: str) -> dic
     return {
         **committed,
         "variants": variants,
-        "rows": sorted([r for r in committed["rows"] if r["variant"] not in fresh] + rerun["rows"], key=lambda r: (r["budget"], variants.index(r["variant"]))),
+        "rows": sorted(
+            [r for r in committed["rows"] if r["variant"] not in fresh] + rerun["rows"],
+            key=lambda r: (r["budget"], variants.index(r["variant"])),
+        ),
         "draws": [d for d in committed.get("draws", []) if d["variant"] not in fresh] + rerun.get("draws", []),
         "labels_needed": None,  # of the sweep that wrote it: stale once rows are replaced
         "measured_in": {v: measured_in[v] for v in variants},

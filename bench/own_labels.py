@@ -50,11 +50,13 @@ IMBALANCED = (40, 40, 20, 20, 10, 10, 5, 5, 3, 3)
 # The recipe of bench/few_labels.py --setting cifar10_25labels: supervised only, 1,500 steps; the best
 # row starts from SimCLR (configs/simclr_cifar10_small_cnn.yaml, 20 epochs) with a 100-step head warm-up.
 CONFIG = "configs/semisup_cifar10.yaml"
-SUPERVISED = ["semisup.alpha=0", "schedule.steps=1500"]
+SUPERVISED = ["inversion.alpha=0", "schedule.steps=1500"]
 SIMCLR_EPOCHS = 20
-REFERENCE = ("94.93 ± 0.65% at 250 labels (Sohn et al., FixMatch, arXiv 2001.07685, WRN-28-2, 2^20 steps on GPUs); "
-             "the committed small-CNN CPU recipe at 25 balanced labels per class: 35.49 ± 1.25% supervised only, "
-             "45.53 ± 0.81% SimCLR-pretrained 20 epochs (bench/results/cifar10_25labels.md)")
+REFERENCE = (
+    "94.93 ± 0.65% at 250 labels (Sohn et al., FixMatch, arXiv 2001.07685, WRN-28-2, 2^20 steps on GPUs); "
+    "the committed small-CNN CPU recipe at 25 balanced labels per class: 35.49 ± 1.25% supervised only, "
+    "45.53 ± 0.81% SimCLR-pretrained 20 epochs (bench/results/cifar10_25labels.md)"
+)
 
 
 def stage(state: dict, name: str, fn: Callable[[], Any]) -> Any:
@@ -103,33 +105,60 @@ def write_table(path: Path, by_class: dict[int, list[str]], counts: list[int], c
 
 def finetune(shards: str, name: str, seed: int, overrides: list[str]) -> dict:
     """One `labels_per_class` fine-tune scored on the test images: accuracy, balanced and per-class accuracy."""
-    cfg = load_config(FinetuneConfig, CONFIG, [*overrides, f"data.shards={shards}", f"semisup.label_seed={seed}",
-                                               f"run.name={name}_{seed}", f"run.storage_path={OUT / 'runs'}"])
+    cfg = load_config(
+        FinetuneConfig,
+        CONFIG,
+        [*overrides, f"data.shards={shards}", f"semisup.label_seed={seed}", f"run.name={name}_{seed}", f"run.storage_path={OUT / 'runs'}"],
+    )
     started = time.perf_counter()
     outcome = run_finetune(cfg, report=lambda metrics: None)
     wall = time.perf_counter() - started
     report = write_test_report(cfg, outcome.checkpoint, outcome.run_dir)
     plan = json.loads(Path(outcome.run_dir, "labels.json").read_text())
-    return {"label_seed": seed, "run_dir": str(Path(outcome.run_dir).relative_to(Path.cwd())), "val_acc": outcome.metrics["val_acc"], "test_acc": report["accuracy"],
-            "balanced_acc": report["balanced_accuracy"], "per_class": report["per_class_accuracy"], "wall_s": round(wall, 1),
-            "labelled": sum(plan["labelled"].values()), "validation": sum(plan["validation"].values())}
+    return {
+        "label_seed": seed,
+        "run_dir": str(Path(outcome.run_dir).relative_to(Path.cwd())),
+        "val_acc": outcome.metrics["val_acc"],
+        "test_acc": report["accuracy"],
+        "balanced_acc": report["balanced_accuracy"],
+        "per_class": report["per_class_accuracy"],
+        "wall_s": round(wall, 1),
+        "labelled": sum(plan["labelled"].values()),
+        "validation": sum(plan["validation"].values()),
+    }
 
 
 def row(runs: list[dict]) -> dict:
     """mean ± std (ddof 1) over the runs of one row, and the per-class accuracy averaged over them."""
+
     def spread(key: str) -> dict:
         values = np.array([r[key] for r in runs])
         return {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "each": values.tolist()}
 
     classes = list(runs[0]["per_class"])
-    return {"test_acc": spread("test_acc"), "balanced_acc": spread("balanced_acc"), "val_acc": spread("val_acc"),
-            "per_class": {c: float(np.mean([r["per_class"][c] for r in runs])) for c in classes},
-            "wall_s_per_run": float(np.mean([r["wall_s"] for r in runs])), "labelled": runs[0]["labelled"], "validation": runs[0]["validation"]}
+    return {
+        "test_acc": spread("test_acc"),
+        "balanced_acc": spread("balanced_acc"),
+        "val_acc": spread("val_acc"),
+        "per_class": {c: float(np.mean([r["per_class"][c] for r in runs])) for c in classes},
+        "wall_s_per_run": float(np.mean([r["wall_s"] for r in runs])),
+        "labelled": runs[0]["labelled"],
+        "validation": runs[0]["validation"],
+    }
 
 
 def pretrain_simclr(shards: str) -> dict:
-    cfg = load_config(PretrainConfig, "configs/simclr_cifar10_small_cnn.yaml", [
-        f"data.shards={shards}", f"train.epochs={SIMCLR_EPOCHS}", "run.name=simclr", f"run.storage_path={OUT / 'runs'}", "eval.after_pretrain=false"])
+    cfg = load_config(
+        PretrainConfig,
+        "configs/simclr_cifar10_small_cnn.yaml",
+        [
+            f"data.shards={shards}",
+            f"train.epochs={SIMCLR_EPOCHS}",
+            "run.name=simclr",
+            f"run.storage_path={OUT / 'runs'}",
+            "eval.after_pretrain=false",
+        ],
+    )
     return {"run_dir": str(Path(run_pretrain(cfg).run_dir).relative_to(Path.cwd()))}
 
 
@@ -154,9 +183,13 @@ def export_and_predict(run_dir: str, test_folder: str) -> dict:
     with (OUT / "standalone.csv").open() as f:
         standalone = {str(Path(r["path"]).relative_to(test_folder)): r["class"] for r in csv.DictReader(f)}
     truth = {p: p.split("/", 1)[0] for p in ours}
-    return {**timings, "images": len(ours), "standalone_images": len(standalone),
-            "disagreements": sum(standalone.get(p) != c for p, c in ours.items()),
-            "predict_accuracy": float(np.mean([c == truth[p] for p, c in ours.items()]))}
+    return {
+        **timings,
+        "images": len(ours),
+        "standalone_images": len(standalone),
+        "disagreements": sum(standalone.get(p) != c for p, c in ours.items()),
+        "predict_accuracy": float(np.mean([c == truth[p] for p, c in ours.items()])),
+    }
 
 
 def build_shards(out: str, *labels: str) -> str:
@@ -171,27 +204,62 @@ def run_benchmark(state: dict) -> dict:
     shards = stage(state, "shards (with --labels)", lambda: build_shards(str(OUT / "shards"), "--labels", str(OUT / "labels.csv")))
     plain = stage(state, "shards (no labels)", lambda: build_shards(str(OUT / "shards_plain")))
     every = ["semisup.labels_per_class=all", *SUPERVISED]
-    supervised = [stage(state, f"supervised only, all labels, hold-out {s}", lambda s=s: finetune(shards, "supervised", s, every)) for s in SEEDS]
+    supervised = [
+        stage(state, f"supervised only, all labels, hold-out {s}", lambda s=s: finetune(shards, "supervised", s, every)) for s in SEEDS
+    ]
     simclr = stage(state, f"SimCLR pretraining, {SIMCLR_EPOCHS} epochs on the 20,000 images", lambda: pretrain_simclr(shards))
     from_simclr = [f"init={simclr['run_dir']}", *every, "schedule.head_warmup_steps=100"]
-    pretrained = [stage(state, f"SimCLR-pretrained, all labels, hold-out {s}", lambda s=s: finetune(shards, "simclr_ft", s, from_simclr)) for s in SEEDS]
-    full = stage(state, "CIFAR-10 shards (fully labelled)", lambda: "data/shards/cifar10" if Path("data/shards/cifar10/manifest.json").exists() else
-                 (rayssl(["shards", "build", "--source", "cifar10", "--path", CIFAR, "--out", "data/shards/cifar10"]) or "data/shards/cifar10"))
-    drawn = [stage(state, f"balanced draw 8 + 2 per class, draw {s}", lambda s=s: finetune(full, "balanced_draw", s,
-                   ["semisup.labels_per_class=8", "semisup.val_per_class=2", *SUPERVISED])) for s in SEEDS]
+    pretrained = [
+        stage(state, f"SimCLR-pretrained, all labels, hold-out {s}", lambda s=s: finetune(shards, "simclr_ft", s, from_simclr))
+        for s in SEEDS
+    ]
+    full = stage(
+        state,
+        "CIFAR-10 shards (fully labelled)",
+        lambda: (
+            "data/shards/cifar10"
+            if Path("data/shards/cifar10/manifest.json").exists()
+            else (
+                rayssl(["shards", "build", "--source", "cifar10", "--path", CIFAR, "--out", "data/shards/cifar10"]) or "data/shards/cifar10"
+            )
+        ),
+    )
+    drawn = [
+        stage(
+            state,
+            f"balanced draw 8 + 2 per class, draw {s}",
+            lambda s=s: finetune(full, "balanced_draw", s, ["semisup.labels_per_class=8", "semisup.val_per_class=2", *SUPERVISED]),
+        )
+        for s in SEEDS
+    ]
     imbalanced = {}
     for balanced in (True, False):
         name = "class-balanced batches" if balanced else "plain sampling"
         overrides = [f"semisup.labels={OUT / 'labels_imbalanced.csv'}", f"semisup.balanced_batches={str(balanced).lower()}", *every]
-        imbalanced[name] = row([stage(state, f"imbalanced, {name}, hold-out {s}", lambda s=s, o=overrides: finetune(plain, f"imbalanced_{balanced}", s, o))
-                                for s in SEEDS])
+        imbalanced[name] = row(
+            [
+                stage(
+                    state,
+                    f"imbalanced, {name}, hold-out {s}",
+                    lambda s=s, o=overrides, b=balanced: finetune(plain, f"imbalanced_{b}", s, o),
+                )
+                for s in SEEDS
+            ]
+        )
     best = max(pretrained, key=lambda r: r["val_acc"])  # the run a user would ship: chosen on validation only
     taken = stage(state, "export + predict + standalone check", lambda: export_and_predict(best["run_dir"], str(OUT / "corpus/test")))
-    return {"corpus": corpus, "reference": REFERENCE, "rows": {
-        "supervised only, every label (10 per class)": row(supervised), "SimCLR-pretrained, every label (10 per class)": row(pretrained),
-        "class-balanced draw, 8 + 2 per class of fully labelled CIFAR-10 (supervised only)": row(drawn)},
-        "imbalanced": imbalanced, "take_away": {**taken, "run": best["run_dir"], "label_seed": best["label_seed"]},
-        "stages_s": {name: s["wall_s"] for name, s in state.items()}}
+    return {
+        "corpus": corpus,
+        "reference": REFERENCE,
+        "rows": {
+            "supervised only, every label (10 per class)": row(supervised),
+            "SimCLR-pretrained, every label (10 per class)": row(pretrained),
+            "class-balanced draw, 8 + 2 per class of fully labelled CIFAR-10 (supervised only)": row(drawn),
+        },
+        "imbalanced": imbalanced,
+        "take_away": {**taken, "run": best["run_dir"], "label_seed": best["label_seed"]},
+        "stages_s": {name: s["wall_s"] for name, s in state.items()},
+    }
 
 
 def pct(spread: dict) -> str:
@@ -200,24 +268,50 @@ def pct(spread: dict) -> str:
 
 def markdown(doc: dict) -> str:
     classes = doc["corpus"]["classes"]
-    lines = [f"# A user's corpus: {doc['corpus']['train_images']:,} unlabelled CIFAR-10 PNGs, a CSV naming {PER_CLASS} per class, "
-             f"{doc['corpus']['test_images']:,} test images in class folders", "",
-             "`bench/own_labels.py`, 2-core CPU. Test accuracy mean ± std over 3 validation hold-outs (`semisup.label_seed`). "
-             f"Reference: {doc['reference']}.", "",
-             "| row | labelled + validation | test accuracy | balanced accuracy | validation | wall time per run |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# A user's corpus: {doc['corpus']['train_images']:,} unlabelled CIFAR-10 PNGs, a CSV naming {PER_CLASS} per class, "
+        f"{doc['corpus']['test_images']:,} test images in class folders",
+        "",
+        "`bench/own_labels.py`, 2-core CPU. Test accuracy mean ± std over 3 validation hold-outs (`semisup.label_seed`). "
+        f"Reference: {doc['reference']}.",
+        "",
+        "| row | labelled + validation | test accuracy | balanced accuracy | validation | wall time per run |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in doc["rows"].items():
-        lines.append(f"| {name} | {r['labelled']} + {r['validation']} | {pct(r['test_acc'])} | {pct(r['balanced_acc'])} | {pct(r['val_acc'])} | {r['wall_s_per_run'] / 60:.1f} min |")
-    lines += ["", "Per-class test accuracy (%, mean over the hold-outs):", "", "| row | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        lines.append(
+            f"| {name} | {r['labelled']} + {r['validation']} | {pct(r['test_acc'])} | {pct(r['balanced_acc'])} | {pct(r['val_acc'])} | {r['wall_s_per_run'] / 60:.1f} min |"
+        )
+    lines += [
+        "",
+        "Per-class test accuracy (%, mean over the hold-outs):",
+        "",
+        "| row | " + " | ".join(classes) + " |",
+        "|---|" + "---:|" * len(classes),
+    ]
     for name, r in {**doc["rows"], **{f"imbalanced, {k}": v for k, v in doc["imbalanced"].items()}}.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r['per_class'][c]:.1f}" for c in classes) + " |")
-    lines += ["", f"Imbalanced labels ({'/'.join(map(str, IMBALANCED))} per class, a table attached at fine-tune time), supervised only, every label:", "",
-              "| labelled batches | balanced accuracy | test accuracy |", "|---|---:|---:|"]
+    lines += [
+        "",
+        f"Imbalanced labels ({'/'.join(map(str, IMBALANCED))} per class, a table attached at fine-tune time), supervised only, every label:",
+        "",
+        "| labelled batches | balanced accuracy | test accuracy |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {name} | {pct(r['balanced_acc'])} | {pct(r['test_acc'])} |" for name, r in doc["imbalanced"].items()]
     t = doc["take_away"]
-    lines += ["", f"Take the model away (the SimCLR-pretrained run chosen on validation, hold-out {t['label_seed']}): export {t['export_s']:.0f} s; "
-              f"`rayssl predict` on the {t['images']:,} test PNGs {t['predict_s']:.0f} s, accuracy {100 * t['predict_accuracy']:.2f}%; "
-              f"the exported model's standalone predict.py (plain PyTorch, no rayssl) on the same {t['standalone_images']:,} images: "
-              f"{t['disagreements']} predictions differ.", "", "Wall time per stage:", "", "| stage | s |", "|---|---:|"]
+    lines += [
+        "",
+        f"Take the model away (the SimCLR-pretrained run chosen on validation, hold-out {t['label_seed']}): export {t['export_s']:.0f} s; "
+        f"`rayssl predict` on the {t['images']:,} test PNGs {t['predict_s']:.0f} s, accuracy {100 * t['predict_accuracy']:.2f}%; "
+        f"the exported model's standalone predict.py (plain PyTorch, no rayssl) on the same {t['standalone_images']:,} images: "
+        f"{t['disagreements']} predictions differ.",
+        "",
+        "Wall time per stage:",
+        "",
+        "| stage | s |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {s:.0f} |" for name, s in doc["stages_s"].items()]
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,7 @@ in-memory unlabelled batches (rayssl.data.in_memory), but one process runs it: n
 Prints validation and test accuracy against steps and wall time, so a platform figure far from this
 one points at the platform, and one close to it at the recipe.
 
-    .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set semisup.alpha=0.01
+    .venv/bin/python bench/plain_finetune.py --config configs/semisup_mnist.yaml --set inversion.alpha=0.01
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from rayssl.config import FinetuneConfig, load_config
-from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.in_memory import InMemoryBatches, decode_split
+from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.transforms import normalise
-from rayssl.train.steps import FinetuneStep
+from rayssl.train.steps import FinetuneData, FinetuneStep
 
 
 @torch.no_grad()
@@ -59,7 +59,18 @@ def main() -> None:
     train, test = decode_split(cfg.data, "train", quarantine_dir, cfg.storage), decode_split(cfg.data, "test", quarantine_dir, cfg.storage)
     test_images, test_labels = test.images, test.labels
     torch.manual_seed(cfg.train.seed)
-    step = FinetuneStep(cfg, labelled.images, labelled.labels, labelled.indices, validation.images, validation.labels, split.validation)
+    step = FinetuneStep(
+        cfg,
+        FinetuneData(
+            labelled.images,
+            labelled.labels,
+            labelled.indices,
+            validation.images,
+            validation.labels,
+            split.validation,
+            np.zeros((0, cfg.semisup.num_classes), np.float32),
+        ),
+    )
     # the platform's in-memory unlabelled batches (rayssl.data.in_memory), in this process
     unlabelled = InMemoryBatches(train.indices, train.images, cfg.data, s.strong_augment if s.consistency > 0 else None, cfg.train.seed)
     torch.manual_seed(cfg.train.seed + 1000)
@@ -76,9 +87,14 @@ def main() -> None:
             step.after_step()
             t += 1
         predicted = predict(step.eval_net(), test_images)
-        point = {"step": t, "seconds": round(time.perf_counter() - started, 1), "loss": float(loss.detach()),
-                 "val_acc": step.round_metrics(cpu)["val_acc"], "test_acc": float((predicted == test_labels).mean()),
-                 "most_confused": most_confused(test_labels, predicted)}
+        point = {
+            "step": t,
+            "seconds": round(time.perf_counter() - started, 1),
+            "loss": float(loss.detach()),
+            "val_acc": step.round_metrics(cpu)["val_acc"],
+            "test_acc": float((predicted == test_labels).mean()),
+            "most_confused": most_confused(test_labels, predicted),
+        }
         curve.append(point)
         print(json.dumps(point), flush=True)
     if args.out:

@@ -64,8 +64,12 @@ def synthetic_shards(root: Path, images: int, seed: int = 0) -> str:
         storage.write_bytes(str(out / rel), payload)
         split_entries.append({"path": rel, "rows": n, "sha256": ""})
         done += n
-    manifest = {"format": FORMAT, "source": "synthetic", "classes": [f"class{i}" for i in range(10)],
-                "splits": {"test": {"rows": images, "class_histogram": {}, "shards": split_entries}}}
+    manifest = {
+        "format": FORMAT,
+        "source": "synthetic",
+        "classes": [f"class{i}" for i in range(10)],
+        "splits": {"test": {"rows": images, "class_histogram": {}, "shards": split_entries}},
+    }
     (out / MANIFEST).write_text(json.dumps(manifest))
     return str(out)
 
@@ -74,12 +78,16 @@ def fresh_run(root: Path, shards: str) -> str:
     """A fine-tuned run dir (config.yaml + one checkpoint) of an untrained CIFAR small_cnn classifier."""
     from rayssl.train.pretrained import build_classifier
 
-    cfg = load_config(FinetuneConfig, "configs/semisup_cifar10.yaml", [f"data.shards={shards}", f"run.storage_path={root / 'runs'}", "run.name=bench"])
+    cfg = load_config(
+        FinetuneConfig, "configs/semisup_cifar10.yaml", [f"data.shards={shards}", f"run.storage_path={root / 'runs'}", "run.name=bench"]
+    )
     torch.manual_seed(0)
     run_dir = root / "runs" / "bench"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    checkpoints.save_local(run_dir / "checkpoint_bench", build_classifier(cfg).state_dict(), {}, {}, {"epoch": 0, "global_step": 0, "metrics": {}})
+    checkpoints.save_local(
+        run_dir / "checkpoint_bench", build_classifier(cfg).state_dict(), {}, {}, {"epoch": 0, "global_step": 0, "metrics": {}}
+    )
     return str(run_dir)
 
 
@@ -97,7 +105,9 @@ def plain_loop(run_dir: str, input_uri: str, batch_size: int) -> tuple[int, floa
             table = pq.read_table(shard.uri, columns=["sample_id", "index", "image"])
             for start in range(0, table.num_rows, batch_size):
                 chunk = table.slice(start, batch_size)
-                ok, pixels, _ = decode_batch(chunk.column("sample_id").to_pylist(), chunk.column("index").to_numpy(), chunk.column("image").to_pylist(), spec)
+                ok, pixels, _ = decode_batch(
+                    chunk.column("sample_id").to_pylist(), chunk.column("index").to_numpy(), chunk.column("image").to_pylist(), spec
+                )
                 probs = torch.softmax(net(torch.from_numpy(transform(pixels))), dim=1)
                 probs.topk(min(5, probs.shape[1]), dim=1)
                 done += int(ok.sum())
@@ -124,30 +134,44 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="predict_throughput_"))
     root.mkdir(parents=True, exist_ok=True)
     reuse = (root / "shards" / MANIFEST).exists() and read_manifest(str(root / "shards"))["splits"]["test"]["rows"] == args.images
-    input_uri = args.input or (str(root / "shards") if reuse else synthetic_shards(root, args.images))  # a --workdir of an earlier run: same data
+    input_uri = args.input or (
+        str(root / "shards") if reuse else synthetic_shards(root, args.images)
+    )  # a --workdir of an earlier run: same data
     run_dir = args.run or fresh_run(root, input_uri)
     # The plain column runs in this process at nice 0; Ray starts its workers at nice 15. On a shared
     # machine that would rank the columns differently against other load: same priority for both.
     os.environ.setdefault("RAY_worker_niceness", "0")
     init_ray(RayInitConfig())
-    predict_run(run_dir, input_uri, str(root / "warmup"), batch_size=args.batch_size, actors=args.actors, show_progress=False)  # exports once, warms the OS cache
+    predict_run(
+        run_dir, input_uri, str(root / "warmup"), batch_size=args.batch_size, actors=args.actors, show_progress=False
+    )  # exports once, warms the OS cache
     columns: dict[str, list[float]] = {"plain": [], "predict": []}
     images, load_start = 0, os.getloadavg()
     for p in range(args.passes):
-        for name, fn in (("plain", lambda: plain_loop(run_dir, input_uri, args.batch_size)),
-                         ("predict", lambda: ray_predict(run_dir, input_uri, str(root / "out"), args.batch_size, args.actors))):
+        for name, fn in (
+            ("plain", lambda: plain_loop(run_dir, input_uri, args.batch_size)),
+            ("predict", lambda: ray_predict(run_dir, input_uri, str(root / "out"), args.batch_size, args.actors)),
+        ):
             images, seconds = fn()
             columns[name].append(images / seconds)
             print(f"pass {p}: {name} {images} images in {seconds:.2f} s = {images / seconds:,.0f} images/s", flush=True)
     medians = {name: statistics.median(v) for name, v in columns.items()}
     report = {
-        "images": images, "passes": args.passes, "batch_size": args.batch_size, "actors": args.actors or "default", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "images": images,
+        "passes": args.passes,
+        "batch_size": args.batch_size,
+        "actors": args.actors or "default",
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "run": "fresh CIFAR small_cnn (configs/semisup_cifar10.yaml model)" if not args.run else args.run,
         "input": "synthetic 32-px RGB PNG shards" if not args.input else args.input,
-        "images_per_s": columns, "median_images_per_s": medians, "ratio_predict_over_plain": medians["predict"] / medians["plain"],
+        "images_per_s": columns,
+        "median_images_per_s": medians,
+        "ratio_predict_over_plain": medians["predict"] / medians["plain"],
         "median_paired_ratio": statistics.median(b / a for a, b in zip(columns["plain"], columns["predict"])),
         # Other work on the machine (1/5/15-minute load averages): both columns share it, interleaved.
-        "load_average_start": [round(v, 2) for v in load_start], "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        "load_average_start": [round(v, 2) for v in load_start],
+        "load_average_end": [round(v, 2) for v in os.getloadavg()],
     }
     print(json.dumps(report, indent=1))
     if not args.no_write:
@@ -157,18 +181,22 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    rows = "\n".join(f"| {name} | {' / '.join(f'{v:,.0f}' for v in r['images_per_s'][name])} | {r['median_images_per_s'][name]:,.0f} |"
-                     for name in ("plain", "predict"))
-    return (f"# rayssl predict throughput\n\n{r['images']:,} images ({r['input']}), model: {r['run']}, batch {r['batch_size']}, "
-            f"{r['cpus']} CPUs, {r['passes']} interleaved passes.\n\n| column | images/s per pass | median |\n|---|---|---|\n{rows}\n\n"
-            f"**predict / plain = {r['ratio_predict_over_plain']:.2f}** (ratio of the medians; target >= 0.9); "
-            f"median of the per-pass ratios {r['median_paired_ratio']:.2f}. Load average (1/5/15 min) {r['load_average_start']} at the start, "
-            f"{r['load_average_end']} at the end: other jobs shared the 2 cores, hitting both columns alike (interleaved), "
-            "and Ray's workers ran at the driver's priority (RAY_worker_niceness=0).\n\n"
-            "plain: one process, pyarrow read + rayssl decode_batch + ImageTransform + eager forward/softmax/top-k. "
-            "predict: `rayssl.inference.predict.predict_run` on a local Ray started before both; its wall time includes reading the run, "
-            "planning, actor start-up and writing the parquet output.\n\n"
-            "Reproduce: `.venv/bin/python bench/predict_throughput.py` (`--images N`, `--run RUN --input SHARDS` for a trained model).\n")
+    rows = "\n".join(
+        f"| {name} | {' / '.join(f'{v:,.0f}' for v in r['images_per_s'][name])} | {r['median_images_per_s'][name]:,.0f} |"
+        for name in ("plain", "predict")
+    )
+    return (
+        f"# rayssl predict throughput\n\n{r['images']:,} images ({r['input']}), model: {r['run']}, batch {r['batch_size']}, "
+        f"{r['cpus']} CPUs, {r['passes']} interleaved passes.\n\n| column | images/s per pass | median |\n|---|---|---|\n{rows}\n\n"
+        f"**predict / plain = {r['ratio_predict_over_plain']:.2f}** (ratio of the medians; target >= 0.9); "
+        f"median of the per-pass ratios {r['median_paired_ratio']:.2f}. Load average (1/5/15 min) {r['load_average_start']} at the start, "
+        f"{r['load_average_end']} at the end: other jobs shared the 2 cores, hitting both columns alike (interleaved), "
+        "and Ray's workers ran at the driver's priority (RAY_worker_niceness=0).\n\n"
+        "plain: one process, pyarrow read + rayssl decode_batch + ImageTransform + eager forward/softmax/top-k. "
+        "predict: `rayssl.inference.predict.predict_run` on a local Ray started before both; its wall time includes reading the run, "
+        "planning, actor start-up and writing the parquet output.\n\n"
+        "Reproduce: `.venv/bin/python bench/predict_throughput.py` (`--images N`, `--run RUN --input SHARDS` for a trained model).\n"
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,10 @@ def plant(train_x, train_y, test_x, test_y, seed: int = 0) -> tuple[dict[str, li
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_x))
     pick = iter(order)  # each planted defect uses train originals of its own
-    rows = {"train": [[encode_png(x), int(y)] for x, y in zip(train_x, train_y)], "test": [[encode_png(x), int(y)] for x, y in zip(test_x, test_y)]}
+    rows = {
+        "train": [[encode_png(x), int(y)] for x, y in zip(train_x, train_y)],
+        "test": [[encode_png(x), int(y)] for x, y in zip(test_x, test_y)],
+    }
     truth: dict = {"exact": [], "near": [], "leak": [], "corrupt": [], "blank": [], "flipped": []}
     extra: list[tuple[str, bytes, int, int | None]] = []  # (defect, bytes, label, original train position or None)
     for _ in range(PLANTED["exact"]):
@@ -111,15 +114,22 @@ def plant(train_x, train_y, test_x, test_y, seed: int = 0) -> tuple[dict[str, li
 
 def score(found: set, truth: set) -> dict:
     hit = len(found & truth)
-    return {"planted": len(truth), "found": len(found), "correct": hit,
-            "precision": hit / len(found) if found else 1.0, "recall": hit / len(truth) if truth else 1.0}
+    return {
+        "planted": len(truth),
+        "found": len(found),
+        "correct": hit,
+        "precision": hit / len(found) if found else 1.0,
+        "recall": hit / len(truth) if truth else 1.0,
+    }
 
 
 def evaluate(report: dict, truth: dict) -> dict[str, dict]:
     f = report["findings"]
     sid = lambda x: x["sample_id"]  # noqa: E731
     pair = lambda a, b: frozenset((a, b))  # noqa: E731
-    exact_pairs = {pair(sid(a), sid(b)) for g in f["exact_duplicates"] for a in g for b in g if sid(a) < sid(b) and a["split"] == b["split"]}
+    exact_pairs = {
+        pair(sid(a), sid(b)) for g in f["exact_duplicates"] for a in g for b in g if sid(a) < sid(b) and a["split"] == b["split"]
+    }
     near_pairs = {pair(sid(x["a"]), sid(x["b"])) for x in f["near_duplicate_pairs"] if x["a"]["split"] == x["b"]["split"]}
     return {
         "exact duplicates": score(exact_pairs, {pair(*p) for p in truth["exact"]}),
@@ -136,7 +146,9 @@ def ingest_images_per_s(shards: str) -> float:
     data = DataConfig(shards=shards, image_size=28, channels=1)
     started, n = time.perf_counter(), 0
     for split in ("train", "test"):
-        for batch in image_dataset(data, split, str(OUT / "ingest_run"), StorageConfig()).iter_batches(batch_size=256, batch_format="numpy"):
+        for batch in image_dataset(data, split, str(OUT / "ingest_run"), StorageConfig()).iter_batches(
+            batch_size=256, batch_format="numpy"
+        ):
             n += len(batch["index"])
     return n / (time.perf_counter() - started)
 
@@ -167,25 +179,48 @@ def main() -> None:
     test_x, test_y = idx(root / "t10k-images-idx3-ubyte.gz")[: args.test], idx(root / "t10k-labels-idx1-ubyte.gz")[: args.test]
     rows, truth = plant(train_x, train_y, test_x, test_y)
     shards = str((OUT / "shards").resolve())
-    write_shards(SourceData({s: [RawSample(i, d, y) for i, d, y in r] for s, r in rows.items()}, [str(c) for c in range(10)]), shards, 5000, source_name="mnist+planted")
+    write_shards(
+        SourceData({s: [RawSample(i, d, y) for i, d, y in r] for s, r in rows.items()}, [str(c) for c in range(10)]),
+        shards,
+        5000,
+        source_name="mnist+planted",
+    )
     started = time.perf_counter()
     report = run_quality(QualityConfig(shards=shards, out=str((OUT / "report").resolve())))
     wall = time.perf_counter() - started
     scan_rate, ingest = throughput(shards)
     scores = evaluate(report, truth)
-    result = {"train": len(rows["train"]), "test": len(rows["test"]), "planted": PLANTED, "scores": scores, "wall_s": wall,
-              "first_scan_images_per_s": report["images_per_s"], "scan_images_per_s": scan_rate, "ingest_images_per_s": ingest,
-              "scan_to_ingest": scan_rate / ingest, "label_issues_from": report["findings"]["label_issues_from"]}
-    lines = [f"Planted-defect MNIST corpus: {len(rows['train'])} train + {len(rows['test'])} test images (2-core CPU). "
-             f"`rayssl quality` end to end: {wall:.0f} s. Target: recall >= 95% and precision >= 90% per type (flipped labels: reported).", "",
-             "| defect | planted | flagged | correct | precision | recall | target met |", "|---|---:|---:|---:|---:|---:|:-:|"]
+    result = {
+        "train": len(rows["train"]),
+        "test": len(rows["test"]),
+        "planted": PLANTED,
+        "scores": scores,
+        "wall_s": wall,
+        "first_scan_images_per_s": report["images_per_s"],
+        "scan_images_per_s": scan_rate,
+        "ingest_images_per_s": ingest,
+        "scan_to_ingest": scan_rate / ingest,
+        "label_issues_from": report["findings"]["label_issues_from"],
+    }
+    lines = [
+        f"Planted-defect MNIST corpus: {len(rows['train'])} train + {len(rows['test'])} test images (2-core CPU). "
+        f"`rayssl quality` end to end: {wall:.0f} s. Target: recall >= 95% and precision >= 90% per type (flipped labels: reported).",
+        "",
+        "| defect | planted | flagged | correct | precision | recall | target met |",
+        "|---|---:|---:|---:|---:|---:|:-:|",
+    ]
     for name, s in scores.items():
         met = "n/a" if name == "flipped labels" else ("yes" if s["recall"] >= 0.95 and s["precision"] >= 0.9 else "no")
-        lines.append(f"| {name} | {s['planted']} | {s['found']} | {s['correct']} | {100 * s['precision']:.1f}% | {100 * s['recall']:.1f}% | {met} |")
-    lines += ["", f"Throughput, warm (median of 2 alternating passes over both splits after one warm-up pass each): quality scan {scan_rate:.0f} "
-              f"images/s vs training ingest (decode + normalise) {ingest:.0f} images/s: ratio {result['scan_to_ingest']:.2f}. "
-              f"The report's own first scan, with Ray's workers starting cold: {report['images_per_s']:.0f} images/s.",
-              f"Label issues from {result['label_issues_from']}."]
+        lines.append(
+            f"| {name} | {s['planted']} | {s['found']} | {s['correct']} | {100 * s['precision']:.1f}% | {100 * s['recall']:.1f}% | {met} |"
+        )
+    lines += [
+        "",
+        f"Throughput, warm (median of 2 alternating passes over both splits after one warm-up pass each): quality scan {scan_rate:.0f} "
+        f"images/s vs training ingest (decode + normalise) {ingest:.0f} images/s: ratio {result['scan_to_ingest']:.2f}. "
+        f"The report's own first scan, with Ray's workers starting cold: {report['images_per_s']:.0f} images/s.",
+        f"Label issues from {result['label_issues_from']}.",
+    ]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality_defects.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "quality_defects.md").write_text("\n".join(lines) + "\n")

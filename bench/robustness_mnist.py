@@ -26,10 +26,17 @@ LIGHT_AUGMENT = ["data.augment.crop_scale_min=1.0", "data.augment.rotate_deg=0",
 
 def variants(steps: int, nat_run: str) -> dict[str, list[str]]:
     return {
-        "supervised only": ["semisup.alpha=0", f"schedule.steps={min(steps, 1500)}"],
-        "+ FixMatch": ["semisup.consistency=1.0", f"schedule.steps={steps}", *LIGHT_AUGMENT],
-        "NAT-pretrained + inversion": [f"init={nat_run}", "semisup.alpha=0.01", "semisup.beta=0.3", f"schedule.steps={steps}",
-                                       "schedule.head_warmup_steps=100", "schedule.backbone_lr_scale=0.3", *LIGHT_AUGMENT],
+        "supervised only": ["inversion.alpha=0", f"schedule.steps={min(steps, 1500)}"],
+        "+ FixMatch": ["fixmatch.weight=1.0", f"schedule.steps={steps}", *LIGHT_AUGMENT],
+        "NAT-pretrained + inversion": [
+            f"init={nat_run}",
+            "inversion.alpha=0.01",
+            "inversion.beta=0.3",
+            f"schedule.steps={steps}",
+            "schedule.head_warmup_steps=100",
+            "schedule.backbone_lr_scale=0.3",
+            *LIGHT_AUGMENT,
+        ],
     }
 
 
@@ -40,7 +47,9 @@ def main() -> None:
     parser.add_argument("--target-shards", default="data/shards/digits")
     args = parser.parse_args()
     started = time.perf_counter()
-    nat = run_pretrain(load_config(PretrainConfig, "configs/nat_mnist.yaml", [f"run.storage_path={STORAGE}", f"train.epochs={args.nat_epochs}"]))
+    nat = run_pretrain(
+        load_config(PretrainConfig, "configs/nat_mnist.yaml", [f"run.storage_path={STORAGE}", f"train.epochs={args.nat_epochs}"])
+    )
     nat_minutes = (time.perf_counter() - started) / 60
     rows = []
     for name, overrides in variants(args.steps, nat.run_dir).items():
@@ -50,17 +59,39 @@ def main() -> None:
         outcome = run_finetune(cfg)
         t1 = time.perf_counter()
         report = run_robustness(RobustnessConfig(run=outcome.run_dir, target_shards=args.target_shards))
-        rows.append({"variant": name, "overrides": overrides, "finetune_min": (t1 - t0) / 60, "robustness_min": (time.perf_counter() - t1) / 60,
-                     **report["summary"], "target_acc": report["domain_shift"]["accuracy"], "accuracy": report["accuracy"]})
+        rows.append(
+            {
+                "variant": name,
+                "overrides": overrides,
+                "finetune_min": (t1 - t0) / 60,
+                "robustness_min": (time.perf_counter() - t1) / 60,
+                **report["summary"],
+                "target_acc": report["domain_shift"]["accuracy"],
+                "accuracy": report["accuracy"],
+            }
+        )
     corruptions = list(rows[0]["per_corruption"])
-    lines = [f"MNIST, 5 labels per class (label draw 0), `rayssl robustness` on the 10,000 test images x 11 corruptions x 5 severities (seed 0); "
-             f"domain shift: scikit-learn digits (8x8, resized to 28 px), {args.target_shards}. 2-core CPU. NAT pretraining: {args.nat_epochs} epochs, "
-             f"{nat_minutes:.1f} min. Reference: there is no published figure for this suite at 5 labels per class; MNIST-C (Mu & Gilmer 2019, "
-             "arXiv 1906.02337) shows a fully supervised CNN's test error rising several-fold under its own 15 corruptions.", "",
-             "| variant | clean test | mean corruption | relative robustness | digits (new domain) | fine-tune | scoring |", "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['variant']} | {100 * r['clean_acc']:.2f}% | {100 * r['mean_corruption_acc']:.2f}% | {r['relative_robustness']:.3f} | "
-              f"{100 * r['target_acc']:.2f}% | {r['finetune_min']:.1f} min | {r['robustness_min']:.1f} min |" for r in rows]
-    lines += ["", "Mean over severities, per corruption:", "", "| corruption | " + " | ".join(r["variant"] for r in rows) + " |", "|---|" + "---:|" * len(rows)]
+    lines = [
+        f"MNIST, 5 labels per class (label draw 0), `rayssl robustness` on the 10,000 test images x 11 corruptions x 5 severities (seed 0); "
+        f"domain shift: scikit-learn digits (8x8, resized to 28 px), {args.target_shards}. 2-core CPU. NAT pretraining: {args.nat_epochs} epochs, "
+        f"{nat_minutes:.1f} min. Reference: there is no published figure for this suite at 5 labels per class; MNIST-C (Mu & Gilmer 2019, "
+        "arXiv 1906.02337) shows a fully supervised CNN's test error rising several-fold under its own 15 corruptions.",
+        "",
+        "| variant | clean test | mean corruption | relative robustness | digits (new domain) | fine-tune | scoring |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['variant']} | {100 * r['clean_acc']:.2f}% | {100 * r['mean_corruption_acc']:.2f}% | {r['relative_robustness']:.3f} | "
+        f"{100 * r['target_acc']:.2f}% | {r['finetune_min']:.1f} min | {r['robustness_min']:.1f} min |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "Mean over severities, per corruption:",
+        "",
+        "| corruption | " + " | ".join(r["variant"] for r in rows) + " |",
+        "|---|" + "---:|" * len(rows),
+    ]
     lines += [f"| {c} | " + " | ".join(f"{100 * r['per_corruption'][c]:.1f}%" for r in rows) + " |" for c in corruptions]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "robustness_mnist.json").write_text(json.dumps({"nat_minutes": nat_minutes, "rows": rows}, indent=1))

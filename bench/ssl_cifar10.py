@@ -25,7 +25,14 @@ from rayssl.train.launch import run_pretrain
 
 RESULTS = Path("bench/results")
 STORAGE = "bench/out/ssl_cifar10_runs"
-CPU_VIT = ["model.vit.width=128", "model.vit.depth=4", "model.vit.heads=4", "mae.decoder_width=64", "mae.decoder_depth=1", "mae.decoder_heads=4"]
+CPU_VIT = [
+    "model.vit.width=128",
+    "model.vit.depth=4",
+    "model.vit.heads=4",
+    "mae.decoder_width=64",
+    "mae.decoder_depth=1",
+    "mae.decoder_heads=4",
+]
 METHODS = {
     "NAT": ("configs/nat_cifar10.yaml", ["model.name=cnn", "model.embed_dim=128", "nat.reassign_every=1"]),
     "MAE": ("configs/mae_cifar10.yaml", CPU_VIT),
@@ -52,18 +59,36 @@ def main() -> None:
         pretrain_min = (time.perf_counter() - started) / 60
         result = run_eval(cfg, outcome.checkpoint)
         random_init, pretrained = result["results"]
-        rows.append({"method": name, "config": path, "overrides": overrides, "epochs": epochs, "first_epoch_s": epoch_s,
-                     "pretrain_min": pretrain_min, "backbone": cfg.model.name, "random_knn": random_init["knn_acc"],
-                     "random_linear": random_init["linear_acc"], "knn": pretrained["knn_acc"], "linear": pretrained["linear_acc"]})
+        rows.append(
+            {
+                "method": name,
+                "config": path,
+                "overrides": overrides,
+                "epochs": epochs,
+                "first_epoch_s": epoch_s,
+                "pretrain_min": pretrain_min,
+                "backbone": cfg.model.name,
+                "random_knn": random_init["knn_acc"],
+                "random_linear": random_init["linear_acc"],
+                "knn": pretrained["knn_acc"],
+                "linear": pretrained["linear_acc"],
+            }
+        )
         print(rows[-1], flush=True)
-    lines = [f"CIFAR-10, frozen features after about {args.budget_min:g} min of pretraining per method on a 2-core CPU (2 Ray Train workers); "
-             "kNN (k = 20) and linear probe fit on 10,000 train images, scored on the 10,000 test images. "
-             "Reference (a different scale, not this budget): SimCLR ResNet-50 pretrained 1,000 epochs on CIFAR-10, 94.0% linear "
-             "(Chen et al. 2020, arXiv 2002.05709, appendix B.9).", "",
-             "| method | backbone | epochs | pretrain wall | kNN random init | kNN pretrained | linear random init | linear pretrained |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['method']} | {r['backbone']} | {r['epochs']} | {r['pretrain_min']:.1f} min | {100 * r['random_knn']:.2f}% | {100 * r['knn']:.2f}% | "
-              f"{100 * r['random_linear']:.2f}% | {100 * r['linear']:.2f}% |" for r in rows]
+    lines = [
+        f"CIFAR-10, frozen features after about {args.budget_min:g} min of pretraining per method on a 2-core CPU (2 Ray Train workers); "
+        "kNN (k = 20) and linear probe fit on 10,000 train images, scored on the 10,000 test images. "
+        "Reference (a different scale, not this budget): SimCLR ResNet-50 pretrained 1,000 epochs on CIFAR-10, 94.0% linear "
+        "(Chen et al. 2020, arXiv 2002.05709, appendix B.9).",
+        "",
+        "| method | backbone | epochs | pretrain wall | kNN random init | kNN pretrained | linear random init | linear pretrained |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['backbone']} | {r['epochs']} | {r['pretrain_min']:.1f} min | {100 * r['random_knn']:.2f}% | {100 * r['knn']:.2f}% | "
+        f"{100 * r['random_linear']:.2f}% | {100 * r['linear']:.2f}% |"
+        for r in rows
+    ]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ssl_cifar10.json").write_text(json.dumps({"budget_min": args.budget_min, "rows": rows}, indent=1))
     (RESULTS / "ssl_cifar10.md").write_text("\n".join(lines) + "\n")

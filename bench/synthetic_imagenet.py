@@ -17,13 +17,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SIZES = [((500, 375), 0.42), ((375, 500), 0.14), ((500, 333), 0.12), ((333, 500), 0.06), ((500, 500), 0.06),
-         ((640, 480), 0.06), ((400, 300), 0.05), ((800, 600), 0.05), ((1024, 768), 0.04)]
+SIZES = [
+    ((500, 375), 0.42),
+    ((375, 500), 0.14),
+    ((500, 333), 0.12),
+    ((333, 500), 0.06),
+    ((500, 500), 0.06),
+    ((640, 480), 0.06),
+    ((400, 300), 0.05),
+    ((800, 600), 0.05),
+    ((1024, 768), 0.04),
+]
 
 
 def synthetic_jpeg(rng: np.random.Generator, quality: int = 90) -> bytes:
     """One JPEG of a size drawn from SIZES: a coarse random colour field, upsampled, plus noise."""
-    (width, height), = rng.choice([s for s, _ in SIZES], p=[p for _, p in SIZES], size=1)
+    ((width, height),) = rng.choice([s for s, _ in SIZES], p=[p for _, p in SIZES], size=1)
     coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
     field = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
     pixels = np.clip(field + rng.normal(0, 12, field.shape), 0, 255).astype(np.uint8)

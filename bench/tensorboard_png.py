@@ -45,7 +45,7 @@ def main() -> None:
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("step", fontsize=7)
-    for ax in list(axes.flat)[len(tags):]:
+    for ax in list(axes.flat)[len(tags) :]:
         ax.axis("off")
     fig.suptitle(f"TensorBoard scalars: {Path(args.run_dir).name}", fontsize=10, x=0.01, ha="left")
     fig.tight_layout()

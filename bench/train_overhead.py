@@ -115,9 +115,12 @@ def ray_train(steps: int, batch: int, dashboard: bool) -> Timing:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "times.pt")
-            trainer = TorchTrainer(_ray_worker, train_loop_config={"steps": steps, "batch": batch, "out": out},
-                                   scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-                                   run_config=ray.train.RunConfig(storage_path=tmp, name="overhead"))
+            trainer = TorchTrainer(
+                _ray_worker,
+                train_loop_config={"steps": steps, "batch": batch, "out": out},
+                scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+                run_config=ray.train.RunConfig(storage_path=tmp, name="overhead"),
+            )
             trainer.fit()
             return Timing(**torch.load(out))
     finally:
@@ -131,7 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of (Ray Train, Ray Train without dashboard), each between two plain DDP runs")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of (Ray Train, Ray Train without dashboard), each between two plain DDP runs"
+    )
     args = parser.parse_args()
     # plain, Ray, Ray without dashboard, plain, ...: each Ray Train run is held to the mean of the plain
     # runs just before and after its round, so the machine's drift between runs (up to ~10% here)
@@ -148,7 +153,10 @@ def main() -> None:
     print(f"2 workers x 1 thread, batch {args.batch} per worker, {args.steps} steps after {WARMUP} warm-up, {args.rounds} rounds")
     print("| run | median step (wall) | median step (CPU of the training thread) | other processes (cores busy) |\n|---|---:|---:|---:|")
     for i, timing in enumerate(plain):
-        for name, run in [(f"plain DDP {i}", timing), *((f"{kind} {i}", rounds[i][kind]) for kind in (RAY_KINDS if i < len(rounds) else ()))]:
+        for name, run in [
+            (f"plain DDP {i}", timing),
+            *((f"{kind} {i}", rounds[i][kind]) for kind in (RAY_KINDS if i < len(rounds) else ())),
+        ]:
             wall, cpu = medians(run)
             print(f"| {name} | {1e3 * wall:.1f} ms | {1e3 * cpu:.1f} ms | {run.others_busy_cores:.2f} |")
     for kind in RAY_KINDS:
@@ -158,8 +166,10 @@ def main() -> None:
             ratios.append((wall / ((before[0] + after[0]) / 2), cpu / ((before[1] + after[1]) / 2)))
         for name, column in (("wall", 0), ("CPU time", 1)):
             values = [r[column] for r in ratios]
-            print(f"{kind} / plain DDP, {name}: median {statistics.median(values):.3f} over {len(values)} rounds "
-                  f"(range {min(values):.3f}-{max(values):.3f})")
+            print(
+                f"{kind} / plain DDP, {name}: median {statistics.median(values):.3f} over {len(values)} rounds "
+                f"(range {min(values):.3f}-{max(values):.3f})"
+            )
 
 
 if __name__ == "__main__":

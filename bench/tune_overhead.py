@@ -43,19 +43,30 @@ def main() -> None:
     singles = []
     for alpha in (0.0, 0.01):  # the sweep's two variants: supervised only, + inversion (double backward)
         start = time.perf_counter()
-        run_finetune(load_config(FinetuneConfig, None, [*base, f"run.name=single_{alpha}", f"semisup.alpha={alpha}"]))
+        run_finetune(load_config(FinetuneConfig, None, [*base, f"run.name=single_{alpha}", f"inversion.alpha={alpha}"]))
         singles.append(time.perf_counter() - start)
     single = sum(singles) / len(singles)
 
-    print("| trials train | trials | one trial alone t s | sweep wall s | ideal N*t/2 s | ratio | mean trial s inside the sweep | sweep / sequential N*t |")
+    print(
+        "| trials train | trials | one trial alone t s | sweep wall s | ideal N*t/2 s | ratio | mean trial s inside the sweep | sweep / sequential N*t |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     walls = {}
     for in_process in (False, True):
         sweep = load_config(
-            SweepConfig, None,
-            [f"storage_path={OUT}", f"name=sweep_{'in_process' if in_process else 'worker_group'}", f"in_process_trials={str(in_process).lower()}",
-             f"budgets=[{', '.join(['5'] * (args.trials // 2))}]", "samples=1", "max_concurrent_trials=2", "grace_period=2",
-             f"finetune.data.shards={shards}", *(f"finetune.{o}" for o in COMMON)],
+            SweepConfig,
+            None,
+            [
+                f"storage_path={OUT}",
+                f"name=sweep_{'in_process' if in_process else 'worker_group'}",
+                f"in_process_trials={str(in_process).lower()}",
+                f"budgets=[{', '.join(['5'] * (args.trials // 2))}]",
+                "samples=1",
+                "max_concurrent_trials=2",
+                "grace_period=2",
+                f"finetune.data.shards={shards}",
+                *(f"finetune.{o}" for o in COMMON),
+            ],
         )
         start = time.perf_counter()
         grid = build_tuner(with_absolute_paths(sweep)).fit()
@@ -66,7 +77,10 @@ def main() -> None:
         # versus time Tune spends outside the trials (scheduling, actor start-up, result handling).
         in_sweep = sum(r.metrics["time_total_s"] for r in grid) / n
         where = "in process (Tune actor)" if in_process else "worker group (TorchTrainer)"
-        print(f"| {where} | {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} | {in_sweep:.1f} | {total / (n * single):.2f} |", flush=True)
+        print(
+            f"| {where} | {n} | {single:.1f} | {total:.1f} | {ideal:.1f} | {total / ideal:.2f} | {in_sweep:.1f} | {total / (n * single):.2f} |",
+            flush=True,
+        )
     print(f"\nsweep wall time, in process / worker group: {walls[True] / walls[False]:.2f}")
 
 

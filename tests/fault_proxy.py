@@ -97,8 +97,11 @@ class FaultProxy:
                     self.connection.close()
                     return
                 if fault in ("slowdown", "internal"):
-                    code, message, status = (("SlowDown", "Reduce your request rate.", 503) if fault == "slowdown"
-                                             else ("InternalError", "We encountered an internal error.", 500))
+                    code, message, status = (
+                        ("SlowDown", "Reduce your request rate.", 503)
+                        if fault == "slowdown"
+                        else ("InternalError", "We encountered an internal error.", 500)
+                    )
                     self._reply(status, {"Content-Type": "application/xml"}, _ERROR_XML.format(code=code, message=message).encode())
                     return
                 if fault == "delay":

@@ -66,10 +66,19 @@ def tiny_config(shards: str, storage_path: str, name: str, *overrides: str) -> P
         PretrainConfig,
         None,
         [
-            f"run.name={name}", f"run.storage_path={storage_path}", f"data.shards={shards}",
-            "data.image_size=8", "data.batch_size=8", "model.width=8", "model.embed_dim=16",
-            "nat.target_dim=8", "nat.reassign_every=1", "train.epochs=2", "train.log_every=1",
-            "eval.knn_k=3", *overrides,
+            f"run.name={name}",
+            f"run.storage_path={storage_path}",
+            f"data.shards={shards}",
+            "data.image_size=8",
+            "data.batch_size=8",
+            "model.width=8",
+            "model.embed_dim=16",
+            "nat.target_dim=8",
+            "nat.reassign_every=1",
+            "train.epochs=2",
+            "train.log_every=1",
+            "eval.knn_k=3",
+            *overrides,
         ],
     )
 
@@ -99,7 +108,9 @@ def committed_ledger(checkpoint_uri: str, storage_cfg: StorageConfig = StorageCo
     return json.loads(storage.read_bytes(storage.join(checkpoint_uri, "meta.json"), storage_cfg))["ledger"]
 
 
-def assert_every_sample_once_per_epoch(checkpoint_uri: str, epochs: int, storage_cfg: StorageConfig = StorageConfig(), images: int = 48) -> None:
+def assert_every_sample_once_per_epoch(
+    checkpoint_uri: str, epochs: int, storage_cfg: StorageConfig = StorageConfig(), images: int = 48
+) -> None:
     """The committed model saw each of the `images` train samples exactly once in each of `epochs` epochs."""
     rows = ledger.audit(committed_ledger(checkpoint_uri, storage_cfg), images)
     assert [r["epoch"] for r in rows] == list(range(epochs)) and all(r["exactly_once"] for r in rows), rows

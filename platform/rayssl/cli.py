@@ -4,37 +4,77 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, QualityConfig, RobustnessConfig, StorageConfig, SweepConfig, load_config
+from rayssl.config import (
+    ConfigError,
+    FinetuneConfig,
+    PretrainConfig,
+    QualityConfig,
+    RobustnessConfig,
+    StorageConfig,
+    SweepConfig,
+    load_config,
+)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file overriding the defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override one config value (repeatable), e.g. --set train.epochs=3")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value (repeatable), e.g. --set train.epochs=3",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayssl", description=__doc__)
-    parser.add_argument("--verbose", action="store_true",
-                        help="also show Ray's own output: worker logs, Tune status tables, Train report lines, Ray warnings")
-    parser.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
-                        help="where there is no terminal (CI, ray job logs): seconds between two progress lines")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's own output: worker logs, Tune status tables, Train report lines, Ray warnings",
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="where there is no terminal (CI, ray job logs): seconds between two progress lines",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    # In this order: it is the order `rayssl --help` lists the subcommands in.
+    _add_shards_parsers(sub)
+    _add_training_parsers(sub)
+    _add_report_parsers(sub)
+    _add_inference_parsers(sub)
+    return parser
 
+
+def _add_shards_parsers(sub: argparse._SubParsersAction) -> None:
+    """shards build | validate | labels (rayssl.data)."""
     shards = sub.add_parser("shards", help="build or validate parquet image shards").add_subparsers(dest="action", required=True)
     build = shards.add_parser("build", help="turn a raw dataset into shards + manifest")
     build.add_argument("--source", required=True, choices=["digits", "mnist", "cifar10", "folder"])
     build.add_argument("--path", help="raw dataset directory (not needed for digits)")
     build.add_argument("--out", required=True, help="output URI: path, file://, s3://bucket/prefix")
     build.add_argument("--rows-per-shard", type=int, default=10_000)
-    build.add_argument("--parallel", action="store_true",
-                       help="folder sources (local, s3://, gs://): build with Ray Data tasks across the cluster, shards sized by bytes, resumable")
+    build.add_argument(
+        "--parallel",
+        action="store_true",
+        help="folder sources (local, s3://, gs://): build with Ray Data tasks across the cluster, shards sized by bytes, resumable",
+    )
     build.add_argument("--shard-mb", type=float, default=256.0, help="with --parallel: encoded image bytes per shard")
     build.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for sources without one")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--labels", metavar="TABLE", help="folder sources: a CSV or parquet label table (columns sample_id or path, and label: "
-                       "a class name or id) labelling images by their path under --path; partial labels are the normal case")
+    build.add_argument(
+        "--labels",
+        metavar="TABLE",
+        help="folder sources: a CSV or parquet label table (columns sample_id or path, and label: "
+        "a class name or id) labelling images by their path under --path; partial labels are the normal case",
+    )
     build.add_argument("--s3-endpoint", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
     validate = shards.add_parser("validate", help="check every shard's footer, schema and row count")
     validate.add_argument("uri")
@@ -46,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     labels.add_argument("--split", default="train")
     labels.add_argument("--s3-endpoint")
 
+
+def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
+    """pretrain, finetune, sweep (rayssl.train, rayssl.tune)."""
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining on Ray Train")
     _add_config_args(pretrain)
     pretrain.add_argument("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
@@ -56,13 +99,24 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="Ray Tune sweep -> label-efficiency table and plot")
     _add_config_args(sweep)
 
-    runs = sub.add_parser("runs", help="list the runs under a storage path, or `runs show NAME` for one",
-                          usage="rayssl runs [PATH] | rayssl runs show NAME [--path PATH]")
+
+def _add_report_parsers(sub: argparse._SubParsersAction) -> None:
+    """runs, quality, robustness, eval: what runs and corpora look like."""
+    runs = sub.add_parser(
+        "runs",
+        help="list the runs under a storage path, or `runs show NAME` for one",
+        usage="rayssl runs [PATH] | rayssl runs show NAME [--path PATH]",
+    )
     runs.add_argument("words", nargs="*", metavar="PATH | show NAME", help="storage path to list (default: runs)")
     runs.add_argument("--path", default="runs", help="storage path holding the runs (local or s3://)")
     runs.add_argument("--s3-endpoint")
-    runs.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
-                      help="a run whose heartbeat is older than this is listed as interrupted, not running")
+    runs.add_argument(
+        "--stale-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a run whose heartbeat is older than this is listed as interrupted, not running",
+    )
 
     quality = sub.add_parser("quality", help="corpus report: broken files, duplicates, train/test leaks, imbalance, outliers, label issues")
     quality.add_argument("shards", nargs="?", help="shard set URI (default: the config's `shards`)")
@@ -71,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(quality)
 
     robustness = sub.add_parser("robustness", help="accuracy under common corruptions (5 severities each) and on a shifted domain")
-    robustness.add_argument("run", nargs="?", help="a fine-tuned run (its classifier) or a pretraining run (linear probe); default: the config's `run`")
+    robustness.add_argument(
+        "run", nargs="?", help="a fine-tuned run (its classifier) or a pretraining run (linear probe); default: the config's `run`"
+    )
     robustness.add_argument("--target-shards", help="shard set standing for a new domain (e.g. digits for an MNIST model)")
     robustness.add_argument("--shards", help="corrupt this shard set's test split instead of the run's own")
     robustness.add_argument("--out", help="report URI (default: <run>/robustness)")
@@ -80,18 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="kNN + linear-probe accuracy of a run's frozen features")
     _add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", help="checkpoint URI (default: the run's latest)")
-    _add_inference_parsers(sub)
-    return parser
 
 
 def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     """export, predict, embed (rayssl.inference)."""
-    export = sub.add_parser("export", help="a fine-tuned classifier as model.pt2 (torch.export) + preprocess.json + a standalone predict.py")
+    export = sub.add_parser(
+        "export", help="a fine-tuned classifier as model.pt2 (torch.export) + preprocess.json + a standalone predict.py"
+    )
     export.add_argument("run", help="fine-tuned run directory (its latest checkpoint is exported)")
     export.add_argument("--out", required=True, help="output folder URI")
     export.add_argument("--s3-endpoint")
-    for name, what in (("predict", "batch-predict classes with a fine-tuned run (Ray Data actor pool; GPUs when present)"),
-                       ("embed", "backbone features of every image, fine-tuned or pretraining run (Ray Data actor pool)")):
+    for name, what in (
+        ("predict", "batch-predict classes with a fine-tuned run (Ray Data actor pool; GPUs when present)"),
+        ("embed", "backbone features of every image, fine-tuned or pretraining run (Ray Data actor pool)"),
+    ):
         p = sub.add_parser(name, help=what)
         p.add_argument("run", help="run directory" + (" (fine-tuned)" if name == "predict" else " (fine-tuned or pretraining)"))
         p.add_argument("input", help="a shard set (URI with manifest.json), a local folder or an s3:// prefix of .png/.jpg/.jpeg images")
@@ -120,16 +178,26 @@ def main(argv: list[str] | None = None) -> int:
     from rayssl.data.label_table import LabelTableError
     from rayssl.data.labels import LabelBudgetError, LeakageError
     from rayssl.data.quarantine import QuarantineThresholdExceeded
-    from rayssl.data.storage import ObjectStoreError
     from rayssl.data.shards import ShardError
     from rayssl.data.sources import SourceError
+    from rayssl.data.storage import ObjectStoreError
     from rayssl.quality.run import LeakedTestSplit
     from rayssl.train.launch import TrainingDiverged
 
     try:
         return _dispatch(args)
-    except (ConfigError, ShardError, SourceError, TrainingDiverged, QuarantineThresholdExceeded, FileNotFoundError, LeakedTestSplit,
-            LabelTableError, LabelBudgetError, LeakageError) as exc:
+    except (
+        ConfigError,
+        ShardError,
+        SourceError,
+        TrainingDiverged,
+        QuarantineThresholdExceeded,
+        FileNotFoundError,
+        LeakedTestSplit,
+        LabelTableError,
+        LabelBudgetError,
+        LeakageError,
+    ) as exc:
         print(f"rayssl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ObjectStoreError as exc:
@@ -143,75 +211,99 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "shards":
-        from rayssl.data.label_table import read_label_table
-        from rayssl.data.shards import validate_shards, write_shards
-        from rayssl.data.sources import SourceError, load_source
+    return _HANDLERS[args.command](args)
 
-        storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
-        if args.action == "labels":
-            from rayssl.data.label_only import export_labels
 
-            print(f"labels ok: {export_labels(args.uri, args.split, args.out, storage_cfg)} label-only records of {args.uri} ({args.split}) -> {args.out}")
-            return 0
-        if args.action == "build" and args.parallel:
-            if args.source != "folder" or not args.path:
-                raise SourceError("--parallel builds folder sources: pass --source folder --path URI")
-            from rayssl.config import RayInitConfig
-            from rayssl.data.build import build_shards_parallel
-            from rayssl.train.launch import init_ray
+def _shards(args: argparse.Namespace) -> int:
+    from rayssl.data.shards import validate_shards
 
-            table = read_label_table(args.labels, storage_cfg) if args.labels else None  # a bad table fails before Ray starts
-            init_ray(RayInitConfig())
-            manifest = build_shards_parallel(args.path, args.out, args.shard_mb, storage_cfg, args.test_fraction, args.seed, table)
-            print(f"shards: {manifest['build']['shards_written']} written, {manifest['build']['shards_skipped']} already complete")
-        elif args.action == "build":
-            table = read_label_table(args.labels, storage_cfg) if args.labels else None
-            data = load_source(args.source, args.path, args.test_fraction, args.seed, table)
-            manifest = write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)
-        else:
-            manifest = validate_shards(args.uri, storage_cfg, checksums=args.checksums)
-        summary = ", ".join(f"{s}: {m['rows']} rows in {len(m['shards'])} shards" for s, m in manifest["splits"].items())
-        print(f"{args.action} ok: {args.out if args.action == 'build' else args.uri} ({summary})")
+    storage_cfg = StorageConfig(s3_endpoint=args.s3_endpoint)
+    if args.action == "labels":
+        from rayssl.data.label_only import export_labels
+
+        print(
+            f"labels ok: {export_labels(args.uri, args.split, args.out, storage_cfg)} label-only records of {args.uri} ({args.split}) -> {args.out}"
+        )
         return 0
+    manifest = (
+        _shards_build(args, storage_cfg) if args.action == "build" else validate_shards(args.uri, storage_cfg, checksums=args.checksums)
+    )
+    summary = ", ".join(f"{s}: {m['rows']} rows in {len(m['shards'])} shards" for s, m in manifest["splits"].items())
+    print(f"{args.action} ok: {args.out if args.action == 'build' else args.uri} ({summary})")
+    return 0
 
-    if args.command == "runs":
-        return _runs(args)
-    if args.command in ("export", "predict", "embed"):
-        return _inference(args)
-    if args.command == "finetune":
-        from rayssl.eval.classifier import write_test_report
-        from rayssl.train.launch import run_finetune
 
-        ft = load_config(FinetuneConfig, args.config, args.overrides)
-        outcome = run_finetune(ft)
-        report = write_test_report(ft, outcome.checkpoint, outcome.run_dir)
-        per_class = ", ".join(f"{name} {'-' if acc is None else f'{acc:.3f}'}" for name, acc in report["per_class_accuracy"].items())
-        print(f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, "
-              f"test accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f} "
-              f"({report['images']} test images: {report['test_images']})\nper-class test accuracy: {per_class}\n"
-              f"confusion matrix and labels used: {outcome.run_dir}/test_report.json, confusion.png, labels.json")
-        return 0
-    if args.command == "quality":
-        from rayssl.quality.run import run_quality
+def _shards_build(args: argparse.Namespace, storage_cfg: StorageConfig) -> dict:
+    """`shards build`, in one process or (--parallel) as Ray Data tasks; returns the manifest."""
+    from rayssl.data.label_table import read_label_table
+    from rayssl.data.shards import write_shards
+    from rayssl.data.sources import SourceError, load_source
 
-        overrides = [*args.overrides, *([f"shards={args.shards}"] if args.shards else []), *([f"out={args.out}"] if args.out else []),
-                     *([f"storage.s3_endpoint={args.s3_endpoint}"] if args.s3_endpoint else [])]
-        run_quality(load_config(QualityConfig, args.config, overrides))
-        return 0
-    if args.command == "robustness":
-        from rayssl.eval.robustness import run_robustness
+    if not args.parallel:
+        table = read_label_table(args.labels, storage_cfg) if args.labels else None
+        data = load_source(args.source, args.path, args.test_fraction, args.seed, table)
+        return write_shards(data, args.out, args.rows_per_shard, storage_cfg, source_name=args.source)
+    if args.source != "folder" or not args.path:
+        raise SourceError("--parallel builds folder sources: pass --source folder --path URI")
+    from rayssl.config import RayInitConfig
+    from rayssl.data.build import build_shards_parallel
+    from rayssl.train.launch import init_ray
 
-        given = {"run": args.run, "target_shards": args.target_shards, "shards": args.shards, "out": args.out}
-        overrides = [*args.overrides, *(f"{key}={value}" for key, value in given.items() if value)]
-        run_robustness(load_config(RobustnessConfig, args.config, overrides))
-        return 0
-    if args.command == "sweep":
-        from rayssl.tune.sweep import run_sweep
+    table = read_label_table(args.labels, storage_cfg) if args.labels else None  # a bad table fails before Ray starts
+    init_ray(RayInitConfig())
+    manifest = build_shards_parallel(args.path, args.out, args.shard_mb, storage_cfg, args.test_fraction, args.seed, table)
+    print(f"shards: {manifest['build']['shards_written']} written, {manifest['build']['shards_skipped']} already complete")
+    return manifest
 
-        run_sweep(load_config(SweepConfig, args.config, args.overrides))
-        return 0
 
+def _finetune(args: argparse.Namespace) -> int:
+    from rayssl.eval.classifier import write_test_report
+    from rayssl.train.launch import run_finetune
+
+    ft = load_config(FinetuneConfig, args.config, args.overrides)
+    outcome = run_finetune(ft)
+    report = write_test_report(ft, outcome.checkpoint, outcome.run_dir)
+    per_class = ", ".join(f"{name} {'-' if acc is None else f'{acc:.3f}'}" for name, acc in report["per_class_accuracy"].items())
+    print(
+        f"\nfine-tuned {outcome.checkpoint}: validation accuracy {outcome.metrics.get('val_acc', float('nan')):.4f}, "
+        f"test accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f} "
+        f"({report['images']} test images: {report['test_images']})\nper-class test accuracy: {per_class}\n"
+        f"confusion matrix and labels used: {outcome.run_dir}/test_report.json, confusion.png, labels.json"
+    )
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from rayssl.quality.run import run_quality
+
+    overrides = [
+        *args.overrides,
+        *([f"shards={args.shards}"] if args.shards else []),
+        *([f"out={args.out}"] if args.out else []),
+        *([f"storage.s3_endpoint={args.s3_endpoint}"] if args.s3_endpoint else []),
+    ]
+    run_quality(load_config(QualityConfig, args.config, overrides))
+    return 0
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    from rayssl.eval.robustness import run_robustness
+
+    given = {"run": args.run, "target_shards": args.target_shards, "shards": args.shards, "out": args.out}
+    overrides = [*args.overrides, *(f"{key}={value}" for key, value in given.items() if value)]
+    run_robustness(load_config(RobustnessConfig, args.config, overrides))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rayssl.tune.sweep import run_sweep
+
+    run_sweep(load_config(SweepConfig, args.config, args.overrides))
+    return 0
+
+
+def _pretrain_or_eval(args: argparse.Namespace) -> int:
+    """pretrain (then the frozen-feature evaluation unless --no-eval), or eval alone; both read a PretrainConfig."""
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     from rayssl.eval.run import run_eval
 
@@ -232,8 +324,10 @@ def _inference(args: argparse.Namespace) -> int:
         from rayssl.inference.export import export_run
 
         info = export_run(args.run, args.out, storage_cfg)
-        print(f"exported {info['checkpoint']} ({len(info['classes'])} classes, {info['input']['channels']}x{info['input']['image_size']}px) "
-              f"-> {info['out']}: model.pt2 ({info['model_bytes'] / 1e6:.1f} MB, {info['export_s']:.1f} s), preprocess.json, predict.py")
+        print(
+            f"exported {info['checkpoint']} ({len(info['classes'])} classes, {info['input']['channels']}x{info['input']['image_size']}px) "
+            f"-> {info['out']}: model.pt2 ({info['model_bytes'] / 1e6:.1f} MB, {info['export_s']:.1f} s), preprocess.json, predict.py"
+        )
         return 0
     from rayssl.config import RayInitConfig
     from rayssl.train.launch import init_ray
@@ -268,6 +362,22 @@ def _runs(args: argparse.Namespace) -> int:
     found = list_runs(root, storage_cfg, args.stale_after)
     print(f"{len(found)} runs under {root}:\n{runs_table(found)}" if found else f"no runs under {root}")
     return 0
+
+
+# Each subcommand's handler: the parsed arguments -> the exit status (errors raise; main() reports them).
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "shards": _shards,
+    "pretrain": _pretrain_or_eval,
+    "finetune": _finetune,
+    "sweep": _sweep,
+    "runs": _runs,
+    "quality": _quality,
+    "robustness": _robustness,
+    "eval": _pretrain_or_eval,
+    "export": _inference,
+    "predict": _inference,
+    "embed": _inference,
+}
 
 
 if __name__ == "__main__":

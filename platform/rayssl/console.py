@@ -74,7 +74,8 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True) if self.stream.isatty() else None
         self.started = self.last_line = time.monotonic()
-        self.done, self.fields = 0, {}
+        self.done = 0
+        self.fields: dict[str, Any] = {}
         self.printed: tuple | None = None  # (done, fields) of the last plain line
 
     def update(self, done: int, **fields: Any) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import SECRET_SENTINEL, make_image_folder, tiny_config
 
+from helpers import SECRET_SENTINEL, make_image_folder, tiny_config
 from rayssl.config import PretrainConfig
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source

@@ -47,15 +47,27 @@ def ray_head(*extra_args: str, env: dict | None = None, gcs_port: int | None = N
     token_file.chmod(0o600)
     # The job entrypoint runs `python` from the head's PATH: the project's virtualenv, as when activated.
     head_env = {
-        **os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
-        "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {}),
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        **(env or {}),
     }
     gcs, dashboard = gcs_port or free_port(), free_port()
     start = [
-        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
-        "--disable-usage-stats", f"--temp-dir={temp_dir}", *extra_args,
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        *extra_args,
     ]
     log = open(Path(temp_dir) / "head.log", "wb")
     proc = subprocess.Popen(start, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -117,7 +129,9 @@ def wait_for_job_api(head: Head, proc: subprocess.Popen, timeout_s: float = 300)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"ray start --head exited with {proc.returncode}: {(Path(head.temp_dir) / 'head.log').read_text()[-2000:]}")
-        probe = subprocess.run([str(BIN / "ray"), "job", "list", f"--address={head.dashboard}"], env=head.env, capture_output=True, timeout=60)
+        probe = subprocess.run(
+            [str(BIN / "ray"), "job", "list", f"--address={head.dashboard}"], env=head.env, capture_output=True, timeout=60
+        )
         if probe.returncode == 0:
             return
         time.sleep(2)
@@ -131,9 +145,15 @@ def submit(head: Head, *entrypoint: str, submission_id: str | None = None, timeo
     then refuses with "No available agent", which Ray says to retry.
     """
     cmd = [
-        str(BIN / "ray"), "job", "submit", f"--address={head.dashboard}", "--working-dir=.",
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        f"--address={head.dashboard}",
+        "--working-dir=.",
         "--runtime-env=jobs/runtime_env.yaml",
-        *([f"--submission-id={submission_id}"] if submission_id else []), "--", *entrypoint,
+        *([f"--submission-id={submission_id}"] if submission_id else []),
+        "--",
+        *entrypoint,
     ]
     deadline = time.monotonic() + 180
     while True:
@@ -147,6 +167,9 @@ def job_status(head: Head, submission_id: str) -> str:
     """`ray job status` output for one job."""
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "status", f"--address={head.dashboard}", submission_id],
-        env=head.env, capture_output=True, text=True, timeout=120,
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return proc.stdout + proc.stderr

@@ -23,7 +23,6 @@ from ray.cluster_utils import Cluster
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from helpers import make_image_folder, tiny_config  # noqa: E402
-
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 from rayssl.data.shards import write_shards  # noqa: E402
@@ -68,9 +67,15 @@ def main(s3_endpoint: str, work_dir: Path) -> None:
     by_id = {node.node_id: node for node in workers}
 
     cfg = tiny_config(
-        "s3://rayssl-multinode/shards", "s3://rayssl-multinode/runs", "multinode",
-        f"storage.s3_endpoint={s3_endpoint}", f"train.epochs={EPOCHS}", "train.placement_strategy=SPREAD",
-        "train.max_failures=1", "train.log_every=5", "train.num_to_keep=10",
+        "s3://rayssl-multinode/shards",
+        "s3://rayssl-multinode/runs",
+        "multinode",
+        f"storage.s3_endpoint={s3_endpoint}",
+        f"train.epochs={EPOCHS}",
+        "train.placement_strategy=SPREAD",
+        "train.max_failures=1",
+        "train.log_every=5",
+        "train.num_to_keep=10",
     )
     run_dir = f"s3://rayssl-multinode/runs/{cfg.run.name}"
     findings: dict = {}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import tiny_config
 
+from helpers import tiny_config
 from rayssl.config import to_dict
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,10 @@ def run_pretrain_command(config: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
     done = subprocess.run(
         [str(Path(sys.executable).parent / "rayssl"), "pretrain", "--config", str(config)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr

@@ -6,16 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import tensorboard_events, tiny_config
 from test_sweep import FINETUNE
 
+from helpers import tensorboard_events, tiny_config
 from rayssl.config import FinetuneConfig, load_config
 from rayssl.eval.run import run_eval
 from rayssl.train.launch import run_finetune, run_pretrain
 
 pytestmark = pytest.mark.integration
 
-VIEWS = ("data.augment.crop_scale_min=0.5", "data.augment.color_jitter=0.4", "data.augment.blur_p=0.5", "contrastive.projection_hidden=16", "contrastive.projection_dim=8")
+VIEWS = (
+    "data.augment.crop_scale_min=0.5",
+    "data.augment.color_jitter=0.4",
+    "data.augment.blur_p=0.5",
+    "contrastive.projection_hidden=16",
+    "contrastive.projection_dim=8",
+)
 
 
 def test_simclr_pretrain_resume_eval_and_finetune(ray_local, local_shards, tmp_path):
@@ -32,18 +38,41 @@ def test_simclr_pretrain_resume_eval_and_finetune(ray_local, local_shards, tmp_p
     result = run_eval(longer, resumed.checkpoint)
     assert [r["features"] for r in result["results"]] == ["random init", "SIMCLR (epoch 3)"]
 
-    finetune = load_config(FinetuneConfig, None, [
-        f"data.shards={local_shards}", f"run.storage_path={runs}", f"init={resumed.run_dir}", "optim.lr=0.01",
-        "schedule.head_warmup_steps=5", "schedule.backbone_lr_scale=0.3",
-        *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o)])
+    finetune = load_config(
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={local_shards}",
+            f"run.storage_path={runs}",
+            f"init={resumed.run_dir}",
+            "optim.lr=0.01",
+            "schedule.head_warmup_steps=5",
+            "schedule.backbone_lr_scale=0.3",
+            *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o),
+        ],
+    )
     tuned = run_finetune(finetune, report=lambda metrics: None)  # in this process, as a sweep trial runs: no Train actors to start
     assert tuned.metrics["global_step"] == 40 and tuned.metrics["val_acc"] >= 0.85  # separable blobs; chance is 50%
 
 
 def test_masked_contrastive_pretrain_and_eval(ray_local, local_shards, tmp_path):
-    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "mc", "method=masked_contrastive", *VIEWS, "train.epochs=1",
-                      "model.name=vit", "model.vit.patch_size=4", "model.vit.width=16", "model.vit.depth=1", "model.vit.heads=2",
-                      "mae.mask_ratio=0.5", "mae.decoder_width=8", "mae.decoder_depth=1", "mae.decoder_heads=2")
+    cfg = tiny_config(
+        local_shards,
+        str(tmp_path / "runs"),
+        "mc",
+        "method=masked_contrastive",
+        *VIEWS,
+        "train.epochs=1",
+        "model.name=vit",
+        "model.vit.patch_size=4",
+        "model.vit.width=16",
+        "model.vit.depth=1",
+        "model.vit.heads=2",
+        "mae.mask_ratio=0.5",
+        "mae.decoder_width=8",
+        "mae.decoder_depth=1",
+        "mae.decoder_heads=2",
+    )
     outcome = run_pretrain(cfg)
     assert outcome.metrics["global_step"] == 3
     assert outcome.metrics["reconstruction"] > 0 and outcome.metrics["contrastive"] > 0

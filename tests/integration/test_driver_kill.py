@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from heads import kill_leftovers
+
 from helpers import assert_every_sample_once_per_epoch, tiny_config
 from rayssl.config import StorageConfig, to_dict
 from rayssl.train import checkpoints
@@ -26,7 +27,9 @@ EPOCHS = 8  # 3 steps each
 
 def test_killed_driver_resumes_and_trains_no_sample_twice(local_shards, tmp_path):
     config = tmp_path / "pretrain.yaml"
-    config.write_text(yaml.safe_dump(to_dict(tiny_config(local_shards, str(tmp_path / "runs"), "killed", f"train.epochs={EPOCHS}", "ray.num_cpus=4"))))
+    config.write_text(
+        yaml.safe_dump(to_dict(tiny_config(local_shards, str(tmp_path / "runs"), "killed", f"train.epochs={EPOCHS}", "ray.num_cpus=4")))
+    )
     command = [str(Path(sys.executable).parent / "rayssl"), "pretrain", "--no-eval", "--config", str(config)]
     ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # the driver's own local Ray, found by path below
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+
 from conftest import write_tiny_shards
 from helpers import png_bytes
-
 from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, StorageConfig, dump_yaml, load_config
 from rayssl.data.decode import decode_batch, image_spec
 from rayssl.data.transforms import ImageTransform
@@ -31,9 +31,22 @@ from rayssl.methods import build_method
 from rayssl.train import checkpoints
 from rayssl.train.launch import RunOutcome, run_finetune
 
-FINETUNE = ["data.image_size=8", "data.batch_size=8", "model.name=small_cnn", "model.width=8", "model.embed_dim=16",
-            "semisup.num_classes=2", "semisup.val_per_class=4", "semisup.labelled_batch_size=4", "schedule.steps=20",
-            "schedule.eval_every=20", "schedule.warmup_steps=2", "schedule.ema_decay=0.9", "optim.lr=0.01", "train.num_workers=1"]
+FINETUNE = [
+    "data.image_size=8",
+    "data.batch_size=8",
+    "model.name=small_cnn",
+    "model.width=8",
+    "model.embed_dim=16",
+    "semisup.num_classes=2",
+    "semisup.val_per_class=4",
+    "semisup.labelled_batch_size=4",
+    "schedule.steps=20",
+    "schedule.eval_every=20",
+    "schedule.warmup_steps=2",
+    "schedule.ema_decay=0.9",
+    "optim.lr=0.01",
+    "train.num_workers=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +79,24 @@ def assert_matches_exported(table, key: str, expected: dict[str, np.ndarray], cl
 def test_predict_a_shard_set_and_a_folder_with_a_corrupt_image(tuned, tmp_path):
     cfg, outcome, raw = tuned
     spec = image_spec(cfg.data, train=False)
-    result = predict_run(outcome.run_dir, cfg.data.shards, str(tmp_path / "shards_out"), top_k=2, batch_size=16)  # default pool: 8 CPUs // 4 = 2 actors
+    result = predict_run(
+        outcome.run_dir, cfg.data.shards, str(tmp_path / "shards_out"), top_k=2, batch_size=16
+    )  # default pool: 8 CPUs // 4 = 2 actors
     assert (result.rows, result.quarantined) == (64, 0)  # 48 train + 16 test rows, every split
     table = pq.read_table(tmp_path / "shards_out")
-    assert table.column_names == ["sample_id", "split", "label", "predicted", "predicted_index", "confidence", "top_k_classes", "top_k_probs"]
-    assert table.schema.field("top_k_classes").type == pa.list_(pa.string()) and table.schema.field("top_k_probs").type == pa.list_(pa.float32())
+    assert table.column_names == [
+        "sample_id",
+        "split",
+        "label",
+        "predicted",
+        "predicted_index",
+        "confidence",
+        "top_k_classes",
+        "top_k_probs",
+    ]
+    assert table.schema.field("top_k_classes").type == pa.list_(pa.string()) and table.schema.field("top_k_probs").type == pa.list_(
+        pa.float32()
+    )
     shard_rows = pq.read_table(Path(cfg.data.shards) / "test").to_pylist() + pq.read_table(Path(cfg.data.shards) / "train").to_pylist()
     classes = json.loads((Path(cfg.data.shards) / "manifest.json").read_text())["classes"]
     truth = {r["sample_id"]: classes[r["label"]] for r in shard_rows}
@@ -93,7 +119,11 @@ def test_predict_a_shard_set_and_a_folder_with_a_corrupt_image(tuned, tmp_path):
     table = pq.read_table(tmp_path / "folder_out")
     assert table.column_names[0] == "path" and table.column("label").null_count == 16
     assert all(len(r["top_k_classes"]) == 2 for r in table.to_pylist())  # top-5 of a 2-class head
-    records = [json.loads(line) for f in (tmp_path / "folder_out" / QUARANTINE_RUN / "quarantine").glob("*.jsonl") for line in f.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for f in (tmp_path / "folder_out" / QUARANTINE_RUN / "quarantine").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     assert [r["sample_id"] for r in records] == ["batch1/class0/corrupt.png"]
     files = sorted(p for p in folder.rglob("*.png") if p.name != "corrupt.png")
     keys = [str(p.relative_to(folder)) for p in files]
@@ -101,8 +131,13 @@ def test_predict_a_shard_set_and_a_folder_with_a_corrupt_image(tuned, tmp_path):
 
     # The standalone predict.py of the export, in a process without rayssl, names the same classes.
     env = {"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-S", str(Path(export_dir) / "predict.py"), *map(str, files), "--out", str(tmp_path / "p.csv")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-S", str(Path(export_dir) / "predict.py"), *map(str, files), "--out", str(tmp_path / "p.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     standalone = {str(Path(r["path"]).relative_to(folder)): r["class"] for r in csv.DictReader((tmp_path / "p.csv").open())}
     assert standalone == {r["path"]: r["predicted"] for r in table.to_pylist()}
@@ -113,8 +148,10 @@ def test_embed_fine_tuned_and_pretraining_runs(tuned, tmp_path):
     result = embed_run(outcome.run_dir, cfg.data.shards, str(tmp_path / "emb"), split="test", actors=1)
     assert (result.rows, result.quarantined) == (16, 0)
     # Read back by plain pyarrow in a fresh process (no Ray imported, so no Ray extension type registered).
-    probe = ("import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); e = t.column('embedding');"
-             "print(t.column_names, e.type, len(e), 'ray' in sys.modules)")
+    probe = (
+        "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); e = t.column('embedding');"
+        "print(t.column_names, e.type, len(e), 'ray' in sys.modules)"
+    )
     fresh = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "emb")], capture_output=True, text=True, timeout=60)
     assert fresh.stdout.split("] ", 1)[1].strip() == "fixed_size_list<element: float>[32] 16 False", fresh.stderr  # small_cnn: 4 x width
     assert fresh.stdout.startswith("['sample_id', 'split', 'embedding']")
@@ -128,13 +165,29 @@ def test_embed_fine_tuned_and_pretraining_runs(tuned, tmp_path):
     np.testing.assert_allclose(np.stack([got[r["sample_id"]] for r in shard_rows]), eager, rtol=0, atol=1e-5)
 
     # A pretraining run (written here as train.checkpoints would, untrained): embed takes it, predict refuses it.
-    pretrain = load_config(PretrainConfig, None, [f"data.shards={cfg.data.shards}", f"run.storage_path={tmp_path}", "run.name=nat",
-                                                  "data.image_size=8", "model.width=8", "model.embed_dim=12", "nat.target_dim=8"])
+    pretrain = load_config(
+        PretrainConfig,
+        None,
+        [
+            f"data.shards={cfg.data.shards}",
+            f"run.storage_path={tmp_path}",
+            "run.name=nat",
+            "data.image_size=8",
+            "model.width=8",
+            "model.embed_dim=12",
+            "nat.target_dim=8",
+        ],
+    )
     run_dir = tmp_path / "nat"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(dump_yaml(pretrain))
-    checkpoints.save_local(run_dir / "checkpoint_0", build_method(pretrain, num_samples=64).model.state_dict(), {}, {},
-                           {"epoch": 1, "global_step": 1, "metrics": {}})
+    checkpoints.save_local(
+        run_dir / "checkpoint_0",
+        build_method(pretrain, num_samples=64).model.state_dict(),
+        {},
+        {},
+        {"epoch": 1, "global_step": 1, "metrics": {}},
+    )
     result = embed_run(str(run_dir), cfg.data.shards, str(tmp_path / "emb_nat"), actors=1)
     assert result.rows == 64 and pq.read_table(tmp_path / "emb_nat").schema.field("embedding").type.list_size == 12
     with pytest.raises(ConfigError, match="pretraining run"):
@@ -149,13 +202,16 @@ def test_predict_an_s3_prefix_of_images(tuned, s3_endpoint, tmp_path):
 
     for p in files:
         storage.write_bytes(f"s3://rayssl-test/inference/new/{p.parent.name}/{p.name}", p.read_bytes(), s3)
-    storage.write_bytes("s3://rayssl-test/inference/new/broken.jpg", b"\xff\xd8 not a jpeg" * 100, s3)  # > 1 KB: see DESIGN (moto + pyarrow retries)
+    storage.write_bytes(
+        "s3://rayssl-test/inference/new/broken.jpg", b"\xff\xd8 not a jpeg" * 100, s3
+    )  # > 1 KB: see DESIGN (moto + pyarrow retries)
     result = predict_run(outcome.run_dir, "s3://rayssl-test/inference/new", "s3://rayssl-test/inference/out", actors=1, storage_cfg=s3)
     assert (result.rows, result.quarantined) == (6, 1)
     fs, path = storage.resolve("s3://rayssl-test/inference/out", s3)
     table = pq.read_table(path, filesystem=fs)
     assert sorted(table.column("path").to_pylist()) == sorted(f"{p.parent.name}/{p.name}" for p in files)
     local = predict_run(outcome.run_dir, str(raw / "test"), str(tmp_path / "local"), actors=1)  # the same files, from disk
+    assert (local.rows, local.quarantined) == (len(list((raw / "test").rglob("*.png"))), 0)
     by_path = {r["path"]: r["top_k_probs"] for r in pq.read_table(tmp_path / "local").to_pylist()}
     for r in table.to_pylist():
         assert r["top_k_probs"] == pytest.approx(by_path[r["path"]], abs=1e-6)

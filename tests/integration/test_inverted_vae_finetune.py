@@ -19,9 +19,18 @@ IVAE = ("method=inverted_vae", "ivae.latent_dim=2", "ivae.hidden=16", "ivae.labe
 
 
 def ivae_config(shards: str, runs: Path, label_only: Path, *overrides: str) -> FinetuneConfig:
-    return load_config(FinetuneConfig, None, [
-        f"data.shards={shards}", f"run.storage_path={runs}", f"ivae.label_only_data={label_only}", *IVAE,
-        *(o.removeprefix("finetune.") for o in FINETUNE), *overrides])
+    return load_config(
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={shards}",
+            f"run.storage_path={runs}",
+            f"ivae.label_only_data={label_only}",
+            *IVAE,
+            *(o.removeprefix("finetune.") for o in FINETUNE),
+            *overrides,
+        ],
+    )
 
 
 def test_inverted_vae_learns_from_all_three_kinds_of_data(ray_local, local_shards, tmp_path):

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from heads import BIN, REPO, Head, free_port, job_status, ray_head, submit
-from helpers import make_image_folder
 
+from helpers import make_image_folder
 from rayssl.data.shards import write_shards
 from rayssl.data.sources import load_source
 
@@ -60,10 +60,12 @@ def test_job_on_autoscaled_workers_reaches_succeeded(head, tmp_path):
     assert "| NAT (epoch 1) |" in proc.stdout  # the eval table reached the job logs
     assert (tmp_path / "runs" / "job" / "eval.json").exists()
     status = subprocess.run(
-        [str(BIN / "ray"), "status", f"--address={head.gcs}"], env=head.env, capture_output=True, text=True, timeout=120,
+        [str(BIN / "ray"), "status", f"--address={head.gcs}"], env=head.env, capture_output=True, text=True, timeout=120
     ).stdout
-    print(f"head up in {STARTED['up'] - STARTED['head']:.0f}s; "
-          f"head start to SUCCEEDED job in {time.monotonic() - STARTED['head']:.0f}s\n{status}")
+    print(
+        f"head up in {STARTED['up'] - STARTED['head']:.0f}s; "
+        f"head start to SUCCEEDED job in {time.monotonic() - STARTED['head']:.0f}s\n{status}"
+    )
     assert "ray.worker.gpu" in status  # launched by the autoscaler from the YAML's node type
 
 

@@ -5,17 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import tensorboard_events, tiny_config
 from PIL import Image
 
+from helpers import tensorboard_events, tiny_config
 from rayssl.eval.run import run_eval
 from rayssl.train.launch import run_pretrain
 
 pytestmark = pytest.mark.integration
 
 
-MAE = ("method=mae", "model.name=vit", "model.vit.patch_size=4", "model.vit.width=16", "model.vit.depth=1",
-       "model.vit.heads=2", "mae.decoder_width=8", "mae.decoder_depth=1", "mae.decoder_heads=2", "mae.recon_images=4")
+MAE = (
+    "method=mae",
+    "model.name=vit",
+    "model.vit.patch_size=4",
+    "model.vit.width=16",
+    "model.vit.depth=1",
+    "model.vit.heads=2",
+    "mae.decoder_width=8",
+    "mae.decoder_depth=1",
+    "mae.decoder_heads=2",
+    "mae.recon_images=4",
+)
 
 
 def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, tmp_path):

@@ -17,9 +17,7 @@ SCENARIO = Path(__file__).with_name("multinode_scenario.py")
 def test_spread_over_nodes_from_s3_and_resume_after_node_loss(s3_endpoint, tmp_path):
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, str(SCENARIO), s3_endpoint, str(tmp_path)], env=env, capture_output=True, text=True, timeout=900,
-    )
+    proc = subprocess.run([sys.executable, str(SCENARIO), s3_endpoint, str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("FINDINGS ")]
     assert proc.returncode == 0 and lines, proc.stdout[-4000:] + proc.stderr[-4000:]
     findings = json.loads(lines[-1].removeprefix("FINDINGS "))

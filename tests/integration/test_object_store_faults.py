@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+
 from fault_proxy import FaultProxy
 from helpers import assert_every_sample_once_per_epoch, assert_table_is_bijection, make_image_folder, tiny_config
-
 from rayssl.config import StorageConfig
 from rayssl.data import storage
 from rayssl.data.shards import validate_shards, write_shards
@@ -24,8 +24,12 @@ CHECKPOINT_FILES = {"model.pt", "optimizer.pt", "method.pt", "meta.json"}
 
 def put_shards(s3_endpoint: str, uri: str, tmp_path) -> None:
     """Shards written straight to moto, not through the proxy."""
-    write_shards(load_source("folder", str(make_image_folder(tmp_path / "raw"))), uri, rows_per_shard=16,
-                 storage_cfg=StorageConfig(s3_endpoint=s3_endpoint))
+    write_shards(
+        load_source("folder", str(make_image_folder(tmp_path / "raw"))),
+        uri,
+        rows_per_shard=16,
+        storage_cfg=StorageConfig(s3_endpoint=s3_endpoint),
+    )
 
 
 def checkpoint_dirs(run_uri: str, storage_cfg: StorageConfig) -> dict[str, set[str]]:
@@ -42,8 +46,15 @@ def test_pretraining_finishes_through_a_store_failing_one_request_in_ten(ray_loc
     put_shards(s3_endpoint, "s3://rayssl-flaky/shards", tmp_path)
     with FaultProxy(s3_endpoint, fault_rate=0.10, seed=0) as proxy:
         flaky = StorageConfig(s3_endpoint=proxy.url, s3_max_attempts=6)  # 7.5% failing answers: 6 in a row ~ 2e-7
-        cfg = tiny_config("s3://rayssl-flaky/shards", "s3://rayssl-flaky/runs", "flaky", f"storage.s3_endpoint={proxy.url}",
-                          "storage.s3_max_attempts=6", "train.epochs=3", "train.num_to_keep=2")
+        cfg = tiny_config(
+            "s3://rayssl-flaky/shards",
+            "s3://rayssl-flaky/runs",
+            "flaky",
+            f"storage.s3_endpoint={proxy.url}",
+            "storage.s3_max_attempts=6",
+            "train.epochs=3",
+            "train.num_to_keep=2",
+        )
         outcome = run_pretrain(cfg)
         validate_shards("s3://rayssl-flaky/shards", flaky, checksums=True)  # every shard's sha256, read through the faults
     assert outcome.metrics["global_step"] == 9
@@ -59,9 +70,17 @@ def test_store_gone_mid_run_fails_fast_naming_endpoint_and_object(ray_local, s3_
     put_shards(s3_endpoint, "s3://rayssl-outage/shards", tmp_path)
     direct = StorageConfig(s3_endpoint=s3_endpoint)
     with FaultProxy(s3_endpoint, fault_rate=0.0) as proxy:
-        cfg = tiny_config("s3://rayssl-outage/shards", "s3://rayssl-outage/runs", "outage", f"storage.s3_endpoint={proxy.url}",
-                          "storage.s3_max_attempts=2", "storage.s3_connect_timeout_s=1", "storage.s3_request_timeout_s=2",
-                          "train.epochs=200", "train.max_failures=0")
+        cfg = tiny_config(
+            "s3://rayssl-outage/shards",
+            "s3://rayssl-outage/runs",
+            "outage",
+            f"storage.s3_endpoint={proxy.url}",
+            "storage.s3_max_attempts=2",
+            "storage.s3_connect_timeout_s=1",
+            "storage.s3_request_timeout_s=2",
+            "train.epochs=200",
+            "train.max_failures=0",
+        )
 
         def pull_the_plug() -> None:  # once the first checkpoint is in the store
             deadline = time.monotonic() + 180

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import png_bytes
 
+from helpers import png_bytes
 from rayssl.cli import main
 from rayssl.config import FinetuneConfig, SweepConfig, load_config
 from rayssl.data.shards import read_manifest
@@ -60,11 +60,28 @@ def user_corpus(root: Path, unlabelled: int = 40, test_per_class: int = 6) -> tu
 
 
 def finetune_config(shards: str, runs: Path, *overrides: str) -> FinetuneConfig:
-    return load_config(FinetuneConfig, None, [
-        f"data.shards={shards}", f"run.storage_path={runs}", "run.name=mine", "data.image_size=8", "data.batch_size=8",
-        "model.name=small_cnn", "model.width=8", "semisup.num_classes=2", "semisup.labels_per_class=all", "semisup.labelled_batch_size=8",
-        "schedule.steps=40", "schedule.eval_every=20", "schedule.warmup_steps=2", "optim.lr=0.01", "train.num_workers=1", *overrides,
-    ])
+    return load_config(
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={shards}",
+            f"run.storage_path={runs}",
+            "run.name=mine",
+            "data.image_size=8",
+            "data.batch_size=8",
+            "model.name=small_cnn",
+            "model.width=8",
+            "semisup.num_classes=2",
+            "semisup.labels_per_class=all",
+            "semisup.labelled_batch_size=8",
+            "schedule.steps=40",
+            "schedule.eval_every=20",
+            "schedule.warmup_steps=2",
+            "optim.lr=0.01",
+            "train.num_workers=1",
+            *overrides,
+        ],
+    )
 
 
 def test_labels_from_a_table_train_with_every_label(ray_local, tmp_path, capsys):
@@ -91,8 +108,12 @@ def test_labels_from_a_table_train_with_every_label(ray_local, tmp_path, capsys)
     take_away(outcome.run_dir, raw / "test", tmp_path)
 
     # A budget larger than a class's labels takes what the class has, and says so.
-    short = run_finetune(finetune_config(built, tmp_path / "runs", "run.name=short", "semisup.labels_per_class=5", "schedule.steps=2",
-                                         "schedule.eval_every=2"), report=lambda metrics: None)
+    short = run_finetune(
+        finetune_config(
+            built, tmp_path / "runs", "run.name=short", "semisup.labels_per_class=5", "schedule.steps=2", "schedule.eval_every=2"
+        ),
+        report=lambda metrics: None,
+    )
     assert json.loads((Path(short.run_dir) / "labels.json").read_text())["short_of_budget"] == {"right": 3}
 
 
@@ -107,8 +128,13 @@ def take_away(run_dir: str, test_folder: Path, tmp_path: Path) -> None:
     assert sorted(predicted) == sorted(str(p.relative_to(test_folder)) for p in images)
     env = {"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin"}  # torch, numpy, Pillow; not rayssl's source
     assert subprocess.run([sys.executable, "-S", "-c", "import rayssl"], env=env, capture_output=True).returncode != 0
-    done = subprocess.run([sys.executable, "-S", str(export / "predict.py"), *map(str, images), "--out", str(tmp_path / "standalone.csv")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-S", str(export / "predict.py"), *map(str, images), "--out", str(tmp_path / "standalone.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     standalone = {str(Path(r["path"]).relative_to(test_folder)): r["class"] for r in csv.DictReader((tmp_path / "standalone.csv").open())}
     assert standalone == predicted and set(predicted.values()) <= {"left", "right"}
@@ -122,11 +148,45 @@ def test_shards_without_a_labelled_test_split_hold_out_test_labels(ray_local, tm
     for test_image in (raw / "test").rglob("*.png"):
         test_image.unlink()
     shards = str(tmp_path / "shards")
-    assert main(["shards", "build", "--source", "folder", "--path", str(raw / "train"), "--out", shards, "--test-fraction", "0",
-                 "--labels", str(tmp_path / "relabelled.csv")]) == 2  # the table's keys start with train/: not under this root
+    assert (
+        main(
+            [
+                "shards",
+                "build",
+                "--source",
+                "folder",
+                "--path",
+                str(raw / "train"),
+                "--out",
+                shards,
+                "--test-fraction",
+                "0",
+                "--labels",
+                str(tmp_path / "relabelled.csv"),
+            ]
+        )
+        == 2
+    )  # the table's keys start with train/: not under this root
     (tmp_path / "relabelled.csv").write_text(table.read_text().replace("train/", ""))
-    assert main(["shards", "build", "--source", "folder", "--path", str(raw / "train"), "--out", shards, "--test-fraction", "0",
-                 "--labels", str(tmp_path / "relabelled.csv")]) == 0
+    assert (
+        main(
+            [
+                "shards",
+                "build",
+                "--source",
+                "folder",
+                "--path",
+                str(raw / "train"),
+                "--out",
+                shards,
+                "--test-fraction",
+                "0",
+                "--labels",
+                str(tmp_path / "relabelled.csv"),
+            ]
+        )
+        == 0
+    )
     cfg = finetune_config(shards, tmp_path / "runs", "schedule.steps=20", "schedule.eval_every=20")
     outcome = run_finetune(cfg, report=lambda metrics: None)
     plan = json.loads((Path(outcome.run_dir) / "labels.json").read_text())
@@ -142,14 +202,29 @@ def test_a_bad_table_stops_finetune_in_one_line_before_ray(tmp_path, capsys):
     shards = str(tmp_path / "shards")
     assert main(["shards", "build", "--source", "folder", "--path", str(raw), "--out", shards]) == 0
     table.write_text(table.read_text() + "train/img999.png,left\n")
-    code = main(["finetune", "--set", f"data.shards={shards}", "--set", f"run.storage_path={tmp_path / 'runs'}",
-                 "--set", "semisup.num_classes=2", "--set", f"semisup.labels={table}", "--set", "semisup.labels_per_class=all"])
+    code = main(
+        [
+            "finetune",
+            "--set",
+            f"data.shards={shards}",
+            "--set",
+            f"run.storage_path={tmp_path / 'runs'}",
+            "--set",
+            "semisup.num_classes=2",
+            "--set",
+            f"semisup.labels={table}",
+            "--set",
+            "semisup.labels_per_class=all",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{table} line {2 + sum(TABLE_COUNTS.values())}: path 'train/img999.png' is in no shard of the train split" in err
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"budgets: [1, all]\nstorage_path: {tmp_path / 'runs'}\nfinetune:\n  data: {{shards: {shards}}}\n"
-                     f"  semisup: {{num_classes: 2, labels: {table}}}\n")
+    sweep.write_text(
+        f"budgets: [1, all]\nstorage_path: {tmp_path / 'runs'}\nfinetune:\n  data: {{shards: {shards}}}\n"
+        f"  semisup: {{num_classes: 2, labels: {table}}}\n"
+    )
     assert main(["sweep", "--config", str(sweep)]) == 2  # the same line, before Ray starts and not once per trial
     assert capsys.readouterr().err.strip() == err.replace("rayssl finetune:", "rayssl sweep:")
 
@@ -158,11 +233,27 @@ def test_sweep_budgets_are_sub_samples_of_the_users_labels(ray_local, tmp_path):
     raw, table = user_corpus(tmp_path)
     shards = str(tmp_path / "shards")
     assert main(["shards", "build", "--source", "folder", "--path", str(raw), "--out", shards]) == 0
-    cfg = load_config(SweepConfig, None, [
-        f"storage_path={tmp_path / 'runs'}", f"finetune.data.shards={shards}", f"finetune.semisup.labels={table}", "budgets=[2, all]",
-        "label_seeds=[0]", "samples=1", "inversion=false", "leak_check='off'", "finetune.data.image_size=8", "finetune.model.name=small_cnn",
-        "finetune.model.width=8", "finetune.semisup.num_classes=2", "finetune.schedule.steps=2", "finetune.schedule.eval_every=2",
-        "finetune.train.num_workers=1"])
+    cfg = load_config(
+        SweepConfig,
+        None,
+        [
+            f"storage_path={tmp_path / 'runs'}",
+            f"finetune.data.shards={shards}",
+            f"finetune.semisup.labels={table}",
+            "budgets=[2, all]",
+            "label_seeds=[0]",
+            "samples=1",
+            "inversion=false",
+            "leak_check='off'",
+            "finetune.data.image_size=8",
+            "finetune.model.name=small_cnn",
+            "finetune.model.width=8",
+            "finetune.semisup.num_classes=2",
+            "finetune.schedule.steps=2",
+            "finetune.schedule.eval_every=2",
+            "finetune.train.num_workers=1",
+        ],
+    )
     rows = run_sweep(cfg)
     # "all": 7 + 3 labelled images after validation (9 -> 2, 4 -> 1), 5 per class on the labels-per-class axis
     assert [(r["budget"], r["labels_per_class"]) for r in rows] == [(2, 2.0), ("all", 5.0)]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_image_folder
 
+from helpers import make_image_folder
 from rayssl.config import StorageConfig
 from rayssl.data.build import DONE_SUFFIX, build_shards_parallel
 from rayssl.data.shards import read_manifest, validate_shards, write_shards

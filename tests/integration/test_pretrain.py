@@ -8,11 +8,17 @@ import pytest
 import torch
 import yaml
 from ray.util.placement_group import PlacementGroup, placement_group
-from helpers import (
-    SECRET_SENTINEL, assert_every_sample_once_per_epoch, assert_table_is_bijection, committed_ledger, jpeg_bytes, make_image_folder,
-    tensorboard_scalars, tiny_config,
-)
 
+from helpers import (
+    SECRET_SENTINEL,
+    assert_every_sample_once_per_epoch,
+    assert_table_is_bijection,
+    committed_ledger,
+    jpeg_bytes,
+    make_image_folder,
+    tensorboard_scalars,
+    tiny_config,
+)
 from rayssl import cli
 from rayssl.config import StorageConfig, to_dict
 from rayssl.data import quarantine, storage
@@ -80,8 +86,13 @@ def test_a_placement_group_left_by_ray_train_is_released(ray_local, nat_run, tmp
 def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path):
     marker = tmp_path / "crashed"
     cfg = tiny_config(
-        local_shards, str(tmp_path / "runs"), "crash", "train.epochs=3",
-        "faults.crash_rank=1", "faults.crash_at_step=4", f"faults.crash_marker={marker}",
+        local_shards,
+        str(tmp_path / "runs"),
+        "crash",
+        "train.epochs=3",
+        "faults.crash_rank=1",
+        "faults.crash_at_step=4",
+        f"faults.crash_marker={marker}",
     )
     outcome = run_pretrain(cfg)
     assert marker.exists(), "the fault was never injected"
@@ -93,8 +104,13 @@ def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path)
 
 def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_path, capsys):
     cfg = tiny_config(
-        local_shards, str(tmp_path / "runs"), "no_retries", "train.max_failures=0",
-        "faults.crash_rank=1", "faults.crash_at_step=1", f"faults.crash_marker={tmp_path / 'crashed'}",
+        local_shards,
+        str(tmp_path / "runs"),
+        "no_retries",
+        "train.max_failures=0",
+        "faults.crash_rank=1",
+        "faults.crash_at_step=1",
+        f"faults.crash_marker={tmp_path / 'crashed'}",
     )
     config_file = tmp_path / "pretrain.yaml"
     config_file.write_text(yaml.safe_dump(to_dict(cfg)))
@@ -118,7 +134,10 @@ def test_corrupt_image_is_quarantined_and_run_completes(ray_local, tmp_path):
     assert outcome.metrics["global_step"] == 4
     # The ledger lists the quarantined sample and counts what was trained: 2 x 16 of the 47 good ones
     # (equal split and whole batches leave 15 out; the audit shows it as a difference, not as "exactly once").
-    for line, audit in zip(committed_ledger(outcome.checkpoint), ledger.audit(committed_ledger(outcome.checkpoint), 48, [records["train/train/class1/img005.png"]["index"]])):
+    for line, audit in zip(
+        committed_ledger(outcome.checkpoint),
+        ledger.audit(committed_ledger(outcome.checkpoint), 48, [records["train/train/class1/img005.png"]["index"]]),
+    ):
         assert line["quarantined"] == ["train/class1/img005.png"] and line["samples"] == 32
         assert audit["expected"] == 47 and audit["difference"] == -15 and not audit["exactly_once"]
 
@@ -141,8 +160,15 @@ def test_device_decode_streams_jpegs_and_quarantines_a_truncated_one(ray_local, 
     (raw / "train" / "class1" / "img005.jpg").write_bytes(broken[: len(broken) // 2])  # the header reads; the pixels do not
     shards = tmp_path / "shards"
     write_shards(load_source("folder", str(raw)), str(shards), rows_per_shard=16)
-    cfg = tiny_config(str(shards), str(tmp_path / "runs"), "device_decode", "data.decode=device", "data.crop=random_crop",
-                      "data.channels=3", "data.quarantine_threshold=0.05")
+    cfg = tiny_config(
+        str(shards),
+        str(tmp_path / "runs"),
+        "device_decode",
+        "data.decode=device",
+        "data.crop=random_crop",
+        "data.channels=3",
+        "data.quarantine_threshold=0.05",
+    )
     outcome = run_pretrain(cfg)
     records = quarantine.read_records(outcome.run_dir, cfg.storage)
     assert list(records) == ["train/train/class1/img005.jpg"] and "truncated" in records["train/train/class1/img005.jpg"]["reason"].lower()
@@ -175,9 +201,7 @@ def test_pretrain_from_s3(ray_local, s3_endpoint, tmp_path, capfd):
     storage_cfg = StorageConfig(s3_endpoint=s3_endpoint)
     data = load_source("folder", str(make_image_folder(tmp_path / "raw")))
     write_shards(data, "s3://rayssl-test/shards/tiny", rows_per_shard=16, storage_cfg=storage_cfg)
-    cfg = tiny_config(
-        "s3://rayssl-test/shards/tiny", "s3://rayssl-test/runs", "s3run", f"storage.s3_endpoint={s3_endpoint}"
-    )
+    cfg = tiny_config("s3://rayssl-test/shards/tiny", "s3://rayssl-test/runs", "s3run", f"storage.s3_endpoint={s3_endpoint}")
     outcome = run_pretrain(cfg)
     assert outcome.checkpoint.startswith("s3://rayssl-test/runs/s3run/checkpoint_")
     assert storage.list_files("s3://rayssl-test/runs/s3run/tensorboard", storage_cfg)  # staged locally, copied up each round

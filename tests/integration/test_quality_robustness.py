@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import png_bytes, strokes
 from PIL import Image
 from test_sweep import FINETUNE, sweep_config
 
+from helpers import png_bytes, strokes
 from rayssl.config import FinetuneConfig, QualityConfig, RobustnessConfig, StorageConfig, load_config
 from rayssl.data import storage
 from rayssl.data.shards import write_shards
@@ -32,7 +32,12 @@ def planted_source() -> SourceData:
     test = [(png_bytes(strokes(100 + s)), s % 2) for s in range(12)]
     buf = io.BytesIO()
     Image.fromarray(strokes(0)).save(buf, "PNG", compress_level=9)
-    train += [(buf.getvalue(), 0), (png_bytes(np.roll(strokes(103), 1, axis=1)), 1), (b"\x89PNG broken", 0), (png_bytes(np.zeros((28, 28), np.uint8)), 1)]
+    train += [
+        (buf.getvalue(), 0),
+        (png_bytes(np.roll(strokes(103), 1, axis=1)), 1),
+        (b"\x89PNG broken", 0),
+        (png_bytes(np.zeros((28, 28), np.uint8)), 1),
+    ]
     return SourceData({"train": samples("train", train), "test": samples("test", test)}, ["even", "odd"])
 
 
@@ -76,27 +81,50 @@ def test_sweep_refuses_a_leaking_test_split_before_any_trial(ray_local, tmp_path
 
 
 def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_local, s3_endpoint, local_shards, nat_run, tmp_path):
-    cfg = load_config(FinetuneConfig, None, [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", "optim.lr=0.01",
-                                             *(o.removeprefix("finetune.") for o in FINETUNE)])
+    cfg = load_config(
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={local_shards}",
+            f"run.storage_path={tmp_path / 'runs'}",
+            "optim.lr=0.01",
+            *(o.removeprefix("finetune.") for o in FINETUNE),
+        ],
+    )
     outcome = run_finetune(cfg)
     clean = score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir)
-    report = run_robustness(RobustnessConfig(run=outcome.run_dir, corruptions=["gaussian_noise", "rotate", "brightness"], severities=[1, 5],
-                                             target_shards=local_shards))
+    report = run_robustness(
+        RobustnessConfig(
+            run=outcome.run_dir, corruptions=["gaussian_noise", "rotate", "brightness"], severities=[1, 5], target_shards=local_shards
+        )
+    )
     s = report["summary"]
     assert s["clean_acc"] == pytest.approx(clean)  # severity 0 is the test split itself
     assert report["domain_shift"]["accuracy"] == pytest.approx(clean)  # the "new domain" here is the same shards
     assert set(report["accuracy"]) == {"gaussian_noise", "rotate", "brightness"} and set(report["accuracy"]["rotate"]) == {"1", "5"}
     cells = [a for per in report["accuracy"].values() for a in per.values()]
-    assert s["mean_corruption_acc"] == pytest.approx(np.mean(cells)) and s["relative_robustness"] == pytest.approx(s["mean_corruption_acc"] / clean)
+    assert s["mean_corruption_acc"] == pytest.approx(np.mean(cells)) and s["relative_robustness"] == pytest.approx(
+        s["mean_corruption_acc"] / clean
+    )
     again = run_robustness(RobustnessConfig(run=outcome.run_dir, corruptions=["gaussian_noise", "rotate", "brightness"], severities=[1, 5]))
     assert again["accuracy"] == report["accuracy"]  # seeded: the same corrupted test set
     out = Path(outcome.run_dir) / "robustness"
     # The same test split read from s3:// (moto), the report written there too.
     s3 = StorageConfig(s3_endpoint=s3_endpoint)
     write_shards(load_source("folder", str(tmp_path / "raw")), "s3://rayssl-test/robustness/shards", rows_per_shard=16, storage_cfg=s3)
-    remote = run_robustness(RobustnessConfig(run=outcome.run_dir, shards="s3://rayssl-test/robustness/shards", out="s3://rayssl-test/robustness/report",
-                                             corruptions=["gaussian_noise"], severities=[1], storage=s3))
-    assert remote["summary"]["clean_acc"] == pytest.approx(clean) and remote["accuracy"]["gaussian_noise"] == {"1": report["accuracy"]["gaussian_noise"]["1"]}
+    remote = run_robustness(
+        RobustnessConfig(
+            run=outcome.run_dir,
+            shards="s3://rayssl-test/robustness/shards",
+            out="s3://rayssl-test/robustness/report",
+            corruptions=["gaussian_noise"],
+            severities=[1],
+            storage=s3,
+        )
+    )
+    assert remote["summary"]["clean_acc"] == pytest.approx(clean) and remote["accuracy"]["gaussian_noise"] == {
+        "1": report["accuracy"]["gaussian_noise"]["1"]
+    }
     assert "| gaussian_noise |" in storage.read_bytes("s3://rayssl-test/robustness/report/robustness.md", s3).decode()
     # The fine-tuned classifier also gives the quality report's label check its probabilities.
     quality = run_quality(QualityConfig(shards=local_shards, out=str(tmp_path / "quality"), finetune_run=outcome.run_dir))

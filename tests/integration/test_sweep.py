@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 from heads import BIN, kill_leftovers
-from helpers import tensorboard_scalars
 from PIL import Image
 
+from helpers import tensorboard_scalars
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
 from rayssl.data.pipeline import image_dataset
 from rayssl.eval.classifier import score_on_test_split
@@ -28,34 +28,65 @@ pytestmark = pytest.mark.integration
 
 
 FINETUNE = [
-    "finetune.data.image_size=8", "finetune.data.batch_size=8", "finetune.model.name=small_cnn", "finetune.model.width=8",
-    "finetune.semisup.num_classes=2", "finetune.semisup.val_per_class=4", "finetune.semisup.labelled_batch_size=4",
-    "finetune.schedule.steps=40", "finetune.schedule.eval_every=20", "finetune.schedule.warmup_steps=2",
-    "finetune.train.num_workers=1", "finetune.train.max_failures=0",
+    "finetune.data.image_size=8",
+    "finetune.data.batch_size=8",
+    "finetune.model.name=small_cnn",
+    "finetune.model.width=8",
+    "finetune.semisup.num_classes=2",
+    "finetune.semisup.val_per_class=4",
+    "finetune.semisup.labelled_batch_size=4",
+    "finetune.schedule.steps=40",
+    "finetune.schedule.eval_every=20",
+    "finetune.schedule.warmup_steps=2",
+    "finetune.train.num_workers=1",
+    "finetune.train.max_failures=0",
 ]
 
 
 def sweep_config(shards: str, storage: str, *overrides: str) -> SweepConfig:
     return load_config(
-        SweepConfig, None,
-        [f"storage_path={storage}", f"finetune.data.shards={shards}", "budgets=[2]", "label_seeds=[0, 1]", "samples=1",
-         "max_concurrent_trials=2", *FINETUNE, "finetune.schedule.steps=2", "finetune.schedule.eval_every=2",  # one round: trials stay short
-         *overrides],
+        SweepConfig,
+        None,
+        [
+            f"storage_path={storage}",
+            f"finetune.data.shards={shards}",
+            "budgets=[2]",
+            "label_seeds=[0, 1]",
+            "samples=1",
+            "max_concurrent_trials=2",
+            *FINETUNE,
+            "finetune.schedule.steps=2",
+            "finetune.schedule.eval_every=2",  # one round: trials stay short
+            *overrides,
+        ],
     )
 
 
 # The unlabelled images come from memory (the tiny split fits in data.in_memory_max_mb) or, with 0, from the Ray Data stream;
 # the loop runs on a Ray Train worker or, as a sweep's one-worker trials do, in this process.
 @pytest.mark.parametrize("inversion, in_memory_max_mb, in_process", [("global", 256, False), ("multiscale", 0, False), ("global", 0, True)])
-def test_finetune_with_inversion_from_pretrained_beats_chance(nat_run, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb, in_process):
+def test_finetune_with_inversion_from_pretrained_beats_chance(
+    nat_run, local_shards, tmp_path, monkeypatch, inversion, in_memory_max_mb, in_process
+):
     import rayssl.train.launch as launch
 
     cfg = load_config(
-        FinetuneConfig, None,
-        [f"data.shards={local_shards}", f"run.storage_path={tmp_path / 'runs'}", f"init={nat_run[1].run_dir}",
-         "semisup.alpha=0.01", f"semisup.inversion={inversion}", "semisup.beta=0.1", "schedule.ema_decay=0.9",
-         "schedule.head_warmup_steps=5", "schedule.backbone_lr_scale=0.3", "optim.lr=0.01", f"data.in_memory_max_mb={in_memory_max_mb}",
-         *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o)],
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={local_shards}",
+            f"run.storage_path={tmp_path / 'runs'}",
+            f"init={nat_run[1].run_dir}",
+            "inversion.alpha=0.01",
+            f"inversion.kind={inversion}",
+            "inversion.beta=0.1",
+            "schedule.ema_decay=0.9",
+            "schedule.head_warmup_steps=5",
+            "schedule.backbone_lr_scale=0.3",
+            "optim.lr=0.01",
+            f"data.in_memory_max_mb={in_memory_max_mb}",
+            *(o.removeprefix("finetune.") for o in FINETUNE if "model." not in o),
+        ],
     )
     streams = []
     monkeypatch.setattr(launch, "image_dataset", lambda *a, **k: streams.append(a) or image_dataset(*a, **k))
@@ -84,9 +115,16 @@ def alive_resources(ray) -> dict[str, str]:
 
     # this test session's Ray, by address: a benchmark's Ray may run beside it on the same machine
     mine = ray.get_runtime_context().gcs_address
-    groups = {g["placement_group_id"]: f"placement group ({g['state']})" for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"}
-    actors = {a.actor_id: f"actor {a.class_name} ({a.state})" for a in list_actors(address=mine, filters=[("state", "!=", "DEAD")], raise_on_missing_output=False)
-              if a.class_name not in RAY_DATA_SINGLETONS}
+    groups = {
+        g["placement_group_id"]: f"placement group ({g['state']})"
+        for g in ray.util.placement_group_table().values()
+        if g["state"] != "REMOVED"
+    }
+    actors = {
+        a.actor_id: f"actor {a.class_name} ({a.state})"
+        for a in list_actors(address=mine, filters=[("state", "!=", "DEAD")], raise_on_missing_output=False)
+        if a.class_name not in RAY_DATA_SINGLETONS
+    }
     return {**groups, **actors}
 
 
@@ -104,8 +142,15 @@ def assert_sweep_left_nothing_alive(ray, before: dict[str, str], deadline_s: flo
 @pytest.mark.parametrize("in_process_trials", [True, False])
 def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials):
     marker = tmp_path / "crashed"
-    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "finetune.faults.crash_rank=0", f"in_process_trials={str(in_process_trials).lower()}",
-                       "finetune.faults.crash_at_step=1", f"finetune.faults.crash_marker={marker}", "robustness=true")
+    cfg = sweep_config(
+        local_shards,
+        str(tmp_path / "runs"),
+        "finetune.faults.crash_rank=0",
+        f"in_process_trials={str(in_process_trials).lower()}",
+        "finetune.faults.crash_at_step=1",
+        f"finetune.faults.crash_marker={marker}",
+        "robustness=true",
+    )
     before = alive_resources(ray_local)
     rows = run_sweep(cfg)
     assert marker.exists(), "the fault was never injected"
@@ -116,7 +161,9 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
         # the row is the mean and sample std of its selected draws' test (and corruption) accuracies
         tests, corrupted = [d["test_acc"] for d in r["selected"]], [d["corruption_acc"] for d in r["selected"]]
         assert r["test_acc_mean"] == pytest.approx(np.mean(tests)) and r["test_acc_std"] == pytest.approx(np.std(tests, ddof=1))
-        assert r["corruption_acc_mean"] == pytest.approx(np.mean(corrupted)) and r["corruption_acc_std"] == pytest.approx(np.std(corrupted, ddof=1))
+        assert r["corruption_acc_mean"] == pytest.approx(np.mean(corrupted)) and r["corruption_acc_std"] == pytest.approx(
+            np.std(corrupted, ddof=1)
+        )
         assert all((d["alpha"] > 0) == (r["variant"] != "supervised only") for d in r["selected"])
     sweep_dir = tmp_path / "runs" / "sweep"
     report = json.loads((sweep_dir / "label_efficiency.json").read_text())
@@ -171,8 +218,11 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     log = tmp_path / "killed_sweep.log"
     with log.open("wb") as out:  # the child keeps its own copy of the file descriptor
         proc = subprocess.Popen(
-            [str(BIN / "rayssl"), "sweep", "--config", str(config_file)], env=env, start_new_session=True,
-            stdout=out, stderr=subprocess.STDOUT,
+            [str(BIN / "rayssl"), "sweep", "--config", str(config_file)],
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         # Kill as soon as the saved experiment state records a trial as finished.
@@ -208,9 +258,20 @@ def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_l
     # Real accuracies on 8 validation images tie, so trials below lr 1e-4 report val_acc -1 (a fault
     # drill): ASHA must stop those second samples after their first round (4 of them in a run we
     # inspected), the trials Ray issue #54305 concerns.
-    cfg = sweep_config(local_shards, str(tmp_path / "runs"), "label_seeds=[0, 1, 2]", "samples=2", "max_concurrent_trials=3",
-                       "grace_period=1", "lr_min=1e-6", "lr_max=0.1", "seed=35", "finetune.schedule.steps=8", "finetune.schedule.eval_every=4",
-                       "finetune.faults.sink_val_acc_below_lr=1e-4")
+    cfg = sweep_config(
+        local_shards,
+        str(tmp_path / "runs"),
+        "label_seeds=[0, 1, 2]",
+        "samples=2",
+        "max_concurrent_trials=3",
+        "grace_period=1",
+        "lr_min=1e-6",
+        "lr_max=0.1",
+        "seed=35",
+        "finetune.schedule.steps=8",
+        "finetune.schedule.eval_every=4",
+        "finetune.faults.sink_val_acc_below_lr=1e-4",
+    )
     before = alive_resources(ray_local)
     rows = run_sweep(cfg)
     assert sorted((r["variant"], r["draws"]) for r in rows) == [("+ inversion loss", 3), ("supervised only", 3)]

@@ -22,7 +22,9 @@ def test_shards_are_cut_by_encoded_bytes():
 
 
 def test_train_and_test_folders_and_a_seeded_holdout():
-    listing = sorted([(f"train/{c}/{i}.png", 10) for c in "ab" for i in range(4)] + [(f"test/{c}/{i}.png", 10) for c in "ab" for i in range(2)])
+    listing = sorted(
+        [(f"train/{c}/{i}.png", 10) for c in "ab" for i in range(4)] + [(f"test/{c}/{i}.png", 10) for c in "ab" for i in range(2)]
+    )
     plans, classes = plan_shards(listing, shard_bytes=10**6)
     assert classes == ["a", "b"] and {p.split for p in plans} == {"train", "test"}
     assert [len(p.keys) for p in plans] == [8, 4]

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, QualityConfig, RobustnessConfig, SweepConfig, load_config
+from rayssl.methods.registry import reads_unlabelled
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -50,7 +51,13 @@ def test_optional_accepts_null():
 
 
 def config_class(path: Path) -> type:
-    prefixes = {"sweep_": SweepConfig, "semisup_": FinetuneConfig, "ivae_": FinetuneConfig, "quality_": QualityConfig, "robustness_": RobustnessConfig}
+    prefixes = {
+        "sweep_": SweepConfig,
+        "semisup_": FinetuneConfig,
+        "ivae_": FinetuneConfig,
+        "quality_": QualityConfig,
+        "robustness_": RobustnessConfig,
+    }
     return next((cls for prefix, cls in prefixes.items() if path.name.startswith(prefix)), PretrainConfig)
 
 
@@ -63,7 +70,9 @@ def test_every_shipped_config_loads(path):
 def test_lists_and_mappings_are_checked():
     cfg = load_config(SweepConfig, None, ["budgets=[1, 5]", "pretrained={NAT: runs/x}"])
     assert cfg.budgets == [1, 5] and cfg.pretrained == {"NAT": "runs/x"}
-    with pytest.raises(ConfigError, match=r"budgets\[1\]: 'five' matches none of: expected int, got str 'five'; 'five' is not one of 'all'"):
+    with pytest.raises(
+        ConfigError, match=r"budgets\[1\]: 'five' matches none of: expected int, got str 'five'; 'five' is not one of 'all'"
+    ):
         load_config(SweepConfig, None, ["budgets=[1, five]"])
     assert load_config(SweepConfig, None, ["budgets=[1, 2, all]"]).budgets == [1, 2, "all"]
     with pytest.raises(ConfigError, match=r"budgets\[0\]: must be > 0 or \"all\", got 0"):
@@ -71,10 +80,12 @@ def test_lists_and_mappings_are_checked():
 
 
 def test_multiscale_inversion_on_a_vit_fails_before_anything_starts():
-    with pytest.raises(ConfigError, match="semisup.inversion: multiscale needs a backbone made of blocks"):
-        load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "data.shards=/nonexistent"])
+    with pytest.raises(ConfigError, match="inversion.kind: multiscale needs a backbone made of blocks"):
+        load_config(
+            FinetuneConfig, None, ["model.name=vit", "inversion.alpha=0.1", "inversion.kind=multiscale", "data.shards=/nonexistent"]
+        )
     # from a pretrained run, its own config names the model: checked on the worker
-    load_config(FinetuneConfig, None, ["model.name=vit", "semisup.alpha=0.1", "semisup.inversion=multiscale", "init=runs/mae"])
+    load_config(FinetuneConfig, None, ["model.name=vit", "inversion.alpha=0.1", "inversion.kind=multiscale", "init=runs/mae"])
 
 
 # One bad value per range or cross-field rule: (config class, override, the dotted key the error must name).
@@ -122,17 +133,17 @@ BAD_VALUES = [
     (PretrainConfig, "eval.knn_k=0", "eval.knn_k"),
     (PretrainConfig, "eval.max_train_samples=0", "eval.max_train_samples"),
     (PretrainConfig, "ray.num_cpus=0", "ray.num_cpus"),
-    (FinetuneConfig, "semisup.alpha=-1", "semisup.alpha"),
-    (FinetuneConfig, "semisup.beta=-0.1", "semisup.beta"),
-    (FinetuneConfig, "semisup.consistency=-1", "semisup.consistency"),
-    (FinetuneConfig, "semisup.confidence=1.2", "semisup.confidence"),
+    (FinetuneConfig, "inversion.alpha=-1", "inversion.alpha"),
+    (FinetuneConfig, "inversion.beta=-0.1", "inversion.beta"),
+    (FinetuneConfig, "fixmatch.weight=-1", "fixmatch.weight"),
+    (FinetuneConfig, "fixmatch.confidence=1.2", "fixmatch.confidence"),
     (FinetuneConfig, "semisup.labels_per_class=0", "semisup.labels_per_class"),
     (FinetuneConfig, "semisup.val_per_class=0", "semisup.val_per_class"),
     (FinetuneConfig, "semisup.labelled_batch_size=0", "semisup.labelled_batch_size"),
     (FinetuneConfig, "semisup.num_classes=1", "semisup.num_classes"),
-    (FinetuneConfig, "semisup.strong_augment.erase_p=2", "semisup.strong_augment.erase_p"),
-    (FinetuneConfig, "semisup.strong_augment.shear_deg=90", "semisup.strong_augment.shear_deg"),
-    (FinetuneConfig, "semisup.strong_augment.elastic_alpha=-1", "semisup.strong_augment.elastic_alpha"),
+    (FinetuneConfig, "fixmatch.strong_augment.erase_p=2", "fixmatch.strong_augment.erase_p"),
+    (FinetuneConfig, "fixmatch.strong_augment.shear_deg=90", "fixmatch.strong_augment.shear_deg"),
+    (FinetuneConfig, "fixmatch.strong_augment.elastic_alpha=-1", "fixmatch.strong_augment.elastic_alpha"),
     (FinetuneConfig, "semisup.labelled_classes=[0, 10]", r"semisup.labelled_classes\[1\]"),  # 10 classes: ids 0..9
     (FinetuneConfig, "ivae.temperature=0", "ivae.temperature"),
     (FinetuneConfig, "ivae.latent_dim=0", "ivae.latent_dim"),
@@ -179,9 +190,16 @@ def test_good_edge_values_pass():
 
 def test_inverted_vae_refuses_the_classifier_losses():
     with pytest.raises(ConfigError, match=r"^method: inverted_vae trains with its own bounds"):
-        load_config(FinetuneConfig, None, ["method=inverted_vae", "semisup.alpha=0.1"])
-    assert load_config(FinetuneConfig, None, ["method=inverted_vae"]).uses_unlabelled
-    assert not load_config(FinetuneConfig, None, ["method=inverted_vae", "ivae.unlabelled=0"]).uses_unlabelled
+        load_config(FinetuneConfig, None, ["method=inverted_vae", "inversion.alpha=0.1"])
+    assert reads_unlabelled(load_config(FinetuneConfig, None, ["method=inverted_vae"]))
+    assert not reads_unlabelled(load_config(FinetuneConfig, None, ["method=inverted_vae", "ivae.unlabelled=0"]))
+
+
+def test_a_moved_key_names_where_it_went():
+    with pytest.raises(ConfigError, match=r"^config key semisup.alpha has moved to inversion.alpha$"):
+        load_config(FinetuneConfig, None, ["semisup.alpha=0.1"])
+    with pytest.raises(ConfigError, match=r"^config key finetune.semisup.consistency has moved to finetune.fixmatch.weight$"):
+        load_config(SweepConfig, None, ["finetune.semisup.consistency=1"])
 
 
 def test_exponent_without_a_dot_is_a_float():

@@ -82,7 +82,12 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
 
 
 def test_masked_contrastive_model_returns_reconstruction_and_projection():
-    mae = MaskedAutoencoder(ViTConfig(patch_size=4, width=32, depth=1, heads=2), MAEConfig(mask_ratio=0.5, decoder_width=16, decoder_depth=1, decoder_heads=2), 1, 16)
+    mae = MaskedAutoencoder(
+        ViTConfig(patch_size=4, width=32, depth=1, heads=2),
+        MAEConfig(mask_ratio=0.5, decoder_width=16, decoder_depth=1, decoder_heads=2),
+        1,
+        16,
+    )
     pred, mask, z = MaskedContrastiveAutoencoder(mae, hidden=32, out_dim=8)(torch.randn(6, 1, 16, 16))
     assert pred.shape == (6, 16, 16) and mask.shape == (6, 16) and z.shape == (6, 8)
     assert mask.sum(1).eq(8).all()  # half of the 16 patches masked in each image

@@ -79,7 +79,16 @@ def test_summary_means_relative_robustness_and_table():
     s = summary(accuracy)
     assert s["clean_acc"] == 0.8 and s["mean_corruption_acc"] == pytest.approx(0.5)
     assert s["relative_robustness"] == pytest.approx(0.625) and s["per_corruption"] == pytest.approx({"jpeg": 0.7, "rotate": 0.3})
-    report = {"run": "r", "model": "m", "shards": "s", "seed": 0, "corruptions": ["jpeg", "rotate"], "severities": [1, 2], "summary": s,
-              "accuracy": {"jpeg": {"1": 0.8, "2": 0.6}, "rotate": {"1": 0.4, "2": 0.2}}, "domain_shift": {"shards": "t", "accuracy": 0.3}}
+    report = {
+        "run": "r",
+        "model": "m",
+        "shards": "s",
+        "seed": 0,
+        "corruptions": ["jpeg", "rotate"],
+        "severities": [1, 2],
+        "summary": s,
+        "accuracy": {"jpeg": {"1": 0.8, "2": 0.6}, "rotate": {"1": 0.4, "2": 0.2}},
+        "domain_shift": {"shards": "t", "accuracy": 0.3},
+    }
     md = markdown(report)
     assert "| 80.00% | 50.00% | 0.625 |" in md and "| rotate | 40.00% | 20.00% | 30.00% |" in md and "| t (target) | 30.00% |" in md

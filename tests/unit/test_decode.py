@@ -4,11 +4,10 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import png_bytes
+import torch
 from PIL import Image
 
-import torch
-
+from helpers import png_bytes
 from rayssl.data import decode as decode_module
 from rayssl.data.decode import DecodeError, ImageSpec, crop_box, decode_batch, decode_image
 
@@ -81,8 +80,14 @@ def test_decode_stage_adds_an_independent_second_view(tmp_path):
         img.save(buf, format="PNG")
         encoded.append(buf.getvalue())
     batch = pa.table({"sample_id": [f"s{i}" for i in range(4)], "index": np.arange(4), "image": encoded, "label": [0, 1, 0, 1]})
-    stage = DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig(),
-                               second_view=AugmentConfig(translate_px=2, rotate_deg=30.0, erase_p=1.0))
+    stage = DecodeAndTransform(
+        ImageSpec(8, 1),
+        None,
+        "train",
+        str(tmp_path),
+        StorageConfig(),
+        second_view=AugmentConfig(translate_px=2, rotate_deg=30.0, erase_p=1.0),
+    )
     out = stage(batch)
     assert out["image"].shape == out["image_view2"].shape == (4, 1, 8, 8)
     assert not np.allclose(out["image"], out["image_view2"])  # erased with p=1: the views differ
@@ -106,7 +111,9 @@ def test_decompression_bomb_is_quarantined_before_allocating(width, height):
 
 
 def test_text_file_named_jpg_is_quarantined():
-    ok, _, bad = decode_batch(["a.jpg", "b.png"], np.arange(2), [b"hello, I am text\n", png_bytes(np.zeros((8, 8), np.uint8))], ImageSpec(8, 1))
+    ok, _, bad = decode_batch(
+        ["a.jpg", "b.png"], np.arange(2), [b"hello, I am text\n", png_bytes(np.zeros((8, 8), np.uint8))], ImageSpec(8, 1)
+    )
     assert ok.tolist() == [False, True] and bad[0].sample_id == "a.jpg" and "UnidentifiedImageError" in bad[0].reason
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from helpers import jpeg_bytes, png_bytes
 
+from helpers import jpeg_bytes, png_bytes
 from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data import quarantine
 from rayssl.data.decode import ImageSpec, decode_image
@@ -29,8 +29,14 @@ def _smooth(height: int, width: int, seed: int) -> np.ndarray:
 
 
 def _table(images: list[bytes]) -> pa.Table:
-    return pa.table({"sample_id": [f"img{i}" for i in range(len(images))], "index": np.arange(len(images)),
-                     "image": images, "label": [i % 2 for i in range(len(images))]})
+    return pa.table(
+        {
+            "sample_id": [f"img{i}" for i in range(len(images))],
+            "index": np.arange(len(images)),
+            "image": images,
+            "label": [i % 2 for i in range(len(images))],
+        }
+    )
 
 
 def test_device_decode_matches_the_cpu_decode(tmp_path):
@@ -53,7 +59,9 @@ def test_device_decode_keeps_the_aspect_ratio_of_a_wide_image(tmp_path):
     wide = np.full((64, 128, 3), 200, np.uint8)
     wide[:, :32] = (255, 0, 0)
     spec = ImageSpec(16, 3, "center_crop")
-    out = DeviceDecoder(spec, None, "train", str(tmp_path), StorageConfig())(ReadHeaders(spec, "train", str(tmp_path), StorageConfig())(_table([_jpeg(wide)])), CPU)
+    out = DeviceDecoder(spec, None, "train", str(tmp_path), StorageConfig())(
+        ReadHeaders(spec, "train", str(tmp_path), StorageConfig())(_table([_jpeg(wide)])), CPU
+    )
     red, green = out["image"][0, 0], out["image"][0, 1]
     assert out["image"].shape == (1, 3, 16, 16)
     assert ((red - green).abs() < 0.1).all()  # grey everywhere: no red column came in
@@ -88,7 +96,9 @@ def test_device_decoder_quarantines_a_truncated_jpeg_and_decodes_a_png_on_the_cp
 def test_device_decoder_augments_a_second_view_independently(tmp_path):
     spec = ImageSpec(8, 1)
     headers = ReadHeaders(spec, "train", str(tmp_path), StorageConfig())(_table([_jpeg(_smooth(8, 8, s)) for s in range(4)]))
-    decoder = DeviceDecoder(spec, AugmentConfig(translate_px=1), "train", str(tmp_path), StorageConfig(), second_view=AugmentConfig(erase_p=1.0))
+    decoder = DeviceDecoder(
+        spec, AugmentConfig(translate_px=1), "train", str(tmp_path), StorageConfig(), second_view=AugmentConfig(erase_p=1.0)
+    )
     out = decoder(headers, CPU)
     assert out["image"].shape == out["image_view2"].shape == (4, 1, 8, 8)
     assert not torch.allclose(out["image"], out["image_view2"])  # erased with p=1: the views differ

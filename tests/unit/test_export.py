@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import jpeg_bytes, png_bytes
 
+from helpers import jpeg_bytes, png_bytes
 from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, StorageConfig, dump_yaml, load_config
 from rayssl.data.decode import decode_batch, image_spec
 from rayssl.data.transforms import ImageTransform
@@ -34,9 +34,23 @@ def make_run(root: Path, *overrides: str) -> tuple[FinetuneConfig, torch.nn.Modu
     shards = root / "shards"
     shards.mkdir(parents=True)
     (shards / "manifest.json").write_text(json.dumps({"format": "rayssl-shards/1", "classes": CLASSES, "splits": {}}))
-    cfg = load_config(FinetuneConfig, None, [
-        f"data.shards={shards}", f"run.storage_path={root / 'runs'}", "run.name=ft", "data.image_size=8", "data.channels=3",
-        "model.name=small_cnn", "model.width=8", "model.embed_dim=16", "model.batch_norm=true", "semisup.num_classes=3", *overrides])
+    cfg = load_config(
+        FinetuneConfig,
+        None,
+        [
+            f"data.shards={shards}",
+            f"run.storage_path={root / 'runs'}",
+            "run.name=ft",
+            "data.image_size=8",
+            "data.channels=3",
+            "model.name=small_cnn",
+            "model.width=8",
+            "model.embed_dim=16",
+            "model.batch_norm=true",
+            "semisup.num_classes=3",
+            *overrides,
+        ],
+    )
     torch.manual_seed(0)
     net = build_classifier(cfg)
     for module in net.modules():
@@ -46,7 +60,9 @@ def make_run(root: Path, *overrides: str) -> tuple[FinetuneConfig, torch.nn.Modu
     run_dir = root / "runs" / "ft"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    checkpoints.save_local(run_dir / "checkpoint_2024-01-01_00-00-00.000000", net.state_dict(), {}, {}, {"epoch": 1, "global_step": 7, "metrics": {}})
+    checkpoints.save_local(
+        run_dir / "checkpoint_2024-01-01_00-00-00.000000", net.state_dict(), {}, {}, {"epoch": 1, "global_step": 7, "metrics": {}}
+    )
     return cfg, net.eval(), run_dir
 
 
@@ -88,8 +104,18 @@ def test_exported_model_predicts_like_the_eager_model_without_rayssl(tmp_path):
     out = tmp_path / "export"
     assert sorted(p.name for p in out.iterdir()) == ["model.pt2", "predict.py", "preprocess.json"]
     pre = json.loads((out / "preprocess.json").read_text())
-    assert pre["classes"] == CLASSES and pre["input"] == {**pre["input"], "image_size": 8, "channels": 3, "layout": "NCHW", "dtype": "float32"}
-    assert pre["decode"]["crop"] == "resize" and pre["global_step"] == 7 and pre["checkpoint"].endswith("checkpoint_2024-01-01_00-00-00.000000")
+    assert pre["classes"] == CLASSES and pre["input"] == {
+        **pre["input"],
+        "image_size": 8,
+        "channels": 3,
+        "layout": "NCHW",
+        "dtype": "float32",
+    }
+    assert (
+        pre["decode"]["crop"] == "resize"
+        and pre["global_step"] == 7
+        and pre["checkpoint"].endswith("checkpoint_2024-01-01_00-00-00.000000")
+    )
     assert len(pre["config_sha256"]) == 64 and info["model_bytes"] == (out / "model.pt2").stat().st_size
 
     env = without_rayssl_env()
@@ -98,8 +124,23 @@ def test_exported_model_predicts_like_the_eager_model_without_rayssl(tmp_path):
 
     paths = image_files(tmp_path / "images")
     (tmp_path / "images" / "broken.png").write_bytes(png_bytes(np.zeros((8, 8, 3), np.uint8))[:40])
-    result = subprocess.run([sys.executable, "-S", str(out / "predict.py"), *map(str, paths), str(tmp_path / "images" / "broken.png"),
-                             "--out", str(tmp_path / "pred.csv"), "--batch-size", "3"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            str(out / "predict.py"),
+            *map(str, paths),
+            str(tmp_path / "images" / "broken.png"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+            "--batch-size",
+            "3",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "broken.png" in result.stderr
     rows = list(csv.DictReader((tmp_path / "pred.csv").open()))
@@ -154,7 +195,11 @@ def test_workers_normalise_is_trainings_evaluation_normalisation():
     pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 7, 7, 3), dtype=np.uint8)).permute(0, 3, 1, 2)
     ours = normalise(pixels)
     assert torch.equal(ours, training_normalise(pixels)) and ours.dtype == torch.float32
-    assert ours.min() >= -1 and ours.max() <= 1 and torch.equal(normalise(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+    assert (
+        ours.min() >= -1
+        and ours.max() <= 1
+        and torch.equal(normalise(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+    )
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
@@ -168,7 +213,9 @@ def test_standalone_decode_reproduces_rayssl_decode_for_centre_crops(tmp_path, f
     from rayssl.data.decode import decode_image
     from rayssl.inference.export import preprocess_info
 
-    spec_module = importlib.util.spec_from_file_location("standalone_predict", Path(__file__).parents[2] / "platform/rayssl/inference/standalone_predict.py")
+    spec_module = importlib.util.spec_from_file_location(
+        "standalone_predict", Path(__file__).parents[2] / "platform/rayssl/inference/standalone_predict.py"
+    )
     standalone = importlib.util.module_from_spec(spec_module)
     spec_module.loader.exec_module(standalone)
     data = DataConfig(shards="unused", image_size=24, channels=3, crop="random_crop")

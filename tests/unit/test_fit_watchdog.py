@@ -27,8 +27,12 @@ def _watch(run_dir: str, started: float, grace_s: float) -> tuple[threading.Even
         reads[0] += 1
         return runs.read_heartbeat(d, cfg)
 
-    thread = threading.Thread(target=release_if_fit_hangs, args=(run_dir, StorageConfig(), fit_returned, started),
-                              kwargs={"grace_s": grace_s, "poll_s": 0.01, "read": read, "release": release}, daemon=True)
+    thread = threading.Thread(
+        target=release_if_fit_hangs,
+        args=(run_dir, StorageConfig(), fit_returned, started),
+        kwargs={"grace_s": grace_s, "poll_s": 0.01, "read": read, "release": release},
+        daemon=True,
+    )
     thread.start()
     return fit_returned, thread, released, released_event, reads
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from helpers import make_image_folder
 
+from helpers import make_image_folder
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine
 from rayssl.data.in_memory import InMemoryBatches, decode_split, decoded_mb, fits_in_memory

@@ -16,7 +16,6 @@ from rayssl.data.label_only import LabelOnlyError, label_vectors
 from rayssl.methods.inverted_vae import gaussian_kl, generate, labelled_bound, reverse_bound, unlabelled_bound
 from rayssl.models.inverted_vae import InvertedVAE
 
-
 LOG2, LOG3 = math.log(2), math.log(3)
 
 
@@ -111,13 +110,16 @@ def test_label_vectors_from_ids_and_soft_labels():
     assert columns[0].tolist() == pytest.approx([0.2, 0.8])
 
 
-@pytest.mark.parametrize("columns, message", [
-    ({"label": np.array([1, 3, 12])}, "y.csv: row 12: class id 12 is not in [0, 10)"),
-    ({"label": np.array([-1])}, "row 10: class id -1"),
-    ({"label": np.array([0.5])}, "must hold integer class ids"),
-    ({"p0": np.array([0.5]), "p1": np.array([0.6])}, "row 10: [0.5"),
-    ({"image": np.array([1])}, "needs a column 'label'"),
-])
+@pytest.mark.parametrize(
+    "columns, message",
+    [
+        ({"label": np.array([1, 3, 12])}, "y.csv: row 12: class id 12 is not in [0, 10)"),
+        ({"label": np.array([-1])}, "row 10: class id -1"),
+        ({"label": np.array([0.5])}, "must hold integer class ids"),
+        ({"p0": np.array([0.5]), "p1": np.array([0.6])}, "row 10: [0.5"),
+        ({"image": np.array([1])}, "needs a column 'label'"),
+    ],
+)
 def test_label_vectors_name_the_bad_row(columns, message):
     k = 10 if "label" in columns else 2
     with pytest.raises(LabelOnlyError) as err:

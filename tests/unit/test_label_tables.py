@@ -38,15 +38,27 @@ def test_parquet_table_with_sample_id_key(tmp_path):
     assert resolved.labels[[2, 3]].tolist() == [1, 0] and (resolved.labels >= 0).sum() == 2
 
 
-@pytest.mark.parametrize("text, message", [
-    ("path,label\ntrain/img001.png,dog\ntrain/nope.png,cat\n", r"labels.csv line 3: path 'train/nope.png' is in no shard of the train split \(keys look like 'train/img000.png'\)"),
-    ("path,label\ntrain/img001.png,dog\ntrain/img001.png,cat\n", r"labels.csv line 3: 'train/img001.png' is labelled 'cat' here and 'dog' at line 2"),
-    ("path,label\ntrain/img001.png,wolf\n", r"labels.csv line 2: unknown class 'wolf' \(classes: cat, dog, fox\)"),
-    ("path,label\ntrain/img001.png,\n", r"labels.csv line 2: empty label for path 'train/img001.png'"),
-    ("path,label\ntrain/img001.png,7\n", r"labels.csv line 2: class id 7 is out of range \[0, 3\)"),
-    ("path,label\n,dog\n", r"labels.csv line 2: empty path"),
-    ("file,class\na,b\n", r"label table .*labels.csv: needs a key column \(sample_id or path\) and a `label` column, has \['file', 'class'\]"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "path,label\ntrain/img001.png,dog\ntrain/nope.png,cat\n",
+            r"labels.csv line 3: path 'train/nope.png' is in no shard of the train split \(keys look like 'train/img000.png'\)",
+        ),
+        (
+            "path,label\ntrain/img001.png,dog\ntrain/img001.png,cat\n",
+            r"labels.csv line 3: 'train/img001.png' is labelled 'cat' here and 'dog' at line 2",
+        ),
+        ("path,label\ntrain/img001.png,wolf\n", r"labels.csv line 2: unknown class 'wolf' \(classes: cat, dog, fox\)"),
+        ("path,label\ntrain/img001.png,\n", r"labels.csv line 2: empty label for path 'train/img001.png'"),
+        ("path,label\ntrain/img001.png,7\n", r"labels.csv line 2: class id 7 is out of range \[0, 3\)"),
+        ("path,label\n,dog\n", r"labels.csv line 2: empty path"),
+        (
+            "file,class\na,b\n",
+            r"label table .*labels.csv: needs a key column \(sample_id or path\) and a `label` column, has \['file', 'class'\]",
+        ),
+    ],
+)
 def test_every_bad_table_is_one_line_naming_file_and_row(tmp_path, text, message):
     with pytest.raises(LabelTableError, match=message) as raised:
         resolve_labels(table_of(tmp_path, text), TRAIN_IDS, CLASSES, test_ids={"test/img001.png"})
@@ -81,7 +93,9 @@ def test_shards_without_classes_take_the_tables_sorted_names(tmp_path):
 
 def test_build_time_labels_reach_every_split(tmp_path):
     table = table_of(tmp_path, "path,label\ntrain/a.png,dog\ntest/b.png,cat\n")
-    labels, classes = label_listing(table, {"train": [("train/a.png", None), ("train/c.png", None)], "test": [("test/b.png", None)]}, CLASSES)
+    labels, classes = label_listing(
+        table, {"train": [("train/a.png", None), ("train/c.png", None)], "test": [("test/b.png", None)]}, CLASSES
+    )
     assert labels == {"train": [1, None], "test": [0]} and classes == CLASSES
 
 

@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from helpers import strokes
 from PIL import Image
 
+from helpers import strokes
 from rayssl.config import QualityConfig
 from rayssl.data.decode import DecodeError
 from rayssl.quality import duplicates, stats
@@ -129,10 +129,19 @@ def test_label_issues_find_flipped_labels_on_separable_features():
 def sigs_of(images: list[np.ndarray], splits: list[str], labels: list[int]) -> Signatures:
     s = [signature(png(a)) for a in images]
     return Signatures(
-        split=splits, index=np.arange(len(images)), sample_id=[f"{sp}/{i:03d}" for i, sp in enumerate(splits)], label=np.array(labels),
-        pixel_sha=[x.pixel_sha for x in s], height=np.array([x.height for x in s]), width=np.array([x.width for x in s]),
-        mode=[x.mode for x in s], mean=np.array([x.mean for x in s]), std=np.array([x.std for x in s]),
-        entropy=np.array([x.entropy for x in s]), analysis=np.stack([x.analysis for x in s]), rows_read={},
+        split=splits,
+        index=np.arange(len(images)),
+        sample_id=[f"{sp}/{i:03d}" for i, sp in enumerate(splits)],
+        label=np.array(labels),
+        pixel_sha=[x.pixel_sha for x in s],
+        height=np.array([x.height for x in s]),
+        width=np.array([x.width for x in s]),
+        mode=[x.mode for x in s],
+        mean=np.array([x.mean for x in s]),
+        std=np.array([x.std for x in s]),
+        entropy=np.array([x.entropy for x in s]),
+        analysis=np.stack([x.analysis for x in s]),
+        rows_read={},
     )
 
 

@@ -6,8 +6,19 @@ from rayssl.tune.sweep import select_best
 
 
 def draw(seed: int, test: float, variant: str = "+ inversion loss", collapsed: bool = False) -> dict:
-    return {"budget": 5, "variant": variant, "label_seed": seed, "alpha": 0.01, "beta": 0.3, "consistency": 0.0,
-            "lr": 0.003, "val_acc": test, "test_acc": test, "collapsed": collapsed, "checkpoint": "trials/x"}
+    return {
+        "budget": 5,
+        "variant": variant,
+        "label_seed": seed,
+        "alpha": 0.01,
+        "beta": 0.3,
+        "consistency": 0.0,
+        "lr": 0.003,
+        "val_acc": test,
+        "test_acc": test,
+        "collapsed": collapsed,
+        "checkpoint": "trials/x",
+    }
 
 
 def test_summary_is_mean_and_sample_std_over_draws():
@@ -35,8 +46,8 @@ def test_selection_prefers_a_trial_that_did_not_collapse():
 
 def test_labels_to_reach_interpolates_on_the_log_scale():
     curve = [(1, 0.50), (10, 0.90), (100, 0.98)]
-    assert labels_to_reach(curve, 0.94) == pytest.approx(10 ** 1.5)  # halfway from 0.90 to 0.98: halfway in log(labels)
-    assert labels_to_reach(curve, 0.70) == pytest.approx(10 ** 0.5)
+    assert labels_to_reach(curve, 0.94) == pytest.approx(10**1.5)  # halfway from 0.90 to 0.98: halfway in log(labels)
+    assert labels_to_reach(curve, 0.70) == pytest.approx(10**0.5)
     assert labels_to_reach(curve, 0.40) == 1.0  # already there at the smallest budget
     assert labels_to_reach(curve, 0.99) is None  # never reached
     # A non-monotone curve counts its first crossing.
@@ -44,10 +55,14 @@ def test_labels_to_reach_interpolates_on_the_log_scale():
 
 
 def test_labels_needed_and_saved_against_supervised():
-    rows = [{"budget": b, "variant": v, "test_acc_mean": a} for v, curve in {
-        "supervised only": [(1, 0.50), (10, 0.80), (100, 0.96)],
-        "+ FixMatch": [(1, 0.90), (10, 0.98), (100, 1.00)],
-    }.items() for b, a in curve]
+    rows = [
+        {"budget": b, "variant": v, "test_acc_mean": a}
+        for v, curve in {
+            "supervised only": [(1, 0.50), (10, 0.80), (100, 0.96)],
+            "+ FixMatch": [(1, 0.90), (10, 0.98), (100, 1.00)],
+        }.items()
+        for b, a in curve
+    ]
     needed = {(n["variant"], n["level"]): n for n in labels_needed(rows, ["supervised only", "+ FixMatch"], "supervised only")}
     # 90% of the best (1.00) is 0.90: FixMatch has it at 1 label; supervised between 10 (0.80) and 100 (0.96).
     assert needed["+ FixMatch", 0.9]["labels"] == 1.0
@@ -65,18 +80,20 @@ def test_compute_is_trial_time_times_reserved_resources():
     from rayssl.tune.report import compute_markdown
     from rayssl.tune.sweep import compute_used
 
-    cfg = load_config(SweepConfig, None, ["finetune.train.num_workers=2", "finetune.train.cpus_per_worker=1.5"])  # 0.1 + 2 x 1.5 = 3.1 CPUs per trial
-    results = [
-        ({"variant": "supervised only"}, {"time_total_s": 3600.0, "timestamp": 10_000.0}),
-        ({"variant": "+ FixMatch"}, {"time_total_s": 1800.0, "timestamp": 12_000.0}),
-        ({"variant": "+ FixMatch"}, {}),  # never reported: costs nothing measurable
+    cfg = load_config(
+        SweepConfig, None, ["fixmatch=true", "finetune.train.num_workers=2", "finetune.train.cpus_per_worker=1.5"]
+    )  # 0.1 + 2 x 1.5 = 3.1 CPUs per trial
+    results = [  # Tune's grid holds each row's key; the accounting is per row of the table
+        ({"variant": "supervised"}, {"time_total_s": 3600.0, "timestamp": 10_000.0}),
+        ({"variant": "fixmatch"}, {"time_total_s": 1800.0, "timestamp": 12_000.0}),
+        ({"variant": "fixmatch"}, {}),  # never reported: costs nothing measurable
     ]
     used = compute_used(results, cfg)
     assert used["wall_s"] == pytest.approx(12_000 - (10_000 - 3600))  # first start to last report
     assert used["cpu_hours"] == pytest.approx(3.1 * 1.5) and used["gpu_hours"] == 0
     assert used["per_variant"]["+ FixMatch"] == {"trials": 1, "cpu_hours": pytest.approx(3.1 * 0.5), "gpu_hours": 0.0}
     # A one-worker trial trains in its Tune actor: it holds that worker's share and nothing else.
-    in_process = load_config(SweepConfig, None, ["finetune.train.num_workers=1", "finetune.train.cpus_per_worker=1.5"])
+    in_process = load_config(SweepConfig, None, ["fixmatch=true", "finetune.train.num_workers=1", "finetune.train.cpus_per_worker=1.5"])
     assert compute_used(results, in_process)["cpu_hours"] == pytest.approx(1.5 * 1.5)
     text = compute_markdown(used)
     assert "93.3 min of wall time, 4.65 CPU-hours" in text and "+ FixMatch: 1.55 CPU-h (1 trial)" in text
@@ -85,7 +102,10 @@ def test_compute_is_trial_time_times_reserved_resources():
 def test_budget_all_sits_at_the_labels_it_trained_on():
     # A user's sweep, budgets [1, 5, all]: "all" trained on 7.5 labels per class on average, so it goes last
     # on the axis and the "how many labels" interpolation runs between 5 and 7.5.
-    draws = [{**draw(0, acc), "budget": budget, "labels_per_class": at} for budget, at, acc in ((5, 5.0, 0.80), ("all", 7.5, 0.90), (1, 1.0, 0.40))]
+    draws = [
+        {**draw(0, acc), "budget": budget, "labels_per_class": at}
+        for budget, at, acc in ((5, 5.0, 0.80), ("all", 7.5, 0.90), (1, 1.0, 0.40))
+    ]
     rows = summarise(draws)
     assert [r["budget"] for r in rows] == [1, 5, "all"] and rows[2]["labels_per_class"] == 7.5
     table = markdown(rows, ["+ inversion loss"]).splitlines()
@@ -93,3 +113,17 @@ def test_budget_all_sits_at_the_labels_it_trained_on():
     (at_95,) = labels_needed(rows, ["+ inversion loss"], "supervised only", levels=(0.95,))
     # 95% of the best (0.90) is 0.855: 55% of the way from 0.80 at 5 labels to 0.90 at 7.5, on the log scale
     assert at_95["labels"] == pytest.approx(float(np.exp(np.log(5) + 0.55 * (np.log(7.5) - np.log(5)))))
+
+
+def test_plot_ticks_sit_at_the_budgets_and_say_them():
+    from rayssl.tune.report import plot_figure
+
+    draws = [
+        {**draw(seed, acc), "budget": budget, "labels_per_class": at}
+        for seed in (0, 1)
+        for budget, at, acc in ((1, 1.0, 0.4), (5, 5.0, 0.8), ("all", 7.5, 0.9))
+    ]
+    ax = plot_figure(summarise(draws), ["+ inversion loss"], "t").axes[0]
+    assert list(ax.get_xticks()) == [1.0, 5.0, 7.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "5", "all (7.5)"]
+    assert len(ax.xaxis.get_minorticklocs()) == 0  # no 2x10^0, 3x10^0 ... between them

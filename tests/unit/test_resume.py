@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, StorageConfig, dump_yaml, load_config
 from rayssl.train.checkpoints import save_local
 from rayssl.train.resume import refuse_incompatible_resume

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from rayssl.cli import main
-from rayssl.config import FinetuneConfig, PretrainConfig, dump_yaml, load_config
-from rayssl.config import StorageConfig
+from rayssl.config import FinetuneConfig, PretrainConfig, StorageConfig, dump_yaml, load_config
 from rayssl.train import runs
 from rayssl.train.checkpoints import save_local
 
@@ -20,8 +20,13 @@ def make_run(root: Path, name: str, cfg, rounds_done: int, metrics: dict | None 
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     if rounds_done:
-        save_local(run_dir / "checkpoint_2026-01-01_00-00-00.000000", {}, {}, {},
-                   {"epoch": rounds_done, "global_step": 10 * rounds_done, "metrics": metrics or {}})
+        save_local(
+            run_dir / "checkpoint_2026-01-01_00-00-00.000000",
+            {},
+            {},
+            {},
+            {"epoch": rounds_done, "global_step": 10 * rounds_done, "metrics": metrics or {}},
+        )
     return run_dir
 
 
@@ -30,14 +35,16 @@ def runs_root(tmp_path) -> Path:
     root = tmp_path / "runs"
     nat = load_config(PretrainConfig, None, ["train.epochs=3"])
     finished = make_run(root, "nat_finished", nat, 3, {"loss": 1.2})
-    (finished / "eval.json").write_text(json.dumps({"results": [{"knn_acc": 0.5, "linear_acc": 0.6}, {"knn_acc": 0.9, "linear_acc": 0.95}]}))
+    (finished / "eval.json").write_text(
+        json.dumps({"results": [{"knn_acc": 0.5, "linear_acc": 0.6}, {"knn_acc": 0.9, "linear_acc": 0.95}]})
+    )
     diverged = make_run(root, "nat_diverged", nat, 1, {"loss": 3.0})
     (diverged / runs.STATUS_FILE).write_text(json.dumps({"status": "diverged", "diverged_at_step": 17, "epoch": 1}))
     running = make_run(root, "nat_running", nat, 1, {"loss": 2.0})
     runs.write_heartbeat(str(running), StorageConfig(), global_step=15, round_index=1)
     interrupted = make_run(root, "nat_interrupted", nat, 2, {"loss": 1.5})
     (interrupted / runs.HEARTBEAT_FILE).write_text(json.dumps({"updated": time.time() - 3600, "global_step": 20, "round": 2}))
-    fixmatch = load_config(FinetuneConfig, None, ["semisup.consistency=1.0", "schedule.steps=100", "schedule.eval_every=50"])
+    fixmatch = load_config(FinetuneConfig, None, ["fixmatch.weight=1.0", "schedule.steps=100", "schedule.eval_every=50"])
     make_run(root / "sweep" / "trials", "trial_1", fixmatch, 2, {"val_acc": 0.875, "loss": 0.1})
     (root / "sweep" / "label_efficiency.json").write_text("{}")  # a sweep directory is not a run
     return root
@@ -47,7 +54,10 @@ def test_lists_each_run_with_its_status_rounds_and_headline(runs_root):
     found = {r.name: r for r in runs.list_runs(str(runs_root), stale_after_s=600)}
     assert sorted(found) == ["nat_diverged", "nat_finished", "nat_interrupted", "nat_running", "sweep/trials/trial_1"]
     assert {n: r.status for n, r in found.items()} == {
-        "nat_diverged": "diverged", "nat_finished": "finished", "nat_interrupted": "interrupted", "nat_running": "running",
+        "nat_diverged": "diverged",
+        "nat_finished": "finished",
+        "nat_interrupted": "interrupted",
+        "nat_running": "running",
         "sweep/trials/trial_1": "finished",
     }
     assert (found["nat_finished"].rounds_done, found["nat_finished"].rounds_total) == (3, 3)
@@ -55,7 +65,7 @@ def test_lists_each_run_with_its_status_rounds_and_headline(runs_root):
     assert found["nat_diverged"].headline == "loss not finite at step 17"
     assert (found["nat_running"].rounds_done, found["nat_running"].headline) == (1, "loss 2")
     trial = found["sweep/trials/trial_1"]
-    assert (trial.kind, trial.rounds_total, trial.headline) == ("finetune: + FixMatch", 2, "val_acc 87.5%")
+    assert (trial.kind, trial.rounds_total, trial.headline) == ("finetune: supervised + FixMatch", 2, "val_acc 87.5%")
     assert trial.latest_checkpoint == "checkpoint_2026-01-01_00-00-00.000000"
 
 

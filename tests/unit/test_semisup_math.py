@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from rayssl.data.labels import LeakageError, check_no_leakage, draw_labels
-from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
-from rayssl.methods.semisup import entropy, fixmatch_loss, sigmoid_rampup
+from rayssl.methods.fixmatch import fixmatch_loss
+from rayssl.methods.inversion import (
+    entropy,
+    inversion_reconstruction,
+    layerwise_reconstruction,
+    multiscale_loss,
+    reconstruction_loss,
+    sigmoid_rampup,
+)
 from rayssl.train.steps import warmup_cosine
 
 
@@ -148,19 +155,34 @@ def test_inversion_loss_trains_a_vit_encoder():
     assert grad is not None and grad.abs().sum() > 0
 
 
+def _data(images: np.ndarray):
+    """FinetuneData of 6 labelled images (classes 0, 1 alternating), the first two as validation."""
+    from rayssl.train.steps import FinetuneData
+
+    return FinetuneData(
+        images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]), np.zeros((0, 2), np.float32)
+    )
+
+
 def test_finetune_step_ramps_the_entropy_weight():
     """The step's loss is CE + beta * sigmoid_rampup(step) * entropy(unlabelled): e^-5 of beta at step 0, beta after the ramp."""
     from rayssl.config import FinetuneConfig, from_dict
     from rayssl.data.transforms import normalise
     from rayssl.train.steps import FinetuneStep
 
-    cfg = from_dict(FinetuneConfig, {
-        "data": {"image_size": 8, "channels": 1, "batch_size": 4}, "model": {"name": "small_cnn", "width": 4},
-        "semisup": {"beta": 2.0, "beta_rampup_steps": 10, "labelled_batch_size": 4}, "schedule": {"steps": 20, "warmup_steps": 0},
-    })
+    cfg = from_dict(
+        FinetuneConfig,
+        {
+            "data": {"image_size": 8, "channels": 1, "batch_size": 4},
+            "model": {"name": "small_cnn", "width": 4},
+            "semisup": {"labelled_batch_size": 4},
+            "inversion": {"beta": 2.0, "beta_rampup_steps": 10},
+            "schedule": {"steps": 20, "warmup_steps": 0},
+        },
+    )
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
-    step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+    step = FinetuneStep(cfg, _data(images))
     unlabelled = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))[:4]
     batch = {"index": torch.arange(4), "image": unlabelled, "labelled_pick": torch.arange(4)}
     for t, ramp in ((0, math.exp(-5.0)), (10, 1.0)):
@@ -175,12 +197,18 @@ def test_finetune_stream_runs_on_across_rounds_and_close_closes_the_open_pass():
     from rayssl.config import FinetuneConfig, from_dict
     from rayssl.train.steps import FinetuneStep
 
-    cfg = from_dict(FinetuneConfig, {
-        "data": {"image_size": 8, "channels": 1, "batch_size": 2}, "model": {"name": "small_cnn", "width": 4},
-        "semisup": {"beta": 0.5, "labelled_batch_size": 2}, "schedule": {"steps": 6, "eval_every": 3, "warmup_steps": 0},
-    })
+    cfg = from_dict(
+        FinetuneConfig,
+        {
+            "data": {"image_size": 8, "channels": 1, "batch_size": 2},
+            "model": {"name": "small_cnn", "width": 4},
+            "semisup": {"labelled_batch_size": 2},
+            "inversion": {"beta": 0.5},
+            "schedule": {"steps": 6, "eval_every": 3, "warmup_steps": 0},
+        },
+    )
     images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
-    step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+    step = FinetuneStep(cfg, _data(images))
     passes, closed = [], []
 
     def epoch(batch_size, device):  # one pass = 4 batches, numbered by pass
@@ -213,13 +241,17 @@ def test_labelled_images_take_semisup_labelled_augment_instead_of_data_augment()
     pick = {"labelled_pick": torch.arange(6), "index": torch.arange(6)}
     labelled_batches = {}
     for name, labelled_augment in (("data.augment", None), ("own view", {"shear_deg": 20.0, "elastic_alpha": 2.0})):
-        cfg = from_dict(FinetuneConfig, {
-            "data": {"image_size": 8, "channels": 1, "batch_size": 6}, "model": {"name": "small_cnn", "width": 4},
-            "semisup": {"labelled_batch_size": 6, "labelled_augment": labelled_augment},
-        })
-        step = FinetuneStep(cfg, images, np.arange(6) % 2, np.arange(6), images[:2], np.array([0, 1]), np.array([100, 101]))
+        cfg = from_dict(
+            FinetuneConfig,
+            {
+                "data": {"image_size": 8, "channels": 1, "batch_size": 6},
+                "model": {"name": "small_cnn", "width": 4},
+                "semisup": {"labelled_batch_size": 6, "labelled_augment": labelled_augment},
+            },
+        )
+        step = FinetuneStep(cfg, _data(images))
         torch.manual_seed(0)
-        labelled_batches[name], _, _, _ = step._inputs(step.model, pick)
+        labelled_batches[name] = step._inputs(step.model, pick).labelled
     assert torch.allclose(labelled_batches["data.augment"], plain)  # data.augment is off: no view at all
     assert labelled_batches["own view"].shape == plain.shape
     assert (labelled_batches["own view"] - plain).abs().mean() > 0.05  # every sample sheared and distorted

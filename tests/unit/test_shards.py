@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_image_folder
 
-from rayssl.data.shards import ShardError, list_shards, read_manifest, validate_shards, write_shards
+from helpers import make_image_folder
 from rayssl.cli import main
+from rayssl.data.shards import ShardError, list_shards, read_manifest, validate_shards, write_shards
 from rayssl.data.sources import SourceError, load_source
 
 

@@ -110,10 +110,13 @@ def test_missing_object_is_still_file_not_found_locally(tmp_path):
         storage.read_bytes(str(tmp_path / "absent"))
 
 
-@pytest.mark.parametrize("command", [
-    ["shards", "validate", "s3://bucket/shards/mnist"],
-    ["pretrain", "--set", "data.shards=s3://bucket/shards/mnist", "--set", "run.storage_path=s3://bucket/runs"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["shards", "validate", "s3://bucket/shards/mnist"],
+        ["pretrain", "--set", "data.shards=s3://bucket/shards/mnist", "--set", "run.storage_path=s3://bucket/runs"],
+    ],
+)
 def test_command_against_a_dead_endpoint_exits_with_one_line(closed_endpoint, capsys, command):
     flag = ["--s3-endpoint", closed_endpoint] if command[0] == "shards" else ["--set", f"storage.s3_endpoint={closed_endpoint}"]
     assert cli.main([*command, *flag]) != 0

@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -60,8 +61,9 @@ def list_images(root: str, storage_cfg: StorageConfig) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def plan_shards(listing: list[tuple[str, int]], shard_bytes: int, test_fraction: float = 0.2, seed: int = 0,
-                table: LabelTable | None = None) -> tuple[list[PlannedShard], list[str] | None]:
+def plan_shards(
+    listing: list[tuple[str, int]], shard_bytes: int, test_fraction: float = 0.2, seed: int = 0, table: LabelTable | None = None
+) -> tuple[list[PlannedShard], list[str] | None]:
     """The shard plan of a sorted listing: splits from train/ and test/ folders (else a seeded,
     stratified holdout), labels from class folders (the first folder under the split) and the label
     table (keys relative to the root, applied before the holdout), shards of
@@ -87,13 +89,16 @@ def plan_shards(listing: list[tuple[str, int]], shard_bytes: int, test_fraction:
         class_names = names or []
     if "test" not in labelled and test_fraction > 0:
         everything = labelled["train"]
-        labels = np.array([lab for _, _, lab in everything]) if class_names and all(lab is not None for _, _, lab in everything) else None
-        train_idx, test_idx = holdout(len(everything), labels, test_fraction, seed)
+        holdout_labels = (
+            np.array([lab for _, _, lab in everything]) if class_names and all(lab is not None for _, _, lab in everything) else None
+        )
+        train_idx, test_idx = holdout(len(everything), holdout_labels, test_fraction, seed)
         labelled = {"train": [everything[i] for i in sorted(train_idx)], "test": [everything[i] for i in sorted(test_idx)]}
     plans = []
     for split in sorted(labelled, key=lambda name: name != "train"):  # train first, as write_shards
         entries = labelled[split]
-        number, start, chunk, size_sum = 0, 0, [], 0
+        chunk: list[tuple[str, int, int | None]] = []
+        number, start, size_sum = 0, 0, 0
         for entry in entries:
             if chunk and size_sum + entry[1] > shard_bytes:
                 plans.append(_plan(split, number, chunk, start))
@@ -116,7 +121,8 @@ class WriteShard:
         self.root, self.out, self.storage_cfg = root, out, storage_cfg
 
     def __call__(self, row: dict) -> dict:
-        plan = PlannedShard(**{k: (list(v) if isinstance(v, np.ndarray) else v) for k, v in row.items()})
+        fields: dict[str, Any] = {k: (list(v) if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+        plan = PlannedShard(**fields)
         done = storage.join(self.out, plan.path + DONE_SUFFIX)
         if storage.exists(done, self.storage_cfg):
             return {**json.loads(storage.read_bytes(done, self.storage_cfg)), "skipped": True}
@@ -124,15 +130,28 @@ class WriteShard:
         labels = [None if lab is None or (isinstance(lab, float) and np.isnan(lab)) else int(lab) for lab in plan.labels]
         payload = shard_bytes(plan.keys, plan.first_index, images, labels)
         storage.write_bytes(storage.join(self.out, plan.path), payload, self.storage_cfg)
-        info = {"split": plan.split, "number": plan.number, "path": plan.path, "rows": len(plan.keys), "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "class_histogram": {str(c): n for c, n in sorted(Counter(lab for lab in labels if lab is not None).items())}}
+        info = {
+            "split": plan.split,
+            "number": plan.number,
+            "path": plan.path,
+            "rows": len(plan.keys),
+            "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "class_histogram": {str(c): n for c, n in sorted(Counter(lab for lab in labels if lab is not None).items())},
+        }
         storage.write_bytes(done, json.dumps(info).encode(), self.storage_cfg)  # after the shard: its proof of completion
         return {**info, "skipped": False}
 
 
-def build_shards_parallel(root: str, out: str, shard_mb: float = 256.0, storage_cfg: StorageConfig = StorageConfig(),
-                          test_fraction: float = 0.2, seed: int = 0, table: LabelTable | None = None) -> dict:
+def build_shards_parallel(
+    root: str,
+    out: str,
+    shard_mb: float = 256.0,
+    storage_cfg: StorageConfig = StorageConfig(),
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    table: LabelTable | None = None,
+) -> dict:
     """Build (or finish building) the shards of an image folder or bucket with Ray Data tasks; returns the manifest.
 
     Needs a running Ray (local or a cluster); each shard is one task."""

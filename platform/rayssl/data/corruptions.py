@@ -54,7 +54,11 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng: np.random.Generato
 
 def corrupt_batch(images: np.ndarray, indices: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """uint8 [N, H, W, C] -> uint8 [N, H, W, C]; sample i draws from rng_for(seed, name, severity, indices[i])."""
-    return np.stack([corrupt(img, name, severity, rng_for(seed, name, severity, i)) for img, i in zip(images, indices)]) if len(images) else images.copy()
+    return (
+        np.stack([corrupt(img, name, severity, rng_for(seed, name, severity, i)) for img, i in zip(images, indices)])
+        if len(images)
+        else images.copy()
+    )
 
 
 def _apply(image: np.ndarray, name: str, c: float, rng: np.random.Generator) -> np.ndarray:

@@ -158,11 +158,14 @@ def _decode_jpeg_fast(data: bytes | None, spec: ImageSpec) -> tuple[np.ndarray, 
     try:
         # The smallest output of at least ceil(side / factor) pixels is exactly 1/factor: libjpeg-turbo's
         # other scales (7/8, 3/4, ...) are not SIMD-accelerated and decode slower than the full size.
-        pixels = simplejpeg.decode_jpeg(data, "GRAY" if spec.channels == 1 else "RGB",
-                                        min_height=-(-height // factor), min_width=-(-width // factor))
+        pixels = simplejpeg.decode_jpeg(
+            data, "GRAY" if spec.channels == 1 else "RGB", min_height=-(-height // factor), min_width=-(-width // factor)
+        )
     except ValueError:
         return None
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], spec.channels), _scaled_box(box, (width, height), (pixels.shape[1], pixels.shape[0]))
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], spec.channels), _scaled_box(
+        box, (width, height), (pixels.shape[1], pixels.shape[0])
+    )
 
 
 def crop_and_resize(image: torch.Tensor, box: Box | np.ndarray, size: int) -> torch.Tensor:

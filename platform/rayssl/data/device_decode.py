@@ -38,8 +38,15 @@ class DeviceDecoder:
     "label" int64 [N_ok], "image" float32 [N_ok, C, S, S]} (+ "image_view2", augmented
     independently, with `second_view`), on `device`. Undecodable rows are quarantined under `run_dir`."""
 
-    def __init__(self, spec: ImageSpec, augment: AugmentConfig | None, split: str, run_dir: str, storage_cfg: StorageConfig,
-                 second_view: AugmentConfig | None = None) -> None:
+    def __init__(
+        self,
+        spec: ImageSpec,
+        augment: AugmentConfig | None,
+        split: str,
+        run_dir: str,
+        storage_cfg: StorageConfig,
+        second_view: AugmentConfig | None = None,
+    ) -> None:
         self.spec = spec
         if augment is not None and spec.crop == "random_crop":  # the box already is the random crop: not twice
             augment = dataclasses.replace(augment, crop_scale_min=1.0)
@@ -94,7 +101,9 @@ class DeviceDecoder:
         return out
 
 
-def decoded_batches(batches: Iterator[dict[str, np.ndarray]], decoder: DeviceDecoder, device: torch.device) -> Generator[dict[str, torch.Tensor], None, None]:
+def decoded_batches(
+    batches: Iterator[dict[str, np.ndarray]], decoder: DeviceDecoder, device: torch.device
+) -> Generator[dict[str, torch.Tensor], None, None]:
     """`decoder` applied to each batch of a Ray Data iterator (`iter_batches(batch_format="numpy")`);
     closing this generator closes that iterator, so a pass left mid-way stops its prefetching."""
     try:

@@ -22,7 +22,7 @@ import torch
 from rayssl.config import AugmentConfig, DataConfig, StorageConfig
 from rayssl.data import quarantine
 from rayssl.data.decode import decode_batch, image_spec
-from rayssl.data.labelled import read_columns
+from rayssl.data.shardset import ShardSet
 from rayssl.data.transforms import ImageTransform
 
 
@@ -49,12 +49,16 @@ class DecodedSplit:
     quarantined: int
 
 
-def decode_split(data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig) -> DecodedSplit:
+def decode_split(data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, shards: ShardSet | None = None) -> DecodedSplit:
     """Decode every row of one split (whole images, no augmentation). Undecodable rows are written
-    to the run's quarantine (as the stream would) and left out; the caller checks the threshold."""
-    table = read_columns(data, split, ["sample_id", "index", "image", "label"], storage_cfg)
+    to the run's quarantine (as the stream would) and left out; the caller checks the threshold.
+    shards: data.shards already opened (else opened here, unchecked)."""
+    shards = shards or ShardSet.open(data.shards, storage_cfg, check=False)
+    table = shards.read_columns(split, ["sample_id", "index", "image", "label"])
     indices = table.column("index").to_numpy()
-    ok, images, bad = decode_batch(table.column("sample_id").to_pylist(), indices, table.column("image").to_pylist(), image_spec(data, train=False))
+    ok, images, bad = decode_batch(
+        table.column("sample_id").to_pylist(), indices, table.column("image").to_pylist(), image_spec(data, train=False)
+    )
     quarantine.write_records(run_dir, split, bad, storage_cfg)
     labels = table.column("label").fill_null(-1).to_numpy()
     return DecodedSplit(indices[ok].astype(np.int64), images, labels[ok].astype(np.int64), len(bad))
@@ -71,8 +75,16 @@ class InMemoryBatches:
     loop seeds per rank, and runs on the device the batch is asked for.
     """
 
-    def __init__(self, indices: np.ndarray, images: np.ndarray, data: DataConfig, second_view: AugmentConfig | None,
-                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        indices: np.ndarray,
+        images: np.ndarray,
+        data: DataConfig,
+        second_view: AugmentConfig | None,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         own = slice(rank, None, world_size)
         self.indices = torch.from_numpy(np.ascontiguousarray(indices[own]))
         self.images = torch.from_numpy(np.ascontiguousarray(images[own].transpose(0, 3, 1, 2)))  # uint8 [N, C, H, W]

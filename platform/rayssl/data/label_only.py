@@ -46,18 +46,26 @@ def label_vectors(columns: dict[str, np.ndarray], num_classes: int, source: str,
         return np.eye(num_classes, dtype=np.float32)[labels]
     if "probs" in columns:
         try:
-            probs = np.stack([np.asarray(p, dtype=np.float32) for p in columns["probs"]]) if len(columns["probs"]) else np.zeros((0, num_classes), np.float32)
+            probs = (
+                np.stack([np.asarray(p, dtype=np.float32) for p in columns["probs"]])
+                if len(columns["probs"])
+                else np.zeros((0, num_classes), np.float32)
+            )
         except ValueError as exc:
             raise LabelOnlyError(f"{source}: column 'probs' must hold {num_classes} numbers per row ({exc})") from None
     elif all(c in columns for c in soft_columns):
         probs = np.stack([np.asarray(columns[c], dtype=np.float32) for c in soft_columns], axis=1)
     else:
-        raise LabelOnlyError(f"{source}: needs a column 'label', a list column 'probs' or columns p0..p{num_classes - 1}; found {sorted(columns)}")
+        raise LabelOnlyError(
+            f"{source}: needs a column 'label', a list column 'probs' or columns p0..p{num_classes - 1}; found {sorted(columns)}"
+        )
     if probs.ndim != 2 or probs.shape[1] != num_classes:
         raise LabelOnlyError(f"{source}: soft labels must have {num_classes} values per row, got shape {probs.shape[1:]}")
     bad = np.flatnonzero(~np.isfinite(probs).all(1) | (probs < 0).any(1) | (np.abs(probs.sum(1) - 1) > SUM_TOLERANCE))
     if len(bad):
-        raise LabelOnlyError(f"{source}: row {first_row + bad[0]}: {probs[bad[0]].tolist()} is not a distribution over {num_classes} classes")
+        raise LabelOnlyError(
+            f"{source}: row {first_row + bad[0]}: {probs[bad[0]].tolist()} is not a distribution over {num_classes} classes"
+        )
     return probs
 
 
@@ -77,7 +85,9 @@ def read_label_only(uri: str, num_classes: int, storage_cfg: StorageConfig) -> n
     try:
         csv = [p for p in paths if p.endswith(".csv")]
         parquet = [p for p in paths if p.endswith(".parquet")]
-        datasets = ([ray.data.read_csv(csv, filesystem=fs)] if csv else []) + ([ray.data.read_parquet(parquet, filesystem=fs)] if parquet else [])
+        datasets = ([ray.data.read_csv(csv, filesystem=fs)] if csv else []) + (
+            [ray.data.read_parquet(parquet, filesystem=fs)] if parquet else []
+        )
         vectors, row = [], 0
         for ds in datasets:
             for batch in ds.iter_batches(batch_format="numpy", batch_size=65536):

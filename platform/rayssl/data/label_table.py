@@ -18,7 +18,7 @@ parquet table (the first data row is row 1).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,27 +76,40 @@ def read_label_table(uri: str, storage_cfg: StorageConfig = StorageConfig()) -> 
         raise LabelTableError(f"label table {uri}: not a readable {'CSV' if is_csv else 'parquet'} table ({exc})") from None
     keys = [c for c in KEY_COLUMNS if c in table.column_names]
     if not keys or "label" not in table.column_names:
-        raise LabelTableError(f"label table {uri}: needs a key column ({' or '.join(KEY_COLUMNS)}) and a `label` column, "
-                              f"has {table.column_names}")
+        raise LabelTableError(
+            f"label table {uri}: needs a key column ({' or '.join(KEY_COLUMNS)}) and a `label` column, has {table.column_names}"
+        )
+
     def texts(column: str) -> list[str | None]:
         return [None if v is None or not v.strip() else v.strip() for v in table.column(column).cast(pa.string()).to_pylist()]
 
-    result = LabelTable(uri, keys[0], texts(keys[0]), texts("label"), is_csv)
-    empty = next((row for row, key in enumerate(result.keys) if key is None), None)
-    if empty is not None:
-        raise LabelTableError(f"{result.where(empty)}: empty {result.key_column}")
+    key_texts = texts(keys[0])
+    result = LabelTable(uri, keys[0], [key for key in key_texts if key is not None], texts("label"), is_csv)
+    if len(result.keys) < len(key_texts):
+        raise LabelTableError(f"{result.where(key_texts.index(None))}: empty {result.key_column}")
     return result
 
 
 def _parse_csv(payload: bytes) -> pa.Table:
     # Every column as text: labels may be names or ids, keys may look like numbers ("00042").
     header = pacsv.read_csv(io.BytesIO(payload), read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
-    return pacsv.read_csv(io.BytesIO(payload), convert_options=pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in header}, strings_can_be_null=True, quoted_strings_can_be_null=False))
+    return pacsv.read_csv(
+        io.BytesIO(payload),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
 
 
-def resolve_labels(table: LabelTable, train_ids: Sequence[str], classes: list[str] | None, test_ids: set[str] = frozenset(),
-                   shard_labels: np.ndarray | None = None, num_classes: int | None = None, scope: str = "the train split") -> ResolvedLabels:
+def resolve_labels(
+    table: LabelTable,
+    train_ids: Sequence[str],
+    classes: list[str] | None,
+    test_ids: Set[str] = frozenset(),
+    shard_labels: np.ndarray | None = None,
+    num_classes: int | None = None,
+    scope: str = "the train split",
+) -> ResolvedLabels:
     """Apply the table to the train split.
 
     train_ids: [N] sample id of each train row by its index. classes: the shard set's class names
@@ -118,21 +131,26 @@ def resolve_labels(table: LabelTable, train_ids: Sequence[str], classes: list[st
         if index in from_table:
             earlier_class, earlier_row = from_table[index]
             if earlier_class != class_id:
-                raise LabelTableError(f"{table.where(row)}: {key!r} is labelled {_name(class_id, classes)!r} here and "
-                                      f"{_name(earlier_class, classes)!r} at {table.where(earlier_row).removeprefix(table.uri + ' ')}")
+                raise LabelTableError(
+                    f"{table.where(row)}: {key!r} is labelled {_name(class_id, classes)!r} here and "
+                    f"{_name(earlier_class, classes)!r} at {table.where(earlier_row).removeprefix(table.uri + ' ')}"
+                )
             repeated += 1
             continue
         if labels[index] >= 0 and labels[index] != class_id:
-            raise LabelTableError(f"{table.where(row)}: {key!r} is labelled {_name(class_id, classes)!r} here but "
-                                  f"{_name(int(labels[index]), classes)!r} in the shards")
+            raise LabelTableError(
+                f"{table.where(row)}: {key!r} is labelled {_name(class_id, classes)!r} here but "
+                f"{_name(int(labels[index]), classes)!r} in the shards"
+            )
         from_table[index] = (class_id, row)
         labels[index] = class_id
     counts = np.bincount(labels[labels >= 0], minlength=len(classes) if classes else 0)
     return ResolvedLabels(labels, classes, len(table.keys), repeated, test_keys, {c: int(n) for c, n in enumerate(counts) if n})
 
 
-def label_listing(table: LabelTable, listing: dict[str, list[tuple[str, int | None]]], classes: list[str] | None
-                  ) -> tuple[dict[str, list[int | None]], list[str] | None]:
+def label_listing(
+    table: LabelTable, listing: dict[str, list[tuple[str, int | None]]], classes: list[str] | None
+) -> tuple[dict[str, list[int | None]], list[str] | None]:
     """At build time (`rayssl shards build --labels`): the table applied to every split of a source's
     listing {split: [(sample id, label from a class folder or None)]}, so it may label test images too.
     Returns ({split: labels}, class names)."""

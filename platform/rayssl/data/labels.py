@@ -40,8 +40,16 @@ def held_out_count(labels_in_class: int, fraction: float, cap: int | None = None
     return min(cap if cap is not None else labels_in_class, max(1, round(fraction * labels_in_class)))
 
 
-def draw_labels(labels: np.ndarray, per_class: int | str, val_per_class: int, val_fraction: float, seed: int,
-                classes: list[int] | None = None, test_fraction: float = 0.0, names: list[str] | None = None) -> LabelSplit:
+def draw_labels(
+    labels: np.ndarray,
+    per_class: int | str,
+    val_per_class: int,
+    val_fraction: float,
+    seed: int,
+    classes: list[int] | None = None,
+    test_fraction: float = 0.0,
+    names: list[str] | None = None,
+) -> LabelSplit:
     """Seeded labelled, validation (and test) indices per class, disjoint, from the labels that exist.
 
     labels: [N] int64 class of each train-split sample (index = position), -1 where unlabelled.
@@ -51,6 +59,7 @@ def draw_labels(labels: np.ndarray, per_class: int | str, val_per_class: int, va
     test_fraction > 0 first holds out that fraction of each class (seeded by TEST_HOLDOUT_SEED).
     classes: draw from these classes only (None or empty: every class present). names: class names for messages.
     """
+    budget = None if per_class == ALL else int(per_class)  # None: every label
     rng, test_rng = np.random.default_rng(seed), np.random.default_rng(TEST_HOLDOUT_SEED)
     labelled, validation, test, shortfall = [], [], [], {}
     present = np.unique(labels[labels >= 0])
@@ -68,13 +77,17 @@ def draw_labels(labels: np.ndarray, per_class: int | str, val_per_class: int, va
         members = rng.permutation(members)
         n_val = held_out_count(len(members), val_fraction, val_per_class)
         validation.append(members[:n_val])
-        take = members[n_val:] if per_class == ALL else members[n_val : n_val + per_class]
-        if per_class != ALL and len(take) < per_class:
+        take = members[n_val:] if budget is None else members[n_val : n_val + budget]
+        if budget is not None and len(take) < budget:
             shortfall[int(c)] = len(take)
         labelled.append(take)
     empty = np.zeros(0, np.int64)
-    return LabelSplit(np.sort(np.concatenate(labelled or [empty])), np.sort(np.concatenate(validation or [empty])),
-                      np.sort(np.concatenate(test or [empty])), shortfall)
+    return LabelSplit(
+        np.sort(np.concatenate(labelled or [empty])),
+        np.sort(np.concatenate(validation or [empty])),
+        np.sort(np.concatenate(test or [empty])),
+        shortfall,
+    )
 
 
 def check_no_leakage(split_ids: dict[str, set[str]]) -> None:

@@ -39,7 +39,12 @@ class DecodeAndTransform:
     """
 
     def __init__(
-        self, spec: ImageSpec, augment: AugmentConfig | None, split: str, run_dir: str, storage_cfg: StorageConfig,
+        self,
+        spec: ImageSpec,
+        augment: AugmentConfig | None,
+        split: str,
+        run_dir: str,
+        storage_cfg: StorageConfig,
         second_view: AugmentConfig | None = None,
     ) -> None:
         self.spec = spec
@@ -53,9 +58,7 @@ class DecodeAndTransform:
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
         indices = batch.column("index").to_numpy()
-        ok, images, bad = decode_batch(
-            batch.column("sample_id").to_pylist(), indices, batch.column("image").to_pylist(), self.spec
-        )
+        ok, images, bad = decode_batch(batch.column("sample_id").to_pylist(), indices, batch.column("image").to_pylist(), self.spec)
         quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
         labels = batch.column("label").fill_null(-1).to_numpy()
         out = {"index": indices[ok], "image": self.transform(images), "label": labels[ok]}
@@ -91,13 +94,24 @@ class ReadHeaders:
         quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
         encoded = np.empty(int(ok.sum()), dtype=object)  # variable-length bytes: an object column
         encoded[:] = [data for data, good in zip(images, ok) if good]
-        return {"sample_id": np.array(ids, dtype=object)[ok], "index": indices[ok], "label": batch.column("label").fill_null(-1).to_numpy()[ok],
-                "image": encoded, "box": boxes[ok], "is_jpeg": is_jpeg[ok]}
+        return {
+            "sample_id": np.array(ids, dtype=object)[ok],
+            "index": indices[ok],
+            "label": batch.column("label").fill_null(-1).to_numpy()[ok],
+            "image": encoded,
+            "box": boxes[ok],
+            "is_jpeg": is_jpeg[ok],
+        }
 
 
 def image_dataset(
-    data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, augment: bool = True,
-    second_view: AugmentConfig | None = None, encoded: bool = False,
+    data: DataConfig,
+    split: str,
+    run_dir: str,
+    storage_cfg: StorageConfig,
+    augment: bool = True,
+    second_view: AugmentConfig | None = None,
+    encoded: bool = False,
 ) -> ray.data.Dataset:
     """A lazily executed, streaming dataset of decoded images from the shards of one split.
 
@@ -124,7 +138,9 @@ class DecodeCorruptTransform:
     float32 [N_ok x V, C, H, W], normalised like training's evaluation images (no augmentation).
     """
 
-    def __init__(self, spec: ImageSpec, variants: list[tuple[str, int]], seed: int, split: str, run_dir: str, storage_cfg: StorageConfig) -> None:
+    def __init__(
+        self, spec: ImageSpec, variants: list[tuple[str, int]], seed: int, split: str, run_dir: str, storage_cfg: StorageConfig
+    ) -> None:
         self.spec, self.variants, self.seed = spec, variants, seed
         self.transform = ImageTransform(spec.size, None)
         self.split, self.run_dir, self.storage_cfg = split, run_dir, storage_cfg
@@ -139,11 +155,15 @@ class DecodeCorruptTransform:
             "variant": np.repeat(np.arange(len(self.variants)), len(indices)),
             "index": np.tile(indices, len(self.variants)),
             "label": np.tile(labels, len(self.variants)),
-            "image": self.transform(np.concatenate(views)) if views else np.zeros((0, self.spec.channels, self.spec.size, self.spec.size), np.float32),
+            "image": self.transform(np.concatenate(views))
+            if views
+            else np.zeros((0, self.spec.channels, self.spec.size, self.spec.size), np.float32),
         }
 
 
-def corrupted_dataset(data: DataConfig, split: str, variants: list[tuple[str, int]], seed: int, run_dir: str, storage_cfg: StorageConfig) -> ray.data.Dataset:
+def corrupted_dataset(
+    data: DataConfig, split: str, variants: list[tuple[str, int]], seed: int, run_dir: str, storage_cfg: StorageConfig
+) -> ray.data.Dataset:
     """The split once per (corruption name, severity) of `variants` (severity 0: clean), corrupted in
     the Ray Data CPU stage with per-sample seeds (see rayssl.data.corruptions); one read of the shards."""
     shards = list_shards(data.shards, split, storage_cfg)

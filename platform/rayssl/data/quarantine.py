@@ -25,10 +25,7 @@ def write_records(run_dir: str, split: str, records: list[QuarantineRecord], sto
     if not records:
         return
     key = hashlib.sha1("\n".join(sorted(f"{split}/{r.sample_id}" for r in records)).encode()).hexdigest()
-    lines = "".join(
-        json.dumps({"split": split, "sample_id": r.sample_id, "index": r.index, "reason": r.reason}) + "\n"
-        for r in records
-    )
+    lines = "".join(json.dumps({"split": split, "sample_id": r.sample_id, "index": r.index, "reason": r.reason}) + "\n" for r in records)
     storage.write_bytes(storage.join(run_dir, QUARANTINE_DIR, f"{key}.jsonl"), lines.encode(), storage_cfg)
 
 

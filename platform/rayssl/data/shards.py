@@ -16,10 +16,11 @@ import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rayssl.config import StorageConfig
@@ -28,14 +29,7 @@ from rayssl.data.sources import RawSample, SourceData
 
 MANIFEST = "manifest.json"
 FORMAT = "rayssl-shards/1"
-SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("index", pa.int64()),
-        ("image", pa.binary()),
-        ("label", pa.int64()),
-    ]
-)
+SCHEMA = pa.schema([("sample_id", pa.string()), ("index", pa.int64()), ("image", pa.binary()), ("label", pa.int64())])
 
 
 class ShardError(RuntimeError):
@@ -57,7 +51,8 @@ def write_shards(
     """
     manifest: dict = {"format": FORMAT, "source": source_name, "classes": data.classes, "splits": {}}
     for split, samples in data.splits.items():
-        shards, histogram, total = [], Counter(), 0
+        histogram: Counter[int] = Counter()
+        shards, total = [], 0
         for k, chunk in enumerate(_chunks(samples, rows_per_shard)):
             payload = shard_bytes([s.sample_id for s in chunk], total, [s.image for s in chunk], [s.label for s in chunk])
             rel = f"{split}/part-{k:05d}.parquet"
@@ -65,19 +60,17 @@ def write_shards(
             shards.append({"path": rel, "rows": len(chunk), "sha256": hashlib.sha256(payload).hexdigest()})
             histogram.update(s.label for s in chunk if s.label is not None)
             total += len(chunk)
-        manifest["splits"][split] = {
-            "rows": total,
-            "class_histogram": {str(c): n for c, n in sorted(histogram.items())},
-            "shards": shards,
-        }
+        manifest["splits"][split] = {"rows": total, "class_histogram": {str(c): n for c, n in sorted(histogram.items())}, "shards": shards}
     storage.write_bytes(storage.join(out_uri, MANIFEST), json.dumps(manifest, indent=2).encode(), storage_cfg)
     return manifest
 
 
 def shard_bytes(sample_ids: list[str], first_index: int, images: list[bytes], labels: list[int | None]) -> bytes:
     """One shard as parquet bytes: rows first_index, first_index + 1, ... of a split."""
-    table = pa.table({"sample_id": sample_ids, "index": list(range(first_index, first_index + len(sample_ids))),
-                      "image": images, "label": labels}, schema=SCHEMA)
+    table = pa.table(
+        {"sample_id": sample_ids, "index": list(range(first_index, first_index + len(sample_ids))), "image": images, "label": labels},
+        schema=SCHEMA,
+    )
     buf = io.BytesIO()
     # Small row groups let Ray Data split a shard into several blocks for parallelism.
     pq.write_table(table, buf, row_group_size=1024, compression="none")
@@ -127,6 +120,7 @@ def validate_shards(
     training run. Raises ShardError naming each broken file; returns the manifest when clean.
     """
     manifest = read_manifest(uri, storage_cfg)
+    fs, root = storage.resolve(uri, storage_cfg)  # one filesystem for every footer
     problems = []
     for split in splits or manifest["splits"]:
         if split not in manifest["splits"]:
@@ -134,7 +128,7 @@ def validate_shards(
             continue
         for shard in manifest["splits"][split]["shards"]:
             shard_uri = storage.join(uri, shard["path"])
-            problem = _check_shard(shard_uri, shard, storage_cfg, checksums)
+            problem = _check_shard(fs, f"{root}/{shard['path']}", shard, checksums)
             if problem:
                 problems.append(f"{shard_uri}: {problem}")
     if problems:
@@ -142,8 +136,7 @@ def validate_shards(
     return manifest
 
 
-def _check_shard(shard_uri: str, entry: dict, storage_cfg: StorageConfig, checksums: bool) -> str | None:
-    fs, path = storage.resolve(shard_uri, storage_cfg)
+def _check_shard(fs: pafs.FileSystem, path: str, entry: dict, checksums: bool) -> str | None:
     try:
         if checksums:
             with fs.open_input_stream(path) as src:

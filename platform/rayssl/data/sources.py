@@ -11,9 +11,9 @@ import gzip
 import io
 import lzma
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -42,12 +42,16 @@ class SourceData:
     classes: list[str] | None  # class names in label order, None for unlabelled sources
 
 
-def load_source(kind: str, path: str | None = None, test_fraction: float = 0.2, seed: int = 0, labels: LabelTable | None = None) -> SourceData:
+def load_source(
+    kind: str, path: str | None = None, test_fraction: float = 0.2, seed: int = 0, labels: LabelTable | None = None
+) -> SourceData:
     """Open a raw dataset. `test_fraction` is used only by sources without an official split.
     `labels`: a label table (rayssl.data.label_table) naming images of a folder source by path."""
     if labels is not None and kind != "folder":
-        raise SourceError(f"--labels names images of a folder source by path; {kind!r} comes with its labels "
-                          "(a table can still add labels at fine-tune time: semisup.labels)")
+        raise SourceError(
+            f"--labels names images of a folder source by path; {kind!r} comes with its labels "
+            "(a table can still add labels at fine-tune time: semisup.labels)"
+        )
     if kind == "digits":
         return _digits(test_fraction, seed)
     if path is None:
@@ -93,10 +97,7 @@ def _digits(test_fraction: float, seed: int) -> SourceData:
     labels = digits.target.astype(np.int64)
     train, test = holdout(len(images), labels, test_fraction, seed)
     return SourceData(
-        splits={
-            "train": _array_split("train", images[train], labels[train]),
-            "test": _array_split("test", images[test], labels[test]),
-        },
+        splits={"train": _array_split("train", images[train], labels[train]), "test": _array_split("test", images[test], labels[test])},
         classes=[str(c) for c in digits.target_names],
     )
 
@@ -153,10 +154,7 @@ def _cifar10(root: Path) -> SourceData:
     test = batches(["test_batch.bin"])
     names_file = root / "labels.txt"
     classes = names_file.read_text().split() if names_file.exists() else [str(i) for i in range(10)]
-    return SourceData(
-        splits={"train": _array_split("train", *train), "test": _array_split("test", *test)},
-        classes=classes,
-    )
+    return SourceData(splits={"train": _array_split("train", *train), "test": _array_split("test", *test)}, classes=classes)
 
 
 def _find_any(root: Path, name: str) -> Path:
@@ -194,13 +192,15 @@ def _folder(root: Path, test_fraction: float, seed: int, table: LabelTable | Non
         class_dirs = classes or []
     if "test" not in listed and test_fraction > 0:
         everything = listed["train"]
-        labels = np.array([l for _, l in everything]) if classes and all(l is not None for _, l in everything) else None
-        if labels is not None:
-            counts = np.bincount(labels, minlength=len(class_dirs))
+        holdout_labels = np.array([lab for _, lab in everything]) if classes and all(lab is not None for _, lab in everything) else None
+        if holdout_labels is not None:
+            counts = np.bincount(holdout_labels, minlength=len(class_dirs))
             if counts.min() < 2:
-                raise SourceError(f"{root}: class folder {class_dirs[int(counts.argmin())]!r} has {counts.min()} image(s); "
-                                  "a held-out test split needs at least 2 per class (or pass --test-fraction 0, or add train/ and test/ folders)")
-        train_idx, test_idx = holdout(len(everything), labels, test_fraction, seed)
+                raise SourceError(
+                    f"{root}: class folder {class_dirs[int(counts.argmin())]!r} has {counts.min()} image(s); "
+                    "a held-out test split needs at least 2 per class (or pass --test-fraction 0, or add train/ and test/ folders)"
+                )
+        train_idx, test_idx = holdout(len(everything), holdout_labels, test_fraction, seed)
         listed = {"train": [everything[i] for i in sorted(train_idx)], "test": [everything[i] for i in sorted(test_idx)]}
 
     def samples(entries: list[tuple[Path, int | None]]) -> Iterator[RawSample]:
@@ -210,7 +210,9 @@ def _folder(root: Path, test_fraction: float, seed: int, table: LabelTable | Non
     return SourceData(splits={split: samples(e) for split, e in listed.items()}, classes=classes)
 
 
-def _check_folder_listing(root: Path, split_roots: dict[str, Path], listed: dict[str, list[tuple[Path, int | None]]], class_dirs: list[str]) -> None:
+def _check_folder_listing(
+    root: Path, split_roots: dict[str, Path], listed: dict[str, list[tuple[Path, int | None]]], class_dirs: list[str]
+) -> None:
     """Fail before any shard is written when a folder source holds nothing to train on."""
     for split, entries in listed.items():
         if entries:
@@ -219,8 +221,10 @@ def _check_folder_listing(root: Path, split_roots: dict[str, Path], listed: dict
         others = [p for p in split_root.rglob("*") if p.is_file()]
         if not others:
             raise SourceError(f"no images found under {split_root}: the folder is empty")
-        raise SourceError(f"no images found under {split_root}: {len(others)} file(s), none with an image suffix "
-                          f"{', '.join(IMAGE_SUFFIXES)} (e.g. {others[0].relative_to(root)})")
+        raise SourceError(
+            f"no images found under {split_root}: {len(others)} file(s), none with an image suffix "
+            f"{', '.join(IMAGE_SUFFIXES)} (e.g. {others[0].relative_to(root)})"
+        )
     for split_root in split_roots.values():
         for name in class_dirs:
             class_root = split_root / name

@@ -84,15 +84,13 @@ class RetryingS3FileSystem(pafs.S3FileSystem):
 
 
 def _s3(storage: StorageConfig) -> RetryingS3FileSystem:
-    limits = {"region": storage.s3_region, "connect_timeout": storage.s3_connect_timeout_s,
-              "request_timeout": storage.s3_request_timeout_s}
+    limits = {"region": storage.s3_region, "connect_timeout": storage.s3_connect_timeout_s, "request_timeout": storage.s3_request_timeout_s}
     if storage.s3_endpoint is None:
         return RetryingS3FileSystem(storage, **limits)
     endpoint = urlparse(storage.s3_endpoint)
     if not endpoint.scheme or not endpoint.netloc:
         raise ValueError(f"storage.s3_endpoint must look like http://host:port, got {storage.s3_endpoint!r}")
-    return RetryingS3FileSystem(storage, endpoint_override=endpoint.netloc, scheme=endpoint.scheme,
-                                allow_bucket_creation=True, **limits)
+    return RetryingS3FileSystem(storage, endpoint_override=endpoint.netloc, scheme=endpoint.scheme, allow_bucket_creation=True, **limits)
 
 
 def join(base: str, *parts: str) -> str:
@@ -105,7 +103,7 @@ def relative_to(uri: str | None, base: str) -> str | None:
     if uri is None:
         return None
     prefix = base.rstrip("/") + "/"
-    return uri[len(prefix):] if uri.startswith(prefix) else uri
+    return uri[len(prefix) :] if uri.startswith(prefix) else uri
 
 
 def absolute(uri: str, storage: StorageConfig = StorageConfig()) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Hashable
 from typing import Any
 
 import matplotlib
@@ -23,7 +22,7 @@ from rayssl.data.labelled import LabelledSet, load_labelled, select_labels  # no
 from rayssl.data.pipeline import image_dataset  # noqa: E402
 from rayssl.data.shards import read_manifest  # noqa: E402
 from rayssl.data.transforms import normalise  # noqa: E402
-from rayssl.eval.features import extract_features  # noqa: E402
+from rayssl.eval.features import K, extract_features  # noqa: E402
 from rayssl.train import checkpoints  # noqa: E402
 from rayssl.train.pretrained import build_classifier  # noqa: E402
 
@@ -47,8 +46,9 @@ def held_out_test_set(cfg: FinetuneConfig) -> LabelledSet | None:
 
 
 @torch.no_grad()
-def logits_on_test(nets: dict[Hashable, nn.Module], cfg: FinetuneConfig, run_dir: str, batch_size: int = 512
-                   ) -> tuple[dict[Hashable, np.ndarray], np.ndarray, str]:
+def logits_on_test(
+    nets: dict[K, nn.Module], cfg: FinetuneConfig, run_dir: str, batch_size: int = 512
+) -> tuple[dict[K, np.ndarray], np.ndarray, str]:
     """Every net's logits on the labelled test images: the shards' test split (streamed), or the
     hold-out of held_out_test_set. Returns ({name: float32 [N, K]}, labels int64 [N], which of the two)."""
     held_out = held_out_test_set(cfg)
@@ -59,7 +59,7 @@ def logits_on_test(nets: dict[Hashable, nn.Module], cfg: FinetuneConfig, run_dir
     return logits, held_out.labels, "held out from the labels"
 
 
-def accuracy_on_test_split(candidates: dict[Hashable, tuple[FinetuneConfig, str]], run_dir: str) -> dict[Hashable, float]:
+def accuracy_on_test_split(candidates: dict[K, tuple[FinetuneConfig, str]], run_dir: str) -> dict[K, float]:
     """Top-1 test accuracy of each {name: (config, checkpoint URI)}, in one pass over the test images.
 
     Used only after selection, never to select. The candidates share the data config of the
@@ -82,8 +82,11 @@ def write_test_report(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) ->
     logits, labels, test_images = logits_on_test({"classifier": load_classifier(cfg, checkpoint_uri)}, cfg, run_dir)
     manifest_classes = read_manifest(cfg.data.shards, cfg.storage).get("classes")
     names = class_names(cfg, manifest_classes)
-    report = {"checkpoint": checkpoint_uri, "test_images": test_images,
-              **classification_report(logits["classifier"].argmax(axis=1), labels, names)}
+    report = {
+        "checkpoint": checkpoint_uri,
+        "test_images": test_images,
+        **classification_report(logits["classifier"].argmax(axis=1), labels, names),
+    }
     storage.write_bytes(storage.join(run_dir, "test_report.json"), json.dumps(report, indent=2).encode(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, "confusion.png"), confusion_png(np.array(report["confusion_matrix"]), names), cfg.storage)
     return report
@@ -105,10 +108,13 @@ def classification_report(predicted: np.ndarray, labels: np.ndarray, names: list
     support = matrix.sum(axis=1)
     recall = [float(matrix[c, c] / support[c]) if support[c] else None for c in range(len(names))]
     return {
-        "images": int(len(labels)), "accuracy": float((predicted == labels).mean()),
+        "images": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
-        "per_class_accuracy": dict(zip(names, recall)), "per_class_images": dict(zip(names, map(int, support))),
-        "classes": names, "confusion_matrix": matrix.tolist(),
+        "per_class_accuracy": dict(zip(names, recall)),
+        "per_class_images": dict(zip(names, map(int, support))),
+        "classes": names,
+        "confusion_matrix": matrix.tolist(),
     }
 
 
@@ -125,7 +131,9 @@ def confusion_png(matrix: np.ndarray, names: list[str]) -> bytes:
 
 
 @torch.no_grad()
-def predict_probabilities(cfg: FinetuneConfig, checkpoint_uri: str, shards: str, split: str, run_dir: str, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def predict_probabilities(
+    cfg: FinetuneConfig, checkpoint_uri: str, shards: str, split: str, run_dir: str, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax of a fine-tuned classifier over every decodable image of `split` of the shard set `shards`.
 
     Returns (index int64 [N], probabilities float32 [N, C]) in the stream's order; `index` is the

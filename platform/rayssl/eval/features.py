@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,12 +12,19 @@ from torch import nn
 from rayssl.config import DataConfig, StorageConfig
 from rayssl.data.pipeline import image_dataset
 
+K = TypeVar("K", bound=Hashable)  # a backbone's name: the caller's keys come back as they went in
+
 
 @torch.no_grad()
 def extract_features(
-    backbones: dict[str, nn.Module], data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig,
-    batch_size: int = 512, limit: int | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    backbones: dict[K, nn.Module],
+    data: DataConfig,
+    split: str,
+    run_dir: str,
+    storage_cfg: StorageConfig,
+    batch_size: int = 512,
+    limit: int | None = None,
+) -> tuple[dict[K, np.ndarray], np.ndarray]:
     """One pass over the labelled rows of `split` (no augmentation) through every backbone;
     `limit` stops after that many rows (the shards' order: sources write them shuffled or as published).
 
@@ -22,7 +32,7 @@ def extract_features(
     """
     for net in backbones.values():
         net.eval()
-    feats: dict[str, list[np.ndarray]] = {name: [] for name in backbones}
+    feats: dict[K, list[np.ndarray]] = {name: [] for name in backbones}
     labels = []
     ds = image_dataset(data, split, run_dir, storage_cfg, augment=False)
     if limit is not None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -30,7 +31,7 @@ from rayssl.config import CORRUPTION_NAMES, DataConfig, FinetuneConfig, Pretrain
 from rayssl.data import storage  # noqa: E402
 from rayssl.data.corruptions import SEVERITIES  # noqa: E402
 from rayssl.data.pipeline import corrupted_dataset  # noqa: E402
-from rayssl.eval.features import extract_features  # noqa: E402
+from rayssl.eval.features import K, extract_features  # noqa: E402
 from rayssl.logs import get_logger  # noqa: E402
 from rayssl.train import checkpoints  # noqa: E402
 from rayssl.train.launch import init_ray  # noqa: E402
@@ -41,12 +42,22 @@ Predictor = Callable[[torch.Tensor], np.ndarray]  # float [B, C, H, W] -> predic
 
 
 @torch.no_grad()
-def accuracy_per_variant(predictors: dict[Hashable, Predictor], data: DataConfig, variants: list[tuple[str, int]], seed: int, split: str,
-                         run_dir: str, storage_cfg: StorageConfig, batch_size: int = 1024) -> dict[Hashable, dict[tuple[str, int], float]]:
+def accuracy_per_variant(
+    predictors: dict[K, Predictor],
+    data: DataConfig,
+    variants: list[tuple[str, int]],
+    seed: int,
+    split: str,
+    run_dir: str,
+    storage_cfg: StorageConfig,
+    batch_size: int = 1024,
+) -> dict[K, dict[tuple[str, int], float]]:
     """Accuracy of every predictor on every (corruption, severity) view of the labelled rows of `split`, in one pass."""
     correct = {name: np.zeros(len(variants)) for name in predictors}
     seen = np.zeros(len(variants))
-    for batch in corrupted_dataset(data, split, variants, seed, run_dir, storage_cfg).iter_torch_batches(batch_size=batch_size, device="cpu"):
+    for batch in corrupted_dataset(data, split, variants, seed, run_dir, storage_cfg).iter_torch_batches(
+        batch_size=batch_size, device="cpu"
+    ):
         keep = batch["label"] >= 0
         if not keep.any():
             continue
@@ -76,7 +87,7 @@ def probe_predictor(run: str, cfg: PretrainConfig, data: DataConfig, train_sampl
     return lambda images: probe.predict(backbone(images).numpy())
 
 
-def mean_corruption_accuracies(candidates: dict[Hashable, tuple[FinetuneConfig, str]], seed: int, run_dir: str) -> dict[Hashable, float]:
+def mean_corruption_accuracies(candidates: dict[K, tuple[FinetuneConfig, str]], seed: int, run_dir: str) -> dict[K, float]:
     """Mean accuracy over every corruption x severity of each {name: (config, checkpoint URI)}, in one pass
     over the test split (the sweep's candidates share the data config of the first)."""
     first = next(iter(candidates.values()))[0]
@@ -92,11 +103,15 @@ def summary(accuracy: dict[tuple[str, int], float]) -> dict:
     clean = accuracy[CLEAN]
     corrupted = {v: a for v, a in accuracy.items() if v != CLEAN}
     mean = float(np.mean(list(corrupted.values()))) if corrupted else float("nan")
-    per_corruption = {}
+    per_corruption: dict[str, list[float]] = {}
     for (name, _), acc in corrupted.items():
         per_corruption.setdefault(name, []).append(acc)
-    return {"clean_acc": clean, "mean_corruption_acc": mean, "relative_robustness": mean / clean if clean else float("nan"),
-            "per_corruption": {name: float(np.mean(a)) for name, a in per_corruption.items()}}
+    return {
+        "clean_acc": clean,
+        "mean_corruption_acc": mean,
+        "relative_robustness": mean / clean if clean else float("nan"),
+        "per_corruption": {name: float(np.mean(a)) for name, a in per_corruption.items()},
+    }
 
 
 def variants_of(cfg: RobustnessConfig) -> list[tuple[str, int]]:
@@ -105,9 +120,16 @@ def variants_of(cfg: RobustnessConfig) -> list[tuple[str, int]]:
 
 def markdown(report: dict) -> str:
     s = report["summary"]
-    lines = [f"# Robustness: {report['run']}", "", f"Model: {report['model']}. Test split of {report['shards']}, seed {report['seed']}.", "",
-             "| clean accuracy | mean corruption accuracy | relative robustness |", "|---:|---:|---:|",
-             f"| {100 * s['clean_acc']:.2f}% | {100 * s['mean_corruption_acc']:.2f}% | {s['relative_robustness']:.3f} |", ""]
+    lines = [
+        f"# Robustness: {report['run']}",
+        "",
+        f"Model: {report['model']}. Test split of {report['shards']}, seed {report['seed']}.",
+        "",
+        "| clean accuracy | mean corruption accuracy | relative robustness |",
+        "|---:|---:|---:|",
+        f"| {100 * s['clean_acc']:.2f}% | {100 * s['mean_corruption_acc']:.2f}% | {s['relative_robustness']:.3f} |",
+        "",
+    ]
     severities = report["severities"]
     lines += ["| corruption | " + " | ".join(f"severity {k}" for k in severities) + " | mean |", "|---|" + "---:|" * (len(severities) + 1)]
     for name in report["corruptions"]:
@@ -115,8 +137,13 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * s['per_corruption'][name]:.2f}% |")
     if report.get("domain_shift"):
         d = report["domain_shift"]
-        lines += ["", "| domain | test accuracy |", "|---|---:|", f"| {report['shards']} (source) | {100 * s['clean_acc']:.2f}% |",
-                  f"| {d['shards']} (target) | {100 * d['accuracy']:.2f}% |"]
+        lines += [
+            "",
+            "| domain | test accuracy |",
+            "|---|---:|",
+            f"| {report['shards']} (source) | {100 * s['clean_acc']:.2f}% |",
+            f"| {d['shards']} (target) | {100 * d['accuracy']:.2f}% |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +160,10 @@ def heatmap(report: dict) -> bytes:
         for j in range(len(severities)):
             ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", color="white" if grid[i, j] < 60 else "black", fontsize=7)
     fig.colorbar(im, ax=ax, label="test accuracy (%)")
-    ax.set_title(f"clean {100 * report['summary']['clean_acc']:.1f}%, mean corrupted {100 * report['summary']['mean_corruption_acc']:.1f}%", fontsize=9)
+    ax.set_title(
+        f"clean {100 * report['summary']['clean_acc']:.1f}%, mean corrupted {100 * report['summary']['mean_corruption_acc']:.1f}%",
+        fontsize=9,
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -143,39 +173,56 @@ def heatmap(report: dict) -> bytes:
 def run_robustness(cfg: RobustnessConfig) -> dict:
     """Score the run's model; writes robustness.{json,md,png} to cfg.out (default <run>/robustness)."""
     log = get_logger()
-    cfg = dataclasses.replace(cfg, **{k: storage.absolute(getattr(cfg, k), cfg.storage) for k in ("run", "shards", "target_shards", "out")})
+    cfg = dataclasses.replace(
+        cfg,
+        run=storage.absolute(cfg.run, cfg.storage),
+        shards=storage.absolute(cfg.shards, cfg.storage),
+        target_shards=storage.absolute(cfg.target_shards, cfg.storage),
+        out=storage.absolute(cfg.out, cfg.storage),
+    )
     out = cfg.out or storage.join(cfg.run, "robustness")
     raw = yaml.safe_load(storage.read_bytes(storage.join(cfg.run, "config.yaml"), cfg.storage))  # fails fast on a wrong run
     init_ray(cfg.ray)
     if "semisup" in raw:  # a fine-tuned run
-        run_cfg = from_dict(FinetuneConfig, raw)
+        finetune_cfg = from_dict(FinetuneConfig, raw)
         checkpoint = checkpoints.latest_checkpoint(cfg.run, cfg.storage)
         if checkpoint is None:
             raise FileNotFoundError(f"run: no checkpoint under {cfg.run}")
-        data = dataclasses.replace(run_cfg.data, shards=cfg.shards or run_cfg.data.shards)
+        data = dataclasses.replace(finetune_cfg.data, shards=cfg.shards or finetune_cfg.data.shards)
         model = f"fine-tuned classifier ({storage.relative_to(checkpoint, cfg.run)})"
-        predict = classifier_predictor(run_cfg, checkpoint)
+        predict = classifier_predictor(finetune_cfg, checkpoint)
     else:
-        run_cfg = from_dict(PretrainConfig, raw)
-        data = dataclasses.replace(run_cfg.data, shards=cfg.shards or run_cfg.data.shards)  # the probe trains on these shards too
-        model = f"linear probe on the frozen {run_cfg.method.upper()} backbone ({cfg.probe_train_samples} clean train images)"
-        predict = probe_predictor(cfg.run, run_cfg, data, cfg.probe_train_samples, out, cfg.storage)
+        pretrain_cfg = from_dict(PretrainConfig, raw)
+        data = dataclasses.replace(pretrain_cfg.data, shards=cfg.shards or pretrain_cfg.data.shards)  # the probe trains on these shards too
+        model = f"linear probe on the frozen {pretrain_cfg.method.upper()} backbone ({cfg.probe_train_samples} clean train images)"
+        predict = probe_predictor(cfg.run, pretrain_cfg, data, cfg.probe_train_samples, out, cfg.storage)
     variants = variants_of(cfg)
     log.info("scoring %s on %d views of the test split of %s", model, len(variants), data.shards)
     accuracy = accuracy_per_variant({"model": predict}, data, variants, cfg.seed, "test", out, cfg.storage)["model"]
-    report = {
-        "run": cfg.run, "model": model, "shards": data.shards, "seed": cfg.seed, "corruptions": cfg.corruptions, "severities": cfg.severities,
+    report: dict[str, Any] = {
+        "run": cfg.run,
+        "model": model,
+        "shards": data.shards,
+        "seed": cfg.seed,
+        "corruptions": cfg.corruptions,
+        "severities": cfg.severities,
         "summary": summary(accuracy),
         "accuracy": {name: {str(k): accuracy[name, k] for k in cfg.severities} for name in cfg.corruptions},
     }
     if cfg.target_shards:
         target = dataclasses.replace(data, shards=cfg.target_shards)
-        report["domain_shift"] = {"shards": cfg.target_shards, "accuracy": accuracy_per_variant({"model": predict}, target, [CLEAN], cfg.seed, "test", out, cfg.storage)["model"][CLEAN]}
+        report["domain_shift"] = {
+            "shards": cfg.target_shards,
+            "accuracy": accuracy_per_variant({"model": predict}, target, [CLEAN], cfg.seed, "test", out, cfg.storage)["model"][CLEAN],
+        }
     storage.write_bytes(storage.join(out, "robustness.json"), json.dumps(report, indent=1).encode(), cfg.storage)
     storage.write_bytes(storage.join(out, "robustness.md"), markdown(report).encode(), cfg.storage)
     storage.write_bytes(storage.join(out, "robustness.png"), heatmap(report), cfg.storage)
     s = report["summary"]
     shift = f", {100 * report['domain_shift']['accuracy']:.2f}% on {cfg.target_shards}" if cfg.target_shards else ""
-    print(f"\nRobustness of {cfg.run}: clean {100 * s['clean_acc']:.2f}%, mean corruption {100 * s['mean_corruption_acc']:.2f}% "
-          f"(relative {s['relative_robustness']:.3f}){shift}\nreport: {storage.join(out, 'robustness.md')}", flush=True)
+    print(
+        f"\nRobustness of {cfg.run}: clean {100 * s['clean_acc']:.2f}%, mean corruption {100 * s['mean_corruption_acc']:.2f}% "
+        f"(relative {s['relative_robustness']:.3f}){shift}\nreport: {storage.join(out, 'robustness.md')}",
+        flush=True,
+    )
     return report

@@ -40,13 +40,15 @@ def run_eval(cfg: PretrainConfig, checkpoint_uri: str | None = None) -> dict:
     rows = []
     for name in backbones:
         train_x = train_feats[name]
-        rows.append({
-            "features": name,
-            "knn_acc": knn_accuracy(train_x, train_y, test_feats[name], test_y, cfg.eval.knn_k),
-            "linear_acc": linear_probe_accuracy(train_x, train_y, test_feats[name], test_y),
-            "train_samples": len(train_x),
-            "test_samples": len(test_y),
-        })
+        rows.append(
+            {
+                "features": name,
+                "knn_acc": knn_accuracy(train_x, train_y, test_feats[name], test_y, cfg.eval.knn_k),
+                "linear_acc": linear_probe_accuracy(train_x, train_y, test_feats[name], test_y),
+                "train_samples": len(train_x),
+                "test_samples": len(test_y),
+            }
+        )
         log.info("evaluated %s: %s", name, rows[-1])
     result = {"checkpoint": checkpoint_uri, "knn_k": cfg.eval.knn_k, "results": rows}
     uri = write_eval(run_dir, result, cfg.storage)

@@ -32,8 +32,11 @@ class EmbedBatch:
     def __init__(self, run: RunModel) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.backbone = load_backbone(run).to(self.device)
-        self.dim = int(self.backbone(torch.zeros(1, run.cfg.data.channels, run.cfg.data.image_size, run.cfg.data.image_size,
-                                                 device=self.device)).shape[1])
+        self.dim = int(
+            self.backbone(
+                torch.zeros(1, run.cfg.data.channels, run.cfg.data.image_size, run.cfg.data.image_size, device=self.device)
+            ).shape[1]
+        )
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -50,8 +53,16 @@ def embedding_table(batch: dict[str, np.ndarray], inp: inputs.InferenceInput, di
     return pa.table({**inputs.key_columns(inp, batch), "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
 
 
-def embed_run(run_uri: str, input_uri: str, out_uri: str, split: str | None = None, batch_size: int = 256, actors: int | None = None,
-              storage_cfg: StorageConfig = StorageConfig(), show_progress: bool = True) -> inputs.StreamResult:
+def embed_run(
+    run_uri: str,
+    input_uri: str,
+    out_uri: str,
+    split: str | None = None,
+    batch_size: int = 256,
+    actors: int | None = None,
+    storage_cfg: StorageConfig = StorageConfig(),
+    show_progress: bool = True,
+) -> inputs.StreamResult:
     """Embed every image of `input_uri` with the backbone of `run_uri` (fine-tuned or pretraining run).
 
     Needs a running Ray (train.launch.init_ray). Returns rows written, images quarantined, images/s."""
@@ -63,12 +74,23 @@ def embed_run(run_uri: str, input_uri: str, out_uri: str, split: str | None = No
     inp = inputs.open_input(input_uri, split, storage_cfg)
     out_uri = inputs.prepare_output(out_uri, storage_cfg)
     pool, gpus = inputs.actor_pool(actors)
-    get_logger().info("embedding %d images of %s with the %s backbone of %s (%s, D=%d) on %d actor(s)%s -> %s", inp.rows, inp.uri,
-                      "fine-tuned" if run.kind == "finetune" else run.cfg.method.upper(), run.run_dir, run.checkpoint_name, dim,
-                      pool.max_size, " with a GPU each" if gpus else "", out_uri)
+    get_logger().info(
+        "embedding %d images of %s with the %s backbone of %s (%s, D=%d) on %d actor(s)%s -> %s",
+        inp.rows,
+        inp.uri,
+        "fine-tuned" if run.kind == "finetune" else run.cfg.method.upper(),
+        run.run_dir,
+        run.checkpoint_name,
+        dim,
+        pool.max_size,
+        " with a GPU each" if gpus else "",
+        out_uri,
+    )
     started = time.monotonic()
     ds = inputs.decoded_dataset(inp, image_spec(run.cfg.data, train=False), out_uri, storage_cfg).map_batches(
-        EmbedBatch, fn_constructor_args=(run,), batch_size=batch_size, batch_format="numpy", compute=pool, num_gpus=gpus)
+        EmbedBatch, fn_constructor_args=(run,), batch_size=batch_size, batch_format="numpy", compute=pool, num_gpus=gpus
+    )
     schema = pa.schema([*inputs.key_fields(inp), ("embedding", pa.list_(pa.float32(), dim))])
-    return inputs.stream_to_parquet(ds, inp, out_uri, schema, lambda b: embedding_table(b, inp, dim), "embed", storage_cfg,
-                                    started, show_progress)
+    return inputs.stream_to_parquet(
+        ds, inp, out_uri, schema, lambda b: embedding_table(b, inp, dim), "embed", storage_cfg, started, show_progress
+    )

@@ -55,22 +55,35 @@ def preprocess_info(run: RunModel, data: DataConfig, classes: list[str], global_
         f"convert to {mode} with Pillow's convert (palettes, CMYK, alpha -> RGB drops alpha; RGB -> L uses ITU-R 601-2 luma)",
     ]
     if spec.crop == "resize":
-        steps.append(f"resize the whole image (aspect ratio not kept) to {spec.size}x{spec.size} with Pillow's "
-                     "Image.resize(BILINEAR, box=the box) unless it is that size already")
+        steps.append(
+            f"resize the whole image (aspect ratio not kept) to {spec.size}x{spec.size} with Pillow's "
+            "Image.resize(BILINEAR, box=the box) unless it is that size already"
+        )
     else:
         decode["center_fraction"] = spec.center_fraction
-        steps.append(f"take the central square of center_fraction x the shorter side, round its corners to whole pixels, "
-                     f"resize it to {spec.size}x{spec.size} with antialiased bilinear filtering (torch.nn.functional.interpolate "
-                     "on uint8 as torchvision does; rayssl decodes these JPEGs with simplejpeg: within a grey level or two of Pillow)")
+        steps.append(
+            f"take the central square of center_fraction x the shorter side, round its corners to whole pixels, "
+            f"resize it to {spec.size}x{spec.size} with antialiased bilinear filtering (torch.nn.functional.interpolate "
+            "on uint8 as torchvision does; rayssl decodes these JPEGs with simplejpeg: within a grey level or two of Pillow)"
+        )
     decode["steps"] = steps
     return {
         "format": FORMAT,
-        "input": {"layout": "NCHW", "dtype": "float32", "batch": "dynamic, >= 1", "image_size": spec.size, "channels": spec.channels,
-                  "normalise": "x / 127.5 - 1 on uint8 pixels (0..255 -> -1..1)"},
+        "input": {
+            "layout": "NCHW",
+            "dtype": "float32",
+            "batch": "dynamic, >= 1",
+            "image_size": spec.size,
+            "channels": spec.channels,
+            "normalise": "x / 127.5 - 1 on uint8 pixels (0..255 -> -1..1)",
+        },
         "decode": decode,
         "output": {"logits": "float32 [B, K]", "num_classes": len(classes)},
         "classes": classes,
-        "run": run.run_dir, "config_sha256": run.config_sha256, "checkpoint": run.checkpoint, "global_step": global_step,
+        "run": run.run_dir,
+        "config_sha256": run.config_sha256,
+        "checkpoint": run.checkpoint,
+        "global_step": global_step,
         "torch_version": torch.__version__,
     }
 

@@ -122,19 +122,27 @@ def quarantined(out_uri: str, storage_cfg: StorageConfig) -> int:
     return len(quarantine.read_records(storage.join(out_uri, QUARANTINE_RUN), storage_cfg))
 
 
-def write_parts(tables: Iterator[pa.Table], out_uri: str, schema: pa.Schema, storage_cfg: StorageConfig,
-                on_rows: Callable[[int], Any] = lambda rows: None) -> int:
+def write_parts(
+    tables: Iterator[pa.Table],
+    out_uri: str,
+    schema: pa.Schema,
+    storage_cfg: StorageConfig,
+    on_rows: Callable[[int], Any] = lambda rows: None,
+) -> int:
     """Stream `tables` into out_uri/part-00000.parquet, part-00001.parquet, ... (ROWS_PER_FILE rows
     each); `on_rows(total so far)` after every table. Returns the rows written (0: one empty part,
     so the output always has the schema)."""
     fs, root = storage.resolve(out_uri, storage_cfg)
     fs.create_dir(root, recursive=True)
-    total, in_file, part, writer, stream = 0, 0, 0, None, None
+    total, in_file, part = 0, 0, 0
+    writer: pq.ParquetWriter | None = None
+    stream: pa.NativeFile | None = None
     try:
         for table in tables:
             if writer is None or in_file >= ROWS_PER_FILE:
                 if writer is not None:
                     writer.close()
+                    assert stream is not None  # opened with the writer
                     stream.close()
                 stream = fs.open_output_stream(posixpath.join(root, f"part-{part:05d}.parquet"))
                 writer, in_file, part = pq.ParquetWriter(stream, schema), 0, part + 1
@@ -147,6 +155,7 @@ def write_parts(tables: Iterator[pa.Table], out_uri: str, schema: pa.Schema, sto
     finally:
         if writer is not None:
             writer.close()
+            assert stream is not None  # opened with the writer
             stream.close()
     return total
 
@@ -160,9 +169,17 @@ class StreamResult:
     images_per_s: float  # (rows + quarantined) / seconds: every image read counts
 
 
-def stream_to_parquet(ds: ray.data.Dataset, inp: InferenceInput, out_uri: str, schema: pa.Schema,
-                      to_table: Callable[[dict[str, np.ndarray]], pa.Table], job: str, storage_cfg: StorageConfig,
-                      started: float, show_progress: bool = True) -> StreamResult:
+def stream_to_parquet(
+    ds: ray.data.Dataset,
+    inp: InferenceInput,
+    out_uri: str,
+    schema: pa.Schema,
+    to_table: Callable[[dict[str, np.ndarray]], pa.Table],
+    job: str,
+    storage_cfg: StorageConfig,
+    started: float,
+    show_progress: bool = True,
+) -> StreamResult:
     """Run `ds` (its batches: numpy dicts from the model actors), write them through `to_table` as
     parquet parts under `out_uri` with a live progress display, then print a one-line summary."""
     display = ProgressDisplay(job, inp.rows, "image") if show_progress else None
@@ -181,7 +198,10 @@ def stream_to_parquet(ds: ray.data.Dataset, inp: InferenceInput, out_uri: str, s
     bad = quarantined(out_uri, storage_cfg)
     result = StreamResult(out_uri, rows, bad, seconds, (rows + bad) / max(seconds, 1e-9))
     where = f" (see {storage.join(out_uri, QUARANTINE_RUN, quarantine.QUARANTINE_DIR)})" if bad else ""
-    print(f"{job}: {rows:,} rows -> {out_uri}, {bad:,} quarantined{where}, {result.images_per_s:,.0f} images/s over {seconds:.1f} s", flush=True)
+    print(
+        f"{job}: {rows:,} rows -> {out_uri}, {bad:,} quarantined{where}, {result.images_per_s:,.0f} images/s over {seconds:.1f} s",
+        flush=True,
+    )
     return result
 
 

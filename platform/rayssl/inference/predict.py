@@ -16,21 +16,29 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from rayssl.config import ConfigError, StorageConfig
 from rayssl.data import storage
 from rayssl.data.decode import image_spec
 from rayssl.inference import inputs
 from rayssl.inference.export import ensure_export
-from rayssl.inference.workers import PREPROCESS, ClassifyBatch
 from rayssl.inference.runs import read_run, require_classifier
+from rayssl.inference.workers import PREPROCESS, ClassifyBatch
 from rayssl.logs import get_logger
 
 
 def prediction_schema(inp: inputs.InferenceInput) -> pa.Schema:
-    return pa.schema([*inputs.key_fields(inp), ("label", pa.string()), ("predicted", pa.string()), ("predicted_index", pa.int64()),
-                      ("confidence", pa.float32()), ("top_k_classes", pa.list_(pa.string())), ("top_k_probs", pa.list_(pa.float32()))])
+    return pa.schema(
+        [
+            *inputs.key_fields(inp),
+            ("label", pa.string()),
+            ("predicted", pa.string()),
+            ("predicted_index", pa.int64()),
+            ("confidence", pa.float32()),
+            ("top_k_classes", pa.list_(pa.string())),
+            ("top_k_probs", pa.list_(pa.float32())),
+        ]
+    )
 
 
 def prediction_table(batch: dict[str, np.ndarray], inp: inputs.InferenceInput, classes: list[str]) -> pa.Table:
@@ -42,17 +50,30 @@ def prediction_table(batch: dict[str, np.ndarray], inp: inputs.InferenceInput, c
     top_i, top_p = batch["top_k_index"], batch["top_k_probs"].astype(np.float32)
     n, k = top_i.shape
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-    return pa.table({
-        **inputs.key_columns(inp, batch), "label": pa.array(label_names, pa.string()),
-        "predicted": pa.array(names[top_i[:, 0]].tolist() if n else [], pa.string()), "predicted_index": pa.array(top_i[:, 0], pa.int64()),
-        "confidence": pa.array(top_p[:, 0], pa.float32()),
-        "top_k_classes": pa.ListArray.from_arrays(offsets, pa.array(names[top_i.reshape(-1)].tolist(), pa.string())),
-        "top_k_probs": pa.ListArray.from_arrays(offsets, pa.array(top_p.reshape(-1), pa.float32())),
-    })
+    return pa.table(
+        {
+            **inputs.key_columns(inp, batch),
+            "label": pa.array(label_names, pa.string()),
+            "predicted": pa.array(names[top_i[:, 0]].tolist() if n else [], pa.string()),
+            "predicted_index": pa.array(top_i[:, 0], pa.int64()),
+            "confidence": pa.array(top_p[:, 0], pa.float32()),
+            "top_k_classes": pa.ListArray.from_arrays(offsets, pa.array(names[top_i.reshape(-1)].tolist(), pa.string())),
+            "top_k_probs": pa.ListArray.from_arrays(offsets, pa.array(top_p.reshape(-1), pa.float32())),
+        }
+    )
 
 
-def predict_run(run_uri: str, input_uri: str, out_uri: str, split: str | None = None, top_k: int = 5, batch_size: int = 256,
-                actors: int | None = None, storage_cfg: StorageConfig = StorageConfig(), show_progress: bool = True) -> inputs.StreamResult:
+def predict_run(
+    run_uri: str,
+    input_uri: str,
+    out_uri: str,
+    split: str | None = None,
+    top_k: int = 5,
+    batch_size: int = 256,
+    actors: int | None = None,
+    storage_cfg: StorageConfig = StorageConfig(),
+    show_progress: bool = True,
+) -> inputs.StreamResult:
     """Predict every image of `input_uri` with the fine-tuned run `run_uri`; parquet parts under `out_uri`.
 
     Needs a running Ray (train.launch.init_ray). Returns rows written, images quarantined, images/s."""
@@ -65,12 +86,33 @@ def predict_run(run_uri: str, input_uri: str, out_uri: str, split: str | None = 
     inp = inputs.open_input(input_uri, split, storage_cfg)
     out_uri = inputs.prepare_output(out_uri, storage_cfg)
     pool, gpus = inputs.actor_pool(actors)
-    get_logger().info("predicting %d images of %s with %s (%s) on %d actor(s)%s -> %s", inp.rows, inp.uri, run.run_dir,
-                      run.checkpoint_name, pool.max_size, " with a GPU each" if gpus else "", out_uri)
+    get_logger().info(
+        "predicting %d images of %s with %s (%s) on %d actor(s)%s -> %s",
+        inp.rows,
+        inp.uri,
+        run.run_dir,
+        run.checkpoint_name,
+        pool.max_size,
+        " with a GPU each" if gpus else "",
+        out_uri,
+    )
     started = time.monotonic()
     ds = inputs.decoded_dataset(inp, image_spec(cfg.data, train=False), out_uri, storage_cfg).map_batches(
-        ClassifyBatch, fn_constructor_args=(export_uri, run.storage, top_k), batch_size=batch_size, batch_format="numpy",
-        compute=pool, num_gpus=gpus)
-    return inputs.stream_to_parquet(ds, inp, out_uri, prediction_schema(inp), lambda b: prediction_table(b, inp, classes),
-                                    "predict", storage_cfg, started, show_progress)
-
+        ClassifyBatch,
+        fn_constructor_args=(export_uri, run.storage, top_k),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=pool,
+        num_gpus=gpus,
+    )
+    return inputs.stream_to_parquet(
+        ds,
+        inp,
+        out_uri,
+        prediction_schema(inp),
+        lambda b: prediction_table(b, inp, classes),
+        "predict",
+        storage_cfg,
+        started,
+        show_progress,
+    )

@@ -49,7 +49,7 @@ def read_run(run_dir: str, storage_cfg: StorageConfig) -> RunModel:
     raw_bytes = storage.read_bytes(config_uri, storage_cfg)
     raw = yaml.safe_load(raw_bytes)
     kind: Literal["finetune", "pretrain"] = "finetune" if "semisup" in raw else "pretrain"
-    cfg = from_dict(FinetuneConfig if kind == "finetune" else PretrainConfig, raw)
+    cfg: FinetuneConfig | PretrainConfig = from_dict(FinetuneConfig, raw) if kind == "finetune" else from_dict(PretrainConfig, raw)
     if storage_cfg.s3_endpoint:
         cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, s3_endpoint=storage_cfg.s3_endpoint))
     checkpoint = checkpoints.latest_checkpoint(run_dir, storage_cfg)
@@ -61,8 +61,10 @@ def read_run(run_dir: str, storage_cfg: StorageConfig) -> RunModel:
 def require_classifier(run: RunModel, command: str) -> FinetuneConfig:
     """The fine-tuning config of `run`; a pretraining run is refused in one line (it has no classifier head)."""
     if run.kind != "finetune":
-        raise ConfigError(f"{run.run_dir} is a pretraining run ({run.cfg.method}): it has a backbone but no classifier to {command}; "
-                          f"`rayssl embed` gives its features")
+        raise ConfigError(
+            f"{run.run_dir} is a pretraining run ({run.cfg.method}): it has a backbone but no classifier to {command}; "
+            f"`rayssl embed` gives its features"
+        )
     assert isinstance(run.cfg, FinetuneConfig)
     return run.cfg
 
@@ -80,7 +82,9 @@ def load_backbone(run: RunModel) -> nn.Module:
     """The feature extractor in eval mode: [B, C, H, W] -> [B, D]. A fine-tuned run gives its
     classifier's backbone (fine-tuned weights), a pretraining run its pretrained backbone."""
     if run.kind == "finetune":
-        return load_classifier(run).backbone
+        backbone = load_classifier(run).backbone
+        assert isinstance(backbone, nn.Module)  # models.classifier.Classifier.backbone
+        return backbone
     backbone, _ = load_pretrained_backbone(run.checkpoint, run.storage)
     return backbone.eval()
 

@@ -41,7 +41,7 @@ def crop_box(width: int, height: int, pre: dict) -> tuple[float, float, float, f
     return (left, top, left + side, top + side)
 
 
-def draft(img: Image.Image, box: tuple[float, ...], size: int, channels: int) -> tuple[float, ...]:
+def draft(img: Image.Image, box: tuple[float, float, float, float], size: int, channels: int) -> tuple[float, float, float, float]:
     """Ask a JPEG for the largest DCT reduction (8, 4, 2, 1) that keeps `size` pixels across the box;
     returns the box in pixels of the reduced image."""
     need = max(size / max(box[2] - box[0], 1e-6), size / max(box[3] - box[1], 1e-6))
@@ -66,7 +66,7 @@ def decode(path: str, pre: dict) -> np.ndarray:
         img.load()
         if img.width == 0 or img.height == 0:
             raise ValueError(f"zero-sized image {img.width}x{img.height}")
-        source = img
+        source: Image.Image = img
         if img.mode in WIDE_MODES:
             source = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) // 257).astype(np.uint8))
         converted = source if source.mode == MODES[channels] else source.convert(MODES[channels])

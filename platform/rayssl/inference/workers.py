@@ -52,7 +52,7 @@ class DecodeImages:
     Output columns: key (sample_id or path relative to INPUT) [N_ok], split [N_ok], label int64 [N_ok]
     (-1 where the row has none), image uint8 [N_ok, H, W, C]."""
 
-    def __init__(self, inp: "InferenceInput", spec: ImageSpec, out_uri: str, storage_cfg: StorageConfig) -> None:
+    def __init__(self, inp: InferenceInput, spec: ImageSpec, out_uri: str, storage_cfg: StorageConfig) -> None:
         self.kind, self.spec, self.out_uri, self.storage_cfg = inp.kind, spec, out_uri, storage_cfg
         self.split_by_file = dict(zip(inp.files, inp.split_of))
         self.root = storage.resolve(inp.uri, storage_cfg)[1]
@@ -68,15 +68,20 @@ class DecodeImages:
             images, indices, labels, splits = batch.column("bytes").to_pylist(), np.full(n, -1), np.full(n, -1), ["images"] * n
         ok, pixels, bad = decode_batch(keys, indices, images, self.spec)
         self._quarantine([splits[i] for i in np.flatnonzero(~ok)], bad)
-        return {"key": np.array(keys, dtype=object)[ok], "split": np.array(splits, dtype=object)[ok],
-                "label": np.asarray(labels, dtype=np.int64)[ok], "image": pixels}
+        return {
+            "key": np.array(keys, dtype=object)[ok],
+            "split": np.array(splits, dtype=object)[ok],
+            "label": np.asarray(labels, dtype=np.int64)[ok],
+            "image": pixels,
+        }
 
     def _quarantine(self, splits: list[str], bad: list[QuarantineRecord]) -> None:
         """The bad rows (in decode_batch's order, `splits` theirs), one file per split: quarantine.write_records
         names a file by its ids, so a retried task overwrites it instead of counting its rows twice."""
         for split in sorted(set(splits)):
-            quarantine.write_records(storage.join(self.out_uri, QUARANTINE_RUN), split,
-                                     [r for r, s in zip(bad, splits) if s == split], self.storage_cfg)
+            quarantine.write_records(
+                storage.join(self.out_uri, QUARANTINE_RUN), split, [r for r, s in zip(bad, splits) if s == split], self.storage_cfg
+            )
 
 
 class ClassifyBatch:

@@ -1,4 +1,4 @@
-"""Contrastive losses (SimCLR's NT-Xent, Chen et al. 2020, arXiv 2002.05709) with negatives from every worker.
+"""SimCLR (Chen et al. 2020, arXiv 2002.05709): NT-Xent between two views, negatives from every worker.
 
 Pure torch: torch.distributed is used only when a process group with more than one rank exists.
 """
@@ -9,6 +9,12 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
+from torch import nn
+
+from rayssl.config import PretrainConfig
+from rayssl.methods.base import StatelessMethod, StepContext
+from rayssl.models import build_backbone, feature_dim
+from rayssl.models.contrastive import ContrastiveNet
 
 
 def _world() -> tuple[int, int]:
@@ -55,3 +61,24 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     partner = torch.cat([local + n, local])  # its other view
     is_self = F.one_hot(own, 2 * n).bool()
     return F.cross_entropy(logits.masked_fill(is_self, float("-inf")), partner)
+
+
+class SimCLRMethod(StatelessMethod):
+    """SimCLR on any backbone: NT-Xent between the projections of two views, negatives from every worker."""
+
+    two_views = True
+
+    def __init__(self, cfg: PretrainConfig, num_samples: int) -> None:
+        c = cfg.contrastive
+        backbone = build_backbone(cfg.model, cfg.data.channels, cfg.data.image_size)
+        self.model = ContrastiveNet(backbone, feature_dim(cfg.model), c.projection_hidden, c.projection_dim)
+        self.temperature = c.temperature
+
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = len(batch["image"])
+        # One forward over both views: batch norm sees 2B images, as in SimCLR.
+        z = model(torch.cat([batch["image"], batch["image_view2"]]))
+        return nt_xent(z[:b], z[b:], self.temperature), {}
+
+    def backbone(self) -> nn.Module:
+        return self.model.backbone

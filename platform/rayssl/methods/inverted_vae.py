@@ -16,17 +16,27 @@ arXiv 1406.5298), as per-sample losses (negative bounds, in nats). Pure torch.
   Measured on MNIST (5 labels per class, 300 steps): with that gradient the generated digits
   became flat grey and the classifier agreed with y on 10% of them (chance).
 
+The fine-tuning method (`InvertedVAEObjective`, config section `ivae`, `method: inverted_vae`) adds
+the labelled bound + classification loss, the forward bound on unlabelled images and the reverse
+bound on label-only records, each weighted by its ivae.* weight.
+
 Images come in normalised to [-1, 1]; the Bernoulli likelihood reads them as intensities in [0, 1].
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.distributions import RelaxedBernoulli
 
+from rayssl.config import FinetuneConfig, SweepConfig
+from rayssl.methods.base import ClassifierForward, FinetuneBatch, settings
+from rayssl.methods.sweep_rows import SweepRow, TrialSample
 from rayssl.models.inverted_vae import InvertedVAE
 
 
@@ -79,7 +89,11 @@ def generate(model: InvertedVAE, y: torch.Tensor, temperature: float | None = No
     temperature: a relaxed-Bernoulli sample of the pixels (differentiable); None: the pixel means."""
     z = torch.randn(y.shape[0], model.latent_dim, device=y.device)
     logits = model.decode(y, z)
-    pixels = torch.sigmoid(logits) if temperature is None else RelaxedBernoulli(torch.tensor(temperature, device=y.device), logits=logits).rsample()
+    pixels = (
+        torch.sigmoid(logits)
+        if temperature is None
+        else RelaxedBernoulli(torch.tensor(temperature, device=y.device), logits=logits).rsample()
+    )
     return logits, (pixels * 2.0 - 1.0).view(-1, *model.image_shape)
 
 
@@ -98,3 +112,87 @@ def reverse_bound(model: InvertedVAE, y: torch.Tensor, temperature: float) -> to
     """y [B, K] -> [B] negative reverse bound of the label-only records (its gradient: -log q(y | x~)'s)."""
     class_nll, log_q_x = reverse_terms(model, y, temperature)
     return class_nll + log_q_x
+
+
+def _as_inverted_vae(model: nn.Module) -> InvertedVAE:
+    """The trained model, typed as the InvertedVAE it is in a `method: inverted_vae` run
+    (rayssl.train.pretrained.build_classifier). With train.compile it arrives wrapped by
+    torch.compile, which forwards encode / decode to the module: the check reads through the
+    wrapper, and the wrapper itself is returned so that forward passes stay compiled."""
+    assert isinstance(getattr(model, "_orig_mod", model), InvertedVAE), (
+        f"method inverted_vae trains an InvertedVAE, got {type(model).__name__}"
+    )
+    return cast(InvertedVAE, model)
+
+
+class InvertedVAEObjective:
+    """The whole loss of an inverted-VAE run: per step, the labelled bound and classification loss on
+    the labelled batch, the forward bound on the unlabelled images, and the reverse bound on a batch
+    of label-only records (float [M, K] label distributions, kept in memory like the labelled set)."""
+
+    standalone = True
+    title = "inverted VAE"  # in `rayssl runs`
+
+    def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
+        self.cfg, self.num_classes = cfg.ivae, cfg.semisup.num_classes
+
+    @staticmethod
+    def active(cfg: FinetuneConfig) -> bool:
+        return cfg.method == "inverted_vae"
+
+    @staticmethod
+    def reads_unlabelled(cfg: FinetuneConfig) -> bool:
+        return cfg.ivae.unlabelled > 0
+
+    @staticmethod
+    def label_only_source(cfg: FinetuneConfig) -> str:
+        return cfg.ivae.label_only_data
+
+    @staticmethod
+    def describe(cfg: FinetuneConfig) -> str:
+        return f"inverted VAE ({settings(cfg.ivae)})"
+
+    @staticmethod
+    def label_only_batch_size(cfg: FinetuneConfig) -> int:
+        """Label-only records drawn per step (0: this run reads none)."""
+        return cfg.ivae.label_only_batch_size if cfg.ivae.label_only > 0 else 0
+
+    def forward(self, model: nn.Module, x: torch.Tensor, n_labelled: int) -> ClassifierForward | None:
+        return None
+
+    def loss_terms(
+        self, model: nn.Module, batch: FinetuneBatch, out: ClassifierForward | None
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        vae = _as_inverted_vae(model)
+        v, n = self.cfg, batch.rows
+        labelled = labelled_bound(vae, batch.labelled, F.one_hot(batch.labels, self.num_classes).float()).mean()
+        ce = F.cross_entropy(vae(batch.labelled), batch.labels)
+        parts = [v.labelled * labelled + v.classification * ce]
+        stats = {"ce": ce.detach() * n, "labelled_bound": labelled.detach() * n}  # sums over the batch's rows
+        if len(batch.unlabelled) and v.unlabelled > 0:
+            forward = unlabelled_bound(vae, batch.unlabelled, v.temperature).mean()
+            parts.append(v.unlabelled * forward)
+            stats["unlabelled_bound"] = forward.detach() * n
+        if batch.label_only is not None:
+            class_nll, log_q_x = reverse_terms(vae, batch.label_only, v.temperature)
+            # The loss holds what is optimised; the bound (with its gradient-free entropy term) is reported.
+            parts.append(v.label_only * class_nll.mean())
+            stats["reverse_bound"] = (class_nll + log_q_x).mean().detach() * n
+            stats["reverse_class_nll"] = class_nll.mean().detach() * n
+        return parts, stats
+
+    @staticmethod
+    def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:
+        return [SweepRow("inverted_vae", "inverted VAE", _inverted_vae)] if sweep.inverted_vae else []
+
+
+def _inverted_vae(base: FinetuneConfig, sample: TrialSample) -> FinetuneConfig:
+    """The inverted VAE with Tune's draws of its two unsupervised bounds' weights."""
+    return dataclasses.replace(
+        base,
+        method="inverted_vae",
+        init=None,
+        inversion=dataclasses.replace(base.inversion, alpha=0.0, beta=0.0),
+        fixmatch=dataclasses.replace(base.fixmatch, weight=0.0),
+        ivae=dataclasses.replace(base.ivae, unlabelled=sample.ivae_unlabelled, label_only=sample.ivae_label_only),
+    )

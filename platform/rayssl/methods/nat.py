@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from rayssl.methods.base import GatherFn
-
-
+from rayssl.config import PretrainConfig
+from rayssl.methods.base import GatherFn, StepContext
+from rayssl.models import build_backbone, feature_dim
 
 TARGETS_VERSION = 2  # 1: a stored [N, d] matrix from torch.randn; 2: targets_for (counter-based)
 
@@ -125,12 +125,7 @@ class NoiseAsTargets:
         return targets_for(rows, self.dim, self.seed)
 
     def step_loss(
-        self,
-        z: torch.Tensor,
-        indices: torch.Tensor,
-        do_reassign: bool,
-        gather: GatherFn,
-        batch_capacity: int,
+        self, z: torch.Tensor, indices: torch.Tensor, do_reassign: bool, gather: GatherFn, batch_capacity: int
     ) -> tuple[torch.Tensor, int]:
         """Loss for one batch, reassigning first when `do_reassign`.
 
@@ -162,6 +157,38 @@ class NoiseAsTargets:
         version = int(state.get("targets_version", 1))
         if version != TARGETS_VERSION:
             # Its table points into another generator's targets: resuming would train towards different ones.
-            raise ValueError(f"NAT checkpoint uses targets version {version}, this release regenerates version {TARGETS_VERSION}: "
-                             "start a new run (a new run.name) instead of resuming this one")
+            raise ValueError(
+                f"NAT checkpoint uses targets version {version}, this release regenerates version {TARGETS_VERSION}: "
+                "start a new run (a new run.name) instead of resuming this one"
+            )
         self.table = table.to(torch.int32).clone()
+
+
+class NATMethod:
+    """Noise As Targets on any backbone: a linear head to the unit sphere + the assignment table."""
+
+    two_views = False
+
+    def __init__(self, cfg: PretrainConfig, num_samples: int) -> None:
+        backbone = build_backbone(cfg.model, cfg.data.channels, cfg.data.image_size)
+        self.model = NATHead(backbone, feature_dim(cfg.model), cfg.nat.target_dim)
+        self.nat = NoiseAsTargets(num_samples, cfg.nat.target_dim, cfg.nat.seed)
+        self.reassign_every = cfg.nat.reassign_every
+
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z = model(batch["image"])
+        do_reassign = ctx.epoch % self.reassign_every == 0  # the same on every worker
+        loss, changed = self.nat.step_loss(z, batch["index"], do_reassign, ctx.gather, ctx.batch_capacity)
+        return loss, {"reassigned_fraction": torch.tensor(float(changed))}
+
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.nat.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.nat.load_state_dict(state)
+
+    def on_checkpoint(self, run_dir: str, epoch: int) -> dict[str, torch.Tensor]:
+        return {}

@@ -31,7 +31,9 @@ def fixed_images(cfg: PretrainConfig, count: int) -> torch.Tensor:
     for shard in list_shards(cfg.data.shards, split, cfg.storage):
         fs, path = storage.resolve(shard.uri, cfg.storage)
         table = pq.read_table(path, filesystem=fs, columns=["sample_id", "index", "image"]).slice(0, count)
-        ok, decoded, _ = decode_batch(table.column("sample_id").to_pylist(), table.column("index").to_numpy(), table.column("image").to_pylist(), spec)
+        ok, decoded, _ = decode_batch(
+            table.column("sample_id").to_pylist(), table.column("index").to_numpy(), table.column("image").to_pylist(), spec
+        )
         images.append(torch.from_numpy(ImageTransform(spec.size, None)(decoded)))
         if sum(len(i) for i in images) >= count:
             break
@@ -68,4 +70,3 @@ def write_reconstructions(model: torch.nn.Module, cfg: PretrainConfig, run_dir: 
     storage.write_bytes(uri, buf.getvalue(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, "reconstructions", "latest.png"), buf.getvalue(), cfg.storage)
     return grid
-

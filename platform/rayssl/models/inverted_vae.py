@@ -31,7 +31,9 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class InvertedVAE(Classifier):
     """forward(x [B, C, H, W] in [-1, 1]) -> classifier logits [B, K]; encode / decode for the bounds."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, image_shape: tuple[int, int, int], latent_dim: int, hidden: int) -> None:
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, num_classes: int, image_shape: tuple[int, int, int], latent_dim: int, hidden: int
+    ) -> None:
         super().__init__(backbone, feature_dim, num_classes)
         self.image_shape = image_shape
         self.num_classes, self.latent_dim = num_classes, latent_dim

@@ -16,6 +16,8 @@ class MaskedAutoencoder(nn.Module):
     pixels) lives in rayssl.methods.mae.
     """
 
+    decoder_pos: torch.Tensor  # buffer [1, L, Dd], registered in __init__
+
     def __init__(self, vit: ViTConfig, mae: MAEConfig, channels: int, image_size: int) -> None:
         super().__init__()
         self.encoder = ViTEncoder(vit, channels, image_size)
@@ -35,7 +37,9 @@ class MaskedAutoencoder(nn.Module):
         latent, ids_keep, mask = self.encode_masked(images, generator)
         return self.decode(latent, ids_keep), mask
 
-    def encode_masked(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode_masked(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """images [B, C, H, W] -> (latent [B, (1 +) K, D] of the K visible patches (class token
         first when the ViT has one), ids_keep [B, K], mask [B, L] with 1 = masked)."""
         b, length = images.shape[0], self.encoder.num_patches

@@ -45,7 +45,9 @@ def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
     return torch.cat([axis(ys), axis(xs)], dim=1).float()
 
 
-def random_masking(length: int, keep: int, batch: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def random_masking(
+    length: int, keep: int, batch: int, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample uniform random subsets of `keep` out of `length` patches.
 
     Returns (ids_keep [B, keep] sorted ascending, mask [B, length] with 1.0 = masked).

@@ -37,7 +37,9 @@ def exact_duplicate_groups(pixel_sha: list[str]) -> list[list[int]]:
     return sorted(group for group in by_hash.values() if len(group) > 1)
 
 
-def near_duplicate_pairs(analysis: np.ndarray, pixel_sha: list[str], rule: NearDuplicateRule = NearDuplicateRule()) -> list[tuple[int, int, float]]:
+def near_duplicate_pairs(
+    analysis: np.ndarray, pixel_sha: list[str], rule: NearDuplicateRule = NearDuplicateRule()
+) -> list[tuple[int, int, float]]:
     """(i, j, changed fraction) with i < j for near-duplicate pairs that are not exact duplicates.
 
     analysis: uint8 [N, S, S] analysis images (see signatures.signature).
@@ -56,10 +58,16 @@ def near_duplicate_pairs(analysis: np.ndarray, pixel_sha: list[str], rule: NearD
         return []
     sha = np.asarray(pixel_sha)
     pairs = pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]]  # exact duplicates are reported as such
-    scores = np.concatenate([
-        changed_fractions(analysis[chunk[:, 0]], analysis[chunk[:, 1]], rule.align_radius)
-        for chunk in np.array_split(pairs, max(1, len(pairs) // 4096))
-    ]) if len(pairs) else np.zeros(0)
+    scores = (
+        np.concatenate(
+            [
+                changed_fractions(analysis[chunk[:, 0]], analysis[chunk[:, 1]], rule.align_radius)
+                for chunk in np.array_split(pairs, max(1, len(pairs) // 4096))
+            ]
+        )
+        if len(pairs)
+        else np.zeros(0)
+    )
     near = scores <= rule.max_changed_fraction
     return [(int(i), int(j), float(s)) for (i, j), s in zip(pairs[near], scores[near])]
 

@@ -6,11 +6,7 @@ import numpy as np
 
 from rayssl.config import QualityConfig
 from rayssl.quality import duplicates, stats
-from rayssl.quality.labels import (
-    label_features,
-    label_issues,
-    out_of_sample_probabilities,
-)
+from rayssl.quality.labels import label_features, label_issues, out_of_sample_probabilities
 from rayssl.quality.signatures import Signatures
 
 
@@ -28,7 +24,10 @@ def find_issues(sigs: Signatures, classes: list[str], cfg: QualityConfig, pred_p
     findings |= {
         "outliers": {kind: [name(int(i)) for i in np.flatnonzero(mask)] for kind, mask in flags.items()},
         "class_balance": {s: stats.class_balance(sigs.label[m], classes, cfg.min_per_class) for s, m in split_mask.items()},
-        "sources": {s: stats.sources([sigs.sample_id[i] for i in np.flatnonzero(m)], sigs.mean[m], sigs.std[m], sigs.label[m], len(classes)) for s, m in split_mask.items()},
+        "sources": {
+            s: stats.sources([sigs.sample_id[i] for i in np.flatnonzero(m)], sigs.mean[m], sigs.std[m], sigs.label[m], len(classes))
+            for s, m in split_mask.items()
+        },
         "label_issues": [],
         "label_issues_from": None,
     }
@@ -53,7 +52,10 @@ def duplicate_findings(sigs: Signatures, cfg: QualityConfig) -> dict:
         "exact_duplicates": [[name(m) for m in g] for g in exact],
         "near_duplicates": [[name(m) for m in g] for g in groups if len({sigs.pixel_sha[m] for m in g}) > 1],
         "near_duplicate_pairs": [{"a": name(i), "b": name(j), "changed_fraction": round(score, 4)} for i, j, score in near_pairs],
-        "leaks": [{"a": name(a), "b": name(b), "kind": "exact" if same_pixels(a, b) else "near"} for a, b in duplicates.cross_split_pairs(pairs, sigs.split)],
+        "leaks": [
+            {"a": name(a), "b": name(b), "kind": "exact" if same_pixels(a, b) else "near"}
+            for a, b in duplicates.cross_split_pairs(pairs, sigs.split)
+        ],
     }
 
 

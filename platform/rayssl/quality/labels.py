@@ -10,7 +10,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
 
-def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, neighbours: int = 10, folds: int = 5, seed: int = 0) -> np.ndarray:
+def out_of_sample_probabilities(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, neighbours: int = 10, folds: int = 5, seed: int = 0
+) -> np.ndarray:
     """[N, C] class probabilities of each sample from a kNN classifier that never saw it (k-fold).
 
     features: float32 [N, D]; labels: int64 [N] in 0..C-1. Used when no fine-tuned model is given.

@@ -16,16 +16,21 @@ from rayssl.quality.signatures import Signatures  # noqa: E402
 
 
 def sample_name(member: dict) -> str:
-    """"split/sample_id", without repeating the split when the id already starts with it ("train/000042")."""
+    """ "split/sample_id", without repeating the split when the id already starts with it ("train/000042")."""
     return member["sample_id"] if member["sample_id"].startswith(member["split"] + "/") else f"{member['split']}/{member['sample_id']}"
 
 
 def markdown(report: dict) -> str:
     """The human-readable report: the summary table, then the details a user acts on."""
     f = report["findings"]
-    lines = [f"# Quality report: {report['shards']}", "",
-             f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).", "",
-             "| finding | count |", "|---|---:|"]
+    lines = [
+        f"# Quality report: {report['shards']}",
+        "",
+        f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).",
+        "",
+        "| finding | count |",
+        "|---|---:|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in report["summary"].items()]
     show = sample_name
     sections = [
@@ -34,21 +39,44 @@ def markdown(report: dict) -> str:
         ("Exact duplicates", [f"- {', '.join(show(m) for m in g)}" for g in f["exact_duplicates"]]),
         ("Near duplicates", [f"- {', '.join(show(m) for m in g)}" for g in f["near_duplicates"]]),
         *[(f"Outliers: {kind.replace('_', ' ')}", [f"- {show(m)}" for m in members]) for kind, members in f["outliers"].items()],
-        ("Likely label issues" + (f" (from {f['label_issues_from']})" if f["label_issues_from"] else ""),
-         [f"- {show(x)}: labelled {x['label']}, looks like {x['suggested']}" for x in f["label_issues"]]),
+        (
+            "Likely label issues" + (f" (from {f['label_issues_from']})" if f["label_issues_from"] else ""),
+            [f"- {show(x)}: labelled {x['label']}, looks like {x['suggested']}" for x in f["label_issues"]],
+        ),
     ]
     for title, items in sections:
         if items:
-            lines += ["", f"## {title} ({len(items)})", "", *items[:50], *([f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else [])]
-    lines += ["", "## Class balance", "", "| split | labelled | unlabelled | imbalance ratio | classes below min |", "|---|---:|---:|---:|---|"]
+            lines += [
+                "",
+                f"## {title} ({len(items)})",
+                "",
+                *items[:50],
+                *([f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else []),
+            ]
+    lines += [
+        "",
+        "## Class balance",
+        "",
+        "| split | labelled | unlabelled | imbalance ratio | classes below min |",
+        "|---|---:|---:|---:|---|",
+    ]
     for split, b in f["class_balance"].items():
         ratio = "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}"
         lines.append(f"| {split} | {b['labelled']} | {b['unlabelled']} | {ratio} | {', '.join(b['classes_below_min']) or '-'} |")
     for split, rows in f["sources"].items():
         if rows:
-            lines += ["", f"## Sources in {split}", "", "| source | images | mean brightness | mean contrast | label TV distance | flagged |", "|---|---:|---:|---:|---:|---|"]
-            lines += [f"| {r['source']} | {r['images']} | {r['mean_brightness']:.1f} | {r['mean_contrast']:.1f} | "
-                      f"{'-' if r['label_tv_distance'] is None else format(r['label_tv_distance'], '.2f')} | {', '.join(r['flagged']) or '-'} |" for r in rows]
+            lines += [
+                "",
+                f"## Sources in {split}",
+                "",
+                "| source | images | mean brightness | mean contrast | label TV distance | flagged |",
+                "|---|---:|---:|---:|---:|---|",
+            ]
+            lines += [
+                f"| {r['source']} | {r['images']} | {r['mean_brightness']:.1f} | {r['mean_contrast']:.1f} | "
+                f"{'-' if r['label_tv_distance'] is None else format(r['label_tv_distance'], '.2f')} | {', '.join(r['flagged']) or '-'} |"
+                for r in rows
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -56,11 +84,13 @@ def contact_sheet(report: dict, sigs: Signatures, per_row: int) -> bytes:
     """PNG: one row of example images (grey analysis images) per finding that has any."""
     position = {(s, i): p for p, (s, i) in enumerate(zip(sigs.split, sigs.sample_id))}
     f = report["findings"]
-    rows = [("exact duplicates", [m for g in f["exact_duplicates"] for m in g[:2]]),
-            ("near duplicates", [m for g in f["near_duplicates"] for m in g[:2]]),
-            ("leaks", [m for x in f["leaks"] for m in (x["a"], x["b"])]),
-            *[(kind.replace("_", " "), members) for kind, members in f["outliers"].items()],
-            ("label issues", f["label_issues"])]
+    rows = [
+        ("exact duplicates", [m for g in f["exact_duplicates"] for m in g[:2]]),
+        ("near duplicates", [m for g in f["near_duplicates"] for m in g[:2]]),
+        ("leaks", [m for x in f["leaks"] for m in (x["a"], x["b"])]),
+        *[(kind.replace("_", " "), members) for kind, members in f["outliers"].items()],
+        ("label issues", f["label_issues"]),
+    ]
     rows = [(title, members[:per_row]) for title, members in rows if members]
     fig, axes = plt.subplots(max(len(rows), 1), per_row, figsize=(per_row * 1.1, max(len(rows), 1) * 1.3), squeeze=False)
     for ax in axes.ravel():
@@ -92,5 +122,3 @@ def summary_table(summary: dict[str, int]) -> str:
     """The console's summary: one aligned line per finding."""
     width = max(len(k) for k in summary)
     return "\n".join(f"  {k.ljust(width)}  {v:>7}" for k, v in summary.items())
-
-

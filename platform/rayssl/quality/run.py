@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import Any
 
 import numpy as np
 import yaml
@@ -25,7 +26,12 @@ from rayssl.train.launch import init_ray
 def run_quality(cfg: QualityConfig) -> dict:
     """The report as written to `<cfg.out>/quality.json`; also printed as a summary table."""
     log = get_logger()
-    cfg = dataclasses.replace(cfg, **{k: storage.absolute(getattr(cfg, k), cfg.storage) for k in ("shards", "out", "finetune_run")})
+    cfg = dataclasses.replace(
+        cfg,
+        shards=storage.absolute(cfg.shards, cfg.storage),
+        out=storage.absolute(cfg.out, cfg.storage),
+        finetune_run=storage.absolute(cfg.finetune_run, cfg.storage),
+    )
     manifest = read_manifest(cfg.shards, cfg.storage)  # a missing or broken shard set fails here, before Ray starts
     finetune = _finetune_run(cfg) if cfg.finetune_run and cfg.label_issues else None
     quarantine.clear(cfg.out, cfg.storage)
@@ -39,14 +45,20 @@ def run_quality(cfg: QualityConfig) -> dict:
     findings = find_issues(sigs, manifest.get("classes") or [], cfg, pred_probs)
     seconds = time.perf_counter() - started
     read = sum(sigs.rows_read.values())
-    report = {
-        "shards": cfg.shards, "rows": sigs.rows_read, "seconds": seconds, "scan_seconds": scan_seconds,
+    report: dict[str, Any] = {
+        "shards": cfg.shards,
+        "rows": sigs.rows_read,
+        "seconds": seconds,
+        "scan_seconds": scan_seconds,
         "images_per_s": read / scan_seconds if scan_seconds else 0.0,
         "undecodable": [{"split": r["split"], "sample_id": r["sample_id"], "reason": r["reason"]} for r in undecodable],
-        "summary": summary(findings, len(undecodable)), "findings": findings,
+        "summary": summary(findings, len(undecodable)),
+        "findings": findings,
     }
     uris = write_report(cfg.out, report, sigs, cfg.examples_per_finding, cfg.storage)
-    print(f"\nQuality of {cfg.shards}: {read} images in {seconds:.1f} s\n{summary_table(report['summary'])}\nreport: {uris['md']}", flush=True)
+    print(
+        f"\nQuality of {cfg.shards}: {read} images in {seconds:.1f} s\n{summary_table(report['summary'])}\nreport: {uris['md']}", flush=True
+    )
     return report
 
 

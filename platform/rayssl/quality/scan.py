@@ -33,17 +33,32 @@ class SignBatch:
         self.split, self.out_uri, self.storage_cfg = split, out_uri, storage_cfg
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        columns: dict[str, list] = {k: [] for k in ("index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")}
+        columns: dict[str, list] = {
+            k: [] for k in ("index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")
+        }
         bad = []
         labels = batch.column("label").fill_null(-1).to_pylist()
-        for index, sample_id, label, data in zip(batch.column("index").to_pylist(), batch.column("sample_id").to_pylist(), labels, batch.column("image").to_pylist()):
+        for index, sample_id, label, data in zip(
+            batch.column("index").to_pylist(), batch.column("sample_id").to_pylist(), labels, batch.column("image").to_pylist()
+        ):
             try:
                 sig = signature(data)
             except DecodeError as exc:
                 bad.append(QuarantineRecord(sample_id, index, str(exc)))
                 continue
-            for key, value in (("index", index), ("sample_id", sample_id), ("label", label), ("pixel_sha", sig.pixel_sha), ("height", sig.height),
-                               ("width", sig.width), ("mode", sig.mode), ("mean", sig.mean), ("std", sig.std), ("entropy", sig.entropy), ("analysis", sig.analysis)):
+            for key, value in (
+                ("index", index),
+                ("sample_id", sample_id),
+                ("label", label),
+                ("pixel_sha", sig.pixel_sha),
+                ("height", sig.height),
+                ("width", sig.width),
+                ("mode", sig.mode),
+                ("mean", sig.mean),
+                ("std", sig.std),
+                ("entropy", sig.entropy),
+                ("analysis", sig.analysis),
+            ):
                 columns[key].append(value)
         quarantine.write_records(self.out_uri, self.split, bad, self.storage_cfg)
         out = {k: np.asarray(v) for k, v in columns.items() if k != "analysis"}
@@ -56,7 +71,10 @@ def scan(shards_uri: str, out_uri: str, storage_cfg: StorageConfig) -> Signature
     manifest = read_manifest(shards_uri, storage_cfg)
     fs, _ = storage.resolve(shards_uri, storage_cfg)
     quiet_ray_data()
-    parts: dict[str, list] = {k: [] for k in ("split", "index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")}
+    parts: dict[str, list] = {
+        k: []
+        for k in ("split", "index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")
+    }
     rows_read = {}
     for split in manifest["splits"]:
         shards = list_shards(shards_uri, split, storage_cfg)
@@ -71,9 +89,17 @@ def scan(shards_uri: str, out_uri: str, storage_cfg: StorageConfig) -> Signature
                     parts[key].append(batch[key])
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     return Signatures(
-        split=[str(s) for s in cat["split"]], index=cat["index"].astype(np.int64), sample_id=[str(s) for s in cat["sample_id"]],
-        label=cat["label"].astype(np.int64), pixel_sha=[str(s) for s in cat["pixel_sha"]], height=cat["height"].astype(np.int64),
-        width=cat["width"].astype(np.int64), mode=[str(s) for s in cat["mode"]], mean=cat["mean"].astype(np.float64),
-        std=cat["std"].astype(np.float64), entropy=cat["entropy"].astype(np.float64),
-        analysis=cat["analysis"].astype(np.uint8).reshape(-1, ANALYSIS_SIZE, ANALYSIS_SIZE), rows_read=rows_read,
+        split=[str(s) for s in cat["split"]],
+        index=cat["index"].astype(np.int64),
+        sample_id=[str(s) for s in cat["sample_id"]],
+        label=cat["label"].astype(np.int64),
+        pixel_sha=[str(s) for s in cat["pixel_sha"]],
+        height=cat["height"].astype(np.int64),
+        width=cat["width"].astype(np.int64),
+        mode=[str(s) for s in cat["mode"]],
+        mean=cat["mean"].astype(np.float64),
+        std=cat["std"].astype(np.float64),
+        entropy=cat["entropy"].astype(np.float64),
+        analysis=cat["analysis"].astype(np.uint8).reshape(-1, ANALYSIS_SIZE, ANALYSIS_SIZE),
+        rows_read=rows_read,
     )

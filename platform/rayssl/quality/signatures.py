@@ -70,13 +70,21 @@ def signature(data: bytes | None) -> Signature:
     grey8 = np.rint(grey).astype(np.uint8)  # ITU-R 601 luma, as PIL's "L"
     histogram = np.bincount(grey8.ravel(), minlength=256) / grey8.size
     nonzero = histogram[histogram > 0]
-    small = grey8 if grey8.shape == (ANALYSIS_SIZE, ANALYSIS_SIZE) else np.asarray(
-        Image.fromarray(grey8).resize((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR))
+    small = (
+        grey8
+        if grey8.shape == (ANALYSIS_SIZE, ANALYSIS_SIZE)
+        else np.asarray(Image.fromarray(grey8).resize((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR))
+    )
     return Signature(
         # The hash covers the decoded channels: a grey copy of a colour picture is another image.
         pixel_sha=hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest(),
-        height=height, width=width, mode=mode, mean=float(grey.mean()), std=float(grey.std()),
-        entropy=float(-(nonzero * np.log2(nonzero)).sum()), analysis=centred(small),
+        height=height,
+        width=width,
+        mode=mode,
+        mean=float(grey.mean()),
+        std=float(grey.std()),
+        entropy=float(-(nonzero * np.log2(nonzero)).sum()),
+        analysis=centred(small),
     )
 
 

@@ -27,14 +27,18 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / mad
 
 
-def outliers(mean: np.ndarray, std: np.ndarray, entropy: np.ndarray, height: np.ndarray, width: np.ndarray, mode: list[str]) -> dict[str, np.ndarray]:
+def outliers(
+    mean: np.ndarray, std: np.ndarray, entropy: np.ndarray, height: np.ndarray, width: np.ndarray, mode: list[str]
+) -> dict[str, np.ndarray]:
     """Boolean [N] masks per outlier kind. A blank image is reported as blank only."""
     blank = np.asarray(std) < BLANK_STD
     brightness = robust_z(mean)
     area, aspect = robust_z(np.log(np.asarray(height) * np.asarray(width))), robust_z(np.log(np.asarray(width) / np.asarray(height)))
     modes = Counter(mode)
     common_mode, common_count = modes.most_common(1)[0] if modes else ("", 0)
-    rare_mode = np.array([m != common_mode and modes[m] < RARE_FRACTION * len(mode) and common_count > len(mode) / 2 for m in mode], dtype=bool)
+    rare_mode = np.array(
+        [m != common_mode and modes[m] < RARE_FRACTION * len(mode) and common_count > len(mode) / 2 for m in mode], dtype=bool
+    )
     return {
         "blank": blank,
         "too_dark": ~blank & (brightness < -OUTLIER_Z),
@@ -56,7 +60,11 @@ def class_balance(labels: np.ndarray, classes: list[str], min_per_class: int) ->
         "labelled": int(len(labelled)),
         "unlabelled": int(len(labels) - len(labelled)),
         "histogram": {names[i]: int(c) for i, c in enumerate(counts)},
-        "imbalance_ratio": float(counts.max() / counts.min()) if len(counts) and counts.min() > 0 else float("inf") if len(labelled) else None,
+        "imbalance_ratio": float(counts.max() / counts.min())
+        if len(counts) and counts.min() > 0
+        else float("inf")
+        if len(labelled)
+        else None,
         "classes_below_min": [names[i] for i, c in enumerate(counts) if c < min_per_class],
     }
 
@@ -84,15 +92,22 @@ def sources(sample_ids: list[str], mean: np.ndarray, std: np.ndarray, labels: np
         mask = names == name
         own = labels[mask & (labels >= 0)]
         hist = np.bincount(own, minlength=num_classes) / max(len(own), 1)
-        rows.append({
-            "source": name, "images": int(mask.sum()), "mean_brightness": float(np.mean(mean[mask])),
-            "mean_contrast": float(np.mean(std[mask])),
-            "label_tv_distance": float(0.5 * np.abs(hist - overall).sum()) if len(own) else None,
-        })
+        rows.append(
+            {
+                "source": name,
+                "images": int(mask.sum()),
+                "mean_brightness": float(np.mean(mean[mask])),
+                "mean_contrast": float(np.mean(std[mask])),
+                "label_tv_distance": float(0.5 * np.abs(hist - overall).sum()) if len(own) else None,
+            }
+        )
     brightness_z = robust_z(np.array([r["mean_brightness"] for r in rows])) if len(rows) >= 3 else np.zeros(len(rows))
     contrast_z = robust_z(np.array([r["mean_contrast"] for r in rows])) if len(rows) >= 3 else np.zeros(len(rows))
     for row, bz, cz in zip(rows, brightness_z, contrast_z):
-        reasons = [why for why, bad in (("brightness", abs(bz) > 3), ("contrast", abs(cz) > 3),
-                                        ("labels", (row["label_tv_distance"] or 0) > 0.5)) if bad]
+        reasons = [
+            why
+            for why, bad in (("brightness", abs(bz) > 3), ("contrast", abs(cz) > 3), ("labels", (row["label_tv_distance"] or 0) > 0.5))
+            if bad
+        ]
         row["flagged"] = reasons
     return rows

@@ -1,9 +1,9 @@
 """Checkpoint files (plain torch, no Ray): what a pretraining checkpoint directory holds.
 
-    model.pt      backbone + head state dict (unwrapped from DDP)
-    optimizer.pt  optimiser state dict
-    method.pt     method state (NAT: the assignment table)
-    meta.json     {"epoch": next epoch to run, "global_step": ..., "metrics": {...}}
+model.pt      backbone + head state dict (unwrapped from DDP)
+optimizer.pt  optimiser state dict
+method.pt     method state (NAT: the assignment table)
+meta.json     {"epoch": next epoch to run, "global_step": ..., "metrics": {...}}
 """
 
 from __future__ import annotations
@@ -68,7 +68,11 @@ def persist(directory: Path, run_dir: str, storage_cfg: StorageConfig, num_to_ke
     fs, path = storage.resolve(run_dir, storage_cfg)
     complete = []
     for info in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
-        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") and storage.exists(storage.join(run_dir, info.base_name, META), storage_cfg):
+        if (
+            info.type == pafs.FileType.Directory
+            and info.base_name.startswith("checkpoint_")
+            and storage.exists(storage.join(run_dir, info.base_name, META), storage_cfg)
+        ):
             complete.append((read_meta(storage.join(run_dir, info.base_name), storage_cfg)["global_step"], info.base_name))
     for _, name in sorted(complete, reverse=True)[num_to_keep:]:
         fs.delete_dir(storage.resolve(storage.join(run_dir, name), storage_cfg)[1])
@@ -78,9 +82,7 @@ def persist(directory: Path, run_dir: str, storage_cfg: StorageConfig, num_to_ke
 def load_model_state(checkpoint_uri: str, storage_cfg: StorageConfig) -> tuple[dict, dict]:
     """(model state dict, meta) from a checkpoint directory on any URI."""
     model = torch.load(
-        io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "model.pt"), storage_cfg)),
-        map_location="cpu",
-        weights_only=True,
+        io.BytesIO(storage.read_bytes(storage.join(checkpoint_uri, "model.pt"), storage_cfg)), map_location="cpu", weights_only=True
     )
     return model, read_meta(checkpoint_uri, storage_cfg)
 

@@ -19,20 +19,22 @@ from ray.train.torch import TorchTrainer
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from rayssl import console
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml, to_dict
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml
 from rayssl.data import quarantine, storage
-from rayssl.data.in_memory import decode_split, decoded_mb, fits_in_memory
+from rayssl.data.in_memory import DecodedSplit, decode_split, decoded_mb, fits_in_memory
 from rayssl.data.label_only import read_label_only
-from rayssl.data.labelled import load_labelled, select_labels
+from rayssl.data.labelled import load_labelled_sets, select_labels
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import validate_shards
+from rayssl.data.shardset import ShardSet
 from rayssl.logs import get_logger
-from rayssl.methods import METHODS
+from rayssl.methods import registry
 from rayssl.train import checkpoints, runs
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_process, train_loop_per_worker
 from rayssl.train.progress import RunProgress
 from rayssl.train.resume import refuse_incompatible_resume
-
+from rayssl.train.spec import WorkerSpec
+from rayssl.train.steps import FinetuneData
 
 LABELS_REPORT = "labels.json"  # a fine-tuning run's label plan: sources, per-class counts, shortfalls (rayssl.data.labelled)
 
@@ -57,6 +59,7 @@ C = TypeVar("C", PretrainConfig, FinetuneConfig)
 
 def with_absolute_paths(cfg: C) -> C:
     """Local paths made absolute on the driver: Ray workers and Data tasks run in other directories."""
+
     def absolute(uri: str) -> str:
         return storage.absolute(uri, cfg.storage)
 
@@ -93,12 +96,13 @@ def init_ray(cfg: RayInitConfig) -> None:
     console.quiet_console_handlers("ray")
 
 
-def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config: dict, dataset: Any, callbacks: Any = ()) -> TorchTrainer:
+def _torch_trainer(spec: WorkerSpec, dataset: Any, callbacks: Any = ()) -> TorchTrainer:
     """One TorchTrainer per run, named `<storage_path>/<name>` so that running it again resumes."""
+    cfg = spec.cfg
     fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
     return TorchTrainer(
-        loop,
-        train_loop_config=loop_config,
+        train_loop_per_worker,
+        train_loop_config={"spec": spec},  # Ray Train wants a dict (loop.train_loop_per_worker unwraps it)
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -120,15 +124,18 @@ def _torch_trainer(cfg: PretrainConfig | FinetuneConfig, loop: Any, loop_config:
 
 
 def _fit(
-    cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, callbacks: Any = (),
-    progress: tuple[str, int] | None = None, report: Callable[[dict[str, Any]], None] | None = None,
+    spec: WorkerSpec,
+    dataset: Any,
+    callbacks: Any = (),
+    progress: tuple[str, int] | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
     """Run (or resume) the worker loop; an early stop (divergence, too many bad images) raises here.
 
     progress: (what, total optimiser steps) for a live display on this console; None inside a sweep's trials.
     report: run the (one-worker) loop in this process, passing it every round's metrics (loop.train_in_process).
     """
-    run_dir = loop_config["run_dir"]
+    cfg, run_dir = spec.cfg, spec.run_dir
     status_uri = storage.join(run_dir, runs.STATUS_FILE)
     if storage.exists(status_uri, cfg.storage):  # from an earlier attempt under this name
         storage.delete(status_uri, cfg.storage)
@@ -138,18 +145,22 @@ def _fit(
     if earlier is not None:
         meta = checkpoints.read_meta(earlier, cfg.storage)
         get_logger().info("resuming %s from %s (round %d, step %d)", cfg.run.name, earlier, meta["epoch"], meta["global_step"])
-    loop_config = {**loop_config, "resume_from": earlier}
+    spec = dataclasses.replace(spec, resume_from=earlier)
     if report is not None:
-        return _fit_in_process(cfg, {**loop_config, "seed": cfg.train.seed}, dataset, report)
+        return _fit_in_process(spec, dataset, report)
     fit_returned = threading.Event()
-    threading.Thread(target=release_if_fit_hangs, args=(run_dir, cfg.storage, fit_returned, time.time()), daemon=True,
-                     name=f"fit-watchdog-{cfg.run.name}").start()
+    threading.Thread(
+        target=release_if_fit_hangs,
+        args=(run_dir, cfg.storage, fit_returned, time.time()),
+        daemon=True,
+        name=f"fit-watchdog-{cfg.run.name}",
+    ).start()
     try:
         if progress is None:
-            result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed}, dataset, callbacks).fit()
+            result = _torch_trainer(spec, dataset, callbacks).fit()
         else:
             with RunProgress(*progress) as board:
-                result = _torch_trainer(cfg, train_loop_per_worker, {**loop_config, "seed": cfg.train.seed, "progress": board}, dataset, callbacks).fit()
+                result = _torch_trainer(dataclasses.replace(spec, progress=board), dataset, callbacks).fit()
     except ray.train.TrainingFailedError as exc:
         _raise_if_store_unreachable(cfg, run_dir, exc)
         # For `rayssl runs`; the next attempt under this name deletes it (above).
@@ -158,10 +169,10 @@ def _fit(
     finally:
         fit_returned.set()
         release_placement_group(run_dir, cfg.storage)
-    return _outcome(cfg, run_dir, dict(result.metrics or {}), loop_config["num_samples"])  # Ray Train: the metrics of the latest checkpoint
+    return _outcome(cfg, run_dir, dict(result.metrics or {}), spec.num_samples)  # Ray Train: the metrics of the latest checkpoint
 
 
-def _fit_in_process(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str, Any], dataset: Any, report: Callable[[dict[str, Any]], None]) -> RunOutcome:
+def _fit_in_process(spec: WorkerSpec, dataset: Any, report: Callable[[dict[str, Any]], None]) -> RunOutcome:
     """The one worker's loop in this process: no Train controller or worker actors to start (a
     sweep's one-worker trials, in their Tune actor), and so no worker restarts: a crash fails the
     call, and the next call under the same name resumes from the newest checkpoint on storage."""
@@ -171,8 +182,8 @@ def _fit_in_process(cfg: PretrainConfig | FinetuneConfig, loop_config: dict[str,
         reported.append(metrics)
         report(metrics)
 
-    train_in_process(loop_config, dataset, keep_and_report)
-    return _outcome(cfg, loop_config["run_dir"], reported[-1] if reported else {}, loop_config["num_samples"])
+    train_in_process(spec, dataset, keep_and_report)
+    return _outcome(spec.cfg, spec.run_dir, reported[-1] if reported else {}, spec.num_samples)
 
 
 def _outcome(cfg: PretrainConfig | FinetuneConfig, run_dir: str, metrics: dict[str, Any], num_samples: int) -> RunOutcome:
@@ -223,8 +234,12 @@ FIT_EXIT_GRACE_S = 120.0
 
 
 def release_if_fit_hangs(
-    run_dir: str, storage_cfg: StorageConfig, fit_returned: threading.Event, started: float,
-    grace_s: float = FIT_EXIT_GRACE_S, poll_s: float = 15.0,
+    run_dir: str,
+    storage_cfg: StorageConfig,
+    fit_returned: threading.Event,
+    started: float,
+    grace_s: float = FIT_EXIT_GRACE_S,
+    poll_s: float = 15.0,
     read: Callable[[str, StorageConfig], dict[str, Any] | None] = runs.read_heartbeat,
     release: Callable[[str, StorageConfig], None] | None = None,
 ) -> None:
@@ -247,7 +262,9 @@ def release_if_fit_hangs(
             continue
         done_seen_at = done_seen_at if done_seen_at is not None else time.monotonic()
         if time.monotonic() - done_seen_at >= grace_s:
-            get_logger().warning("fit() of %s has not returned %.0f s after its worker loop ended: releasing its placement group", run_dir, grace_s)
+            get_logger().warning(
+                "fit() of %s has not returned %.0f s after its worker loop ended: releasing its placement group", run_dir, grace_s
+            )
             release(run_dir, storage_cfg)
             return
 
@@ -278,9 +295,9 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     log.info("pretraining %s on %d images from %s -> %s", cfg.method, num_samples, cfg.data.shards, run_dir)
     # Each worker reads an equal share of the stream in full batches (drop_last).
     steps_per_epoch = num_samples // cfg.train.num_workers // cfg.data.batch_size
-    second_view = cfg.data.augment if METHODS[cfg.method].two_views else None
+    second_view = cfg.data.augment if registry.two_views(cfg) else None
     outcome = _fit(
-        cfg, {"job": "pretrain", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": num_samples, "second_view": second_view},
+        WorkerSpec(cfg, run_dir, num_samples, second_view=second_view),
         image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=second_view, encoded=cfg.data.decode == "device"),
         progress=(f"pretrain {cfg.method}", cfg.train.epochs * steps_per_epoch),
     )
@@ -292,18 +309,62 @@ def _log_label_plan(report: dict[str, Any]) -> None:
     """Say where the labels came from and what a budget could not get, on the console."""
     log = get_logger()
     if "table" in report:
-        log.info("labels: %d rows of %s (%d keys listed twice with the same label; %d naming test images, skipped: test labels come from the shards)",
-                 report["table_rows"], report["table"], report["repeated_keys"], report["test_keys_skipped"])
-    log.info("labels per class: %s; training %d, validation %d; test: %s", report["labels_available"], sum(report["labelled"].values()),
-             sum(report["validation"].values()), report["test"])
+        log.info(
+            "labels: %d rows of %s (%d keys listed twice with the same label; %d naming test images, skipped: test labels come from the shards)",
+            report["table_rows"],
+            report["table"],
+            report["repeated_keys"],
+            report["test_keys_skipped"],
+        )
+    log.info(
+        "labels per class: %s; training %d, validation %d; test: %s",
+        report["labels_available"],
+        sum(report["labelled"].values()),
+        sum(report["validation"].values()),
+        report["test"],
+    )
     if report["short_of_budget"]:
-        log.warning("labels_per_class %s: these classes have fewer labels and train on what they have: %s", report["budget"], report["short_of_budget"])
+        log.warning(
+            "labels_per_class %s: these classes have fewer labels and train on what they have: %s",
+            report["budget"],
+            report["short_of_budget"],
+        )
     if report["classes_without_labels"]:
         log.warning("classes with no label at all (the model cannot learn them): %s", report["classes_without_labels"])
 
 
+def _decode_unlabelled_if_small(cfg: FinetuneConfig, shards: ShardSet, run_dir: str) -> DecodedSplit | None:
+    """The train split decoded into memory when an objective reads unlabelled images and it fits
+    (data.in_memory_max_mb); None: stream it through Ray Data (or read none)."""
+    train_rows = shards.rows("train")
+    if not (registry.reads_unlabelled(cfg) and fits_in_memory(cfg.data, train_rows)):
+        return None
+    started = time.perf_counter()
+    decoded = decode_split(cfg.data, "train", run_dir, cfg.storage, shards)
+    quarantine.check_threshold(decoded.quarantined, train_rows, cfg.data.quarantine_threshold, run_dir)
+    get_logger().info(
+        "unlabelled images: the %d train images decoded into memory in %.1f s (%.1f MB, data.in_memory_max_mb %.0f); %d quarantined",
+        len(decoded.indices),
+        time.perf_counter() - started,
+        decoded_mb(cfg.data, train_rows),
+        cfg.data.in_memory_max_mb,
+        decoded.quarantined,
+    )
+    return decoded
+
+
+def _label_only_records(cfg: FinetuneConfig) -> np.ndarray:
+    """float32 [M, K]: the label-only records an active objective reads (M = 0 for none), validated here."""
+    source = registry.label_only_source(cfg)
+    if not source:
+        return np.zeros((0, cfg.semisup.num_classes), np.float32)
+    records = read_label_only(source, cfg.semisup.num_classes, cfg.storage)
+    get_logger().info("%d label-only records from %s", len(records), source)
+    return records
+
+
 def run_finetune(
-    cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None,
+    cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None
 ) -> RunOutcome:
     """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
 
@@ -317,44 +378,47 @@ def run_finetune(
     log = get_logger()
     cfg = with_absolute_paths(cfg)
     run_dir = run_dir_of(cfg)
-    s = cfg.semisup
-    manifest = validate_shards(cfg.data.shards, cfg.storage)  # every split: train, and test where the shards have one
-    plan = select_labels(cfg.data, s, cfg.storage)
-    split = plan.split
-    labelled = load_labelled(cfg.data, split.labelled, plan.labels, cfg.storage)
-    validation = load_labelled(cfg.data, split.validation, plan.labels, cfg.storage)
+    # The shard set, opened and checked once (every split: train, and test where the shards have one) and handed down.
+    shards = ShardSet.open(cfg.data.shards, cfg.storage)
+    plan = select_labels(cfg.data, cfg.semisup, cfg.storage, shards)
+    sets = load_labelled_sets(
+        cfg.data, {"labelled": plan.split.labelled, "validation": plan.split.validation}, plan.labels, cfg.storage, shards
+    )
     refuse_incompatible_resume(cfg, run_dir, cfg.storage)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, LABELS_REPORT), json.dumps(plan.report, indent=2).encode(), cfg.storage)
     _log_label_plan(plan.report)
-    train_rows = manifest["splits"]["train"]["rows"]
-    decoded = None
-    if cfg.uses_unlabelled and fits_in_memory(cfg.data, train_rows):
-        started = time.perf_counter()
-        decoded = decode_split(cfg.data, "train", run_dir, cfg.storage)
-        quarantine.check_threshold(decoded.quarantined, train_rows, cfg.data.quarantine_threshold, run_dir)
-        log.info("unlabelled images: the %d train images decoded into memory in %.1f s (%.1f MB, data.in_memory_max_mb %.0f); %d quarantined",
-                 len(decoded.indices), time.perf_counter() - started, decoded_mb(cfg.data, train_rows), cfg.data.in_memory_max_mb, decoded.quarantined)
+    decoded = _decode_unlabelled_if_small(cfg, shards, run_dir)
     init_ray(cfg.ray)
-    label_only = np.zeros((0, s.num_classes), np.float32)
-    if cfg.method == "inverted_vae" and cfg.ivae.label_only_data:
-        label_only = read_label_only(cfg.ivae.label_only_data, s.num_classes, cfg.storage)  # validated before any worker starts
-        log.info("inverted VAE: %d label-only records from %s", len(label_only), cfg.ivae.label_only_data)
+    label_only = _label_only_records(cfg)
     log.info(
-        "fine-tuning on %d labelled images (%s per class, draw %d) for %d steps: alpha %.3g (%s), beta %.3g, consistency %.3g, init %s",
-        len(labelled.labels), s.labels_per_class, s.label_seed, cfg.schedule.steps, s.alpha, s.inversion, s.beta, s.consistency, cfg.init or "random",
+        "fine-tuning on %d labelled images (%s per class, draw %d) for %d steps: %s; init %s",
+        len(sets["labelled"].labels),
+        cfg.semisup.labels_per_class,
+        cfg.semisup.label_seed,
+        cfg.schedule.steps,
+        registry.describe(cfg),
+        cfg.init or "random",
     )
-    strong = s.strong_augment if s.consistency > 0 else None
-    loop_config = {
-        "job": "finetune", "config": to_dict(cfg), "run_dir": run_dir, "num_samples": train_rows,
-        "labelled_x": labelled.images, "labelled_y": labelled.labels, "labelled_idx": labelled.indices,
+    labelled, validation = sets["labelled"], sets["validation"]
+    data = FinetuneData(
+        labelled_images=labelled.images,
+        labelled_labels=labelled.labels,
+        labelled_indices=labelled.indices,
         # Validation and held-out test images never enter the unlabelled batches either.
-        "val_x": validation.images, "val_y": validation.labels, "val_idx": np.concatenate([split.validation, split.test]), "label_only": label_only,
-        # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
-        "in_memory": ray.put((decoded.indices, decoded.images)) if decoded is not None else None, "second_view": strong,
-    }
+        val_images=validation.images,
+        val_labels=validation.labels,
+        held_out=np.concatenate([plan.split.validation, plan.split.test]),
+        label_only=label_only,
+    )
+    strong = registry.strong_view(cfg)
+    # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
+    in_memory = ray.put((decoded.indices, decoded.images)) if decoded is not None else None
+    spec = WorkerSpec(cfg, run_dir, shards.rows("train"), finetune_data=data, in_memory=in_memory, second_view=strong)
     # Supervised only reads no unlabelled image: no stream at all; a small corpus is read from memory.
     stream = None
-    if cfg.uses_unlabelled and decoded is None:
-        stream = image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong, encoded=cfg.data.decode == "device")
-    return _fit(cfg, loop_config, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None, report=report)
+    if registry.reads_unlabelled(cfg) and decoded is None:
+        stream = image_dataset(
+            cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=strong, encoded=cfg.data.decode == "device"
+        )
+    return _fit(spec, stream, callbacks, progress=("fine-tune", cfg.schedule.steps) if show_progress else None, report=report)

@@ -64,8 +64,13 @@ def audit(ledger: list[dict], num_samples: int, quarantined_indices: Iterable[in
     rows = []
     for e in ledger:
         got = torch.tensor([e["samples"], *e["sketch"]], dtype=torch.int64)
-        rows.append({
-            "epoch": e["epoch"], "samples": e["samples"], "expected": int(expected[0]),
-            "difference": e["samples"] - int(expected[0]), "exactly_once": bool(torch.equal(got, expected)),
-        })
+        rows.append(
+            {
+                "epoch": e["epoch"],
+                "samples": e["samples"],
+                "expected": int(expected[0]),
+                "difference": e["samples"] - int(expected[0]),
+                "exactly_once": bool(torch.equal(got, expected)),
+            }
+        )
     return rows

@@ -66,5 +66,9 @@ def _differences(key: str, before: Any, now: Any) -> list[tuple[str, Any, Any]]:
     if before is _ABSENT or now is _ABSENT:
         return []
     if isinstance(before, dict) and isinstance(now, dict):
-        return [d for name in sorted(set(before) | set(now)) for d in _differences(f"{key}.{name}", before.get(name, _ABSENT), now.get(name, _ABSENT))]
+        return [
+            d
+            for name in sorted(set(before) | set(now))
+            for d in _differences(f"{key}.{name}", before.get(name, _ABSENT), now.get(name, _ABSENT))
+        ]
     return [] if before == now else [(key, before, now)]

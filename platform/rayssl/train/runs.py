@@ -22,8 +22,9 @@ from typing import Any
 import pyarrow.fs as pafs
 import yaml
 
-from rayssl.config import StorageConfig
+from rayssl.config import ConfigError, FinetuneConfig, StorageConfig, from_dict
 from rayssl.data import storage
+from rayssl.methods import registry
 from rayssl.train import checkpoints
 
 STATUS_FILE = "stopped.json"  # written only when a run stops early (rank 0, or the driver for "failed")
@@ -46,8 +47,14 @@ class RunSummary:
     headline: str  # kNN accuracy of the features, validation accuracy, or the loss
 
 
-def write_heartbeat(run_dir: str, storage_cfg: StorageConfig, global_step: int, round_index: int, placement_group: str | None = None,
-                    loop_done: bool = False) -> None:
+def write_heartbeat(
+    run_dir: str,
+    storage_cfg: StorageConfig,
+    global_step: int,
+    round_index: int,
+    placement_group: str | None = None,
+    loop_done: bool = False,
+) -> None:
     """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.launch releases it if Ray Train leaves it);
     loop_done: the worker loop has returned (finished or stopped early), so nothing of the run needs the workers any more."""
     beat = {"updated": time.time(), "global_step": global_step, "round": round_index}
@@ -73,8 +80,11 @@ def find_run_dirs(root: str, storage_cfg: StorageConfig, max_depth: int = MAX_DE
                 if any(c.base_name == CONFIG_FILE and c.type == pafs.FileType.File for c in children):
                     found.append(uri)
                     continue
-                deeper += [(storage.join(uri, c.base_name), c.path) for c in children
-                           if c.type == pafs.FileType.Directory and not c.base_name.startswith(("checkpoint_", "."))]
+                deeper += [
+                    (storage.join(uri, c.base_name), c.path)
+                    for c in children
+                    if c.type == pafs.FileType.Directory and not c.base_name.startswith(("checkpoint_", "."))
+                ]
             level = deeper
     return sorted(found)
 
@@ -87,11 +97,10 @@ def _kind_and_rounds(config: dict[str, Any]) -> tuple[str, int]:
     """What the run trains and how many rounds it has in all, from its resolved config.yaml."""
     if "semisup" not in config:  # PretrainConfig
         return config["method"], int(config["train"]["epochs"])
-    s = config["semisup"]
-    if config.get("method") == "inverted_vae":
-        variant = "inverted VAE"
-    else:
-        variant = "+ FixMatch" if s.get("consistency", 0) > 0 else "+ inversion" if s.get("alpha", 0) > 0 else "supervised"
+    try:
+        variant = " + ".join(o.title for o in registry.active_objectives(from_dict(FinetuneConfig, config)))
+    except ConfigError:  # written by an older version: keys have moved since
+        variant = "?"
     if config.get("init"):
         variant += ", pretrained"
     schedule = config["schedule"]
@@ -130,8 +139,14 @@ def summarise_run(run_dir: str, root: str, storage_cfg: StorageConfig, stale_aft
     else:
         headline = _headline(metrics, _read_json(storage.join(run_dir, EVAL_FILE), storage_cfg))
     return RunSummary(
-        name=storage.relative_to(run_dir, root) or run_dir, uri=run_dir, kind=kind, status=status, rounds_done=rounds_done,
-        rounds_total=rounds_total, latest_checkpoint=latest.rstrip("/").rsplit("/", 1)[-1] if latest else None, headline=headline,
+        name=storage.relative_to(run_dir, root) or run_dir,
+        uri=run_dir,
+        kind=kind,
+        status=status,
+        rounds_done=rounds_done,
+        rounds_total=rounds_total,
+        latest_checkpoint=latest.rstrip("/").rsplit("/", 1)[-1] if latest else None,
+        headline=headline,
     )
 
 
@@ -142,8 +157,10 @@ def list_runs(root: str, storage_cfg: StorageConfig = StorageConfig(), stale_aft
 def runs_table(runs: list[RunSummary]) -> str:
     """A markdown table, one row per run."""
     lines = ["| run | method | status | rounds | latest checkpoint | headline |", "|---|---|---|---:|---|---|"]
-    lines += [f"| {r.name} | {r.kind} | {r.status} | {r.rounds_done}/{r.rounds_total} | {r.latest_checkpoint or '–'} | {r.headline} |"
-              for r in runs]
+    lines += [
+        f"| {r.name} | {r.kind} | {r.status} | {r.rounds_done}/{r.rounds_total} | {r.latest_checkpoint or '–'} | {r.headline} |"
+        for r in runs
+    ]
     return "\n".join(lines)
 
 
@@ -156,7 +173,8 @@ def show_run(run_dir: str, root: str, storage_cfg: StorageConfig = StorageConfig
     meta = _read_json(storage.join(latest, checkpoints.META), storage_cfg) if latest else None
     parts = [
         runs_table([summary]),
-        f"\nconfig ({storage.join(run_dir, CONFIG_FILE)}):\n" + storage.read_bytes(storage.join(run_dir, CONFIG_FILE), storage_cfg).decode(),
+        f"\nconfig ({storage.join(run_dir, CONFIG_FILE)}):\n"
+        + storage.read_bytes(storage.join(run_dir, CONFIG_FILE), storage_cfg).decode(),
         "metrics of the latest checkpoint:\n" + json.dumps((meta or {}).get("metrics", {}), indent=2, sort_keys=True),
     ]
     for name in (STATUS_FILE, EVAL_FILE):

@@ -10,22 +10,20 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, OptimConfig, PretrainConfig
+from rayssl.config import FinetuneConfig, OptimConfig, PretrainConfig
 from rayssl.data.balanced import LabelledBatchSampler
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
-from rayssl.methods.base import GatherFn
-from rayssl.methods.inverted_vae import labelled_bound, reverse_terms, unlabelled_bound
-from rayssl.methods.inversion import inversion_reconstruction, layerwise_reconstruction, multiscale_loss, reconstruction_loss
-from rayssl.methods.semisup import entropy, fixmatch_loss, sigmoid_rampup
+from rayssl.methods.base import ClassifierForward, FinetuneBatch, GatherFn
+from rayssl.methods.registry import build_objectives, label_only_batch_size, reads_unlabelled
 from rayssl.train.pretrained import build_classifier
 
 # batches(batch_size, device) -> a fresh pass over this worker's shard of the stream (one epoch)
@@ -41,7 +39,9 @@ class JobStep(Protocol):
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]: ...
 
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss, {stat name: sum over the batch}); the loop does backward and calls after_step."""
 
     def after_step(self) -> None: ...
@@ -90,7 +90,9 @@ class PretrainStep:
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
         return epoch(self.cfg.data.batch_size, device)
 
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.method.step(model, batch, StepContext(epoch=round_index, gather=gather, batch_capacity=self.cfg.data.batch_size))
 
     def after_step(self) -> None:
@@ -116,10 +118,12 @@ class PretrainStep:
 
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     """LR multiplier at step t: linear from 1/warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
+
     def factor(t: int) -> float:
         if t < warmup:
             return (t + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warmup) / max(1, total - warmup))))
+
     return factor
 
 
@@ -129,12 +133,25 @@ def _endless(epoch: EpochFn, batch_size: int, device: torch.device) -> Generator
         yield from epoch(batch_size, device)
 
 
+@dataclass(frozen=True)
+class FinetuneData:
+    """What the driver hands every fine-tuning worker (small, in memory; pickled once per worker)."""
+
+    labelled_images: np.ndarray  # uint8 [L, H, W, C]
+    labelled_labels: np.ndarray  # int [L]
+    labelled_indices: np.ndarray  # int64 [L]: the labelled images' sample indices
+    val_images: np.ndarray  # uint8 [V, H, W, C]
+    val_labels: np.ndarray  # int [V]
+    held_out: np.ndarray  # int64: sample indices (validation and test) that never enter an unlabelled batch
+    label_only: np.ndarray  # float32 [M, K]: label-only records (the inverted VAE's reverse bound), often M = 0
+
+
 class FinetuneStep:
-    """Few-label fine-tuning. Each step: a labelled batch drawn with replacement from the small
-    in-memory labelled set, augmented here per sample, plus an unlabelled batch from the Ray Data
-    stream (validation images removed) when a loss term reads one (`FinetuneConfig.uses_unlabelled`;
-    supervised only never touches the stream). Loss = CE(labelled) + alpha * reconstruction(all)
-    + beta * entropy(unlabelled) + consistency * FixMatch(unlabelled weak -> strong view).
+    """Few-label fine-tuning with the objectives the config makes active (rayssl.methods.registry).
+    Each step: a labelled batch drawn with replacement from the small in-memory labelled set,
+    augmented here per sample, plus an unlabelled batch from the Ray Data stream (validation and
+    test images removed) when an objective reads one (supervised only never touches the stream),
+    plus a batch of label-only records when an objective reads those.
 
     Runs schedule.steps optimiser steps under warmup + cosine; the stream is re-read as often as
     needed. One round = schedule.eval_every steps, ending with validation accuracy (of the EMA
@@ -144,50 +161,39 @@ class FinetuneStep:
     wrap_ddp = False
     keeps_ledger = False  # a round is a number of steps, not a pass over the corpus
 
-    def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray, labelled_indices: np.ndarray,
-                 val_images: np.ndarray, val_labels: np.ndarray, val_indices: np.ndarray) -> None:
+    def __init__(self, cfg: FinetuneConfig, data: FinetuneData) -> None:
         self.cfg = cfg
-        s, sched = cfg.semisup, cfg.schedule
         self.net = self.model = build_classifier(cfg)
-        self.layers = self.net.layers() if s.alpha > 0 and s.inversion == "multiscale" else None
-        if s.alpha > 0 and s.inversion == "multiscale" and self.layers is None:
-            raise ConfigError(f"semisup.inversion: multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {cfg.model.name!r}")
-        backbone_lr = cfg.optim.lr * (sched.backbone_lr_scale if cfg.init else 1.0)
-        backbone = {id(p) for p in self.net.backbone.parameters()}
-        self.optimizer = build_optimizer(cfg.optim, [
-            {"params": self.net.backbone.parameters(), "lr": backbone_lr},
-            # the head (and the inverted VAE's encoder and decoder)
-            {"params": [p for p in self.net.parameters() if id(p) not in backbone], "lr": cfg.optim.lr},
-        ], fused_optimizer(cfg))
-        schedule = warmup_cosine(sched.warmup_steps, sched.steps)
-        head_only = sched.head_warmup_steps if cfg.init else 0
-        # Backbone frozen (lr 0) while a fresh head warms up on a pretrained backbone.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [
-            lambda t: schedule(t) if t >= head_only else 0.0,
-            schedule,
-        ])
-        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(sched.ema_decay), use_buffers=True) if sched.ema_decay > 0 else None
+        self.objectives = build_objectives(cfg, self.net)
+        self.reads_unlabelled = reads_unlabelled(cfg)
+        self.label_only_batch = label_only_batch_size(cfg)
+        self.optimizer, self.scheduler = _optimizer_and_schedule(cfg, self.net)
+        sched = cfg.schedule
+        self.ema = (
+            AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(sched.ema_decay), use_buffers=True) if sched.ema_decay > 0 else None
+        )
         self.num_rounds = math.ceil(sched.steps / sched.eval_every)
         # uint8 [N, C, H, W]: augmented per sample at every step, like the unlabelled stream.
-        self.labelled_images = torch.from_numpy(np.ascontiguousarray(labelled_images.transpose(0, 3, 1, 2)))
-        self.labelled_labels = torch.as_tensor(labelled_labels, dtype=torch.int64)
-        self.labelled_indices = torch.as_tensor(labelled_indices, dtype=torch.int64)
-        self.sampler = LabelledBatchSampler(self.labelled_labels, s.labelled_batch_size, s.balanced_batches)
-        labelled_view = s.labelled_augment if s.labelled_augment is not None else cfg.data.augment
+        self.labelled_images = torch.from_numpy(np.ascontiguousarray(data.labelled_images.transpose(0, 3, 1, 2)))
+        self.labelled_labels = torch.as_tensor(data.labelled_labels, dtype=torch.int64)
+        self.labelled_indices = torch.as_tensor(data.labelled_indices, dtype=torch.int64)
+        self.sampler = LabelledBatchSampler(self.labelled_labels, cfg.semisup.labelled_batch_size, cfg.semisup.balanced_batches)
+        labelled_view = cfg.semisup.labelled_augment if cfg.semisup.labelled_augment is not None else cfg.data.augment
         self.labelled_transform = ImageTransform(cfg.data.image_size, labelled_view, cfg.data.channels)
-        self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(val_images.transpose(0, 3, 1, 2))))
-        self.val_labels = torch.as_tensor(val_labels, dtype=torch.int64)
-        self.held_out = torch.as_tensor(val_indices, dtype=torch.int64)
+        self.val_images = normalise(torch.from_numpy(np.ascontiguousarray(data.val_images.transpose(0, 3, 1, 2))))
+        self.val_labels = torch.as_tensor(data.val_labels, dtype=torch.int64)
+        self.held_out = torch.as_tensor(data.held_out, dtype=torch.int64)
+        self.label_only = torch.as_tensor(data.label_only, dtype=torch.float32)
         self._stream: Generator[dict[str, torch.Tensor], None, None] | None = None
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
         """This round's batches: stream rows (index, image[, image_view2]) plus `labelled_pick`, the
         rows of the labelled set drawn for the step. Without the stream, "index" holds the picked
         labelled images' sample indices, so the loop counts labelled images."""
-        sched, s = self.cfg.schedule, self.cfg.semisup
+        sched = self.cfg.schedule
         first = round_index * sched.eval_every
         steps = max(0, min(sched.eval_every, sched.steps - first))
-        if self.cfg.uses_unlabelled:
+        if self.reads_unlabelled:
             if self._stream is None:
                 self._stream = _endless(epoch, self.cfg.data.batch_size, device)
             stream: Iterable[dict[str, torch.Tensor]] = itertools.islice(self._stream, steps)
@@ -195,49 +201,45 @@ class FinetuneStep:
             stream = ({} for _ in range(steps))
         for batch in stream:
             pick = self.sampler.draw()
-            yield {"index": self.labelled_indices[pick], **batch, "labelled_pick": pick}
+            batch = {"index": self.labelled_indices[pick], **batch, "labelled_pick": pick}
+            if len(self.label_only) and self.label_only_batch:
+                batch["label_only_pick"] = torch.randint(len(self.label_only), (self.label_only_batch,))
+            yield batch
 
-    def _inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(augmented labelled images [L, C, H, W], their labels [L], unlabelled images [U, C, H, W]
-        with validation images removed, the stream rows kept [B] bool or None without a stream)."""
+    def _inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> FinetuneBatch:
+        """The step's labelled images (augmented here), unlabelled images with validation and test
+        images removed (and their strong views), and label-only records, on the model's device."""
         device = next(model.parameters()).device
         pick = batch["labelled_pick"]
         x_l = self.labelled_transform.tensor(self.labelled_images[pick].to(device))
         y_l = self.labelled_labels[pick].to(device)
-        if not self.cfg.uses_unlabelled:
-            return x_l, y_l, x_l[:0], None
-        keep = ~torch.isin(batch["index"], self.held_out.to(device))  # validation images stay unseen
-        return x_l, y_l, batch["image"][keep], keep
+        unlabelled, strong = x_l[:0], None
+        if self.reads_unlabelled:
+            keep = ~torch.isin(batch["index"], self.held_out.to(device))  # validation images stay unseen
+            unlabelled = batch["image"][keep]
+            strong = batch["image_view2"][keep] if "image_view2" in batch else None
+        label_only = self.label_only[batch["label_only_pick"]].to(device) if "label_only_pick" in batch else None
+        # the scheduler has stepped once per optimiser step so far: last_epoch is this step's index
+        return FinetuneBatch(x_l, y_l, unlabelled, strong, label_only, len(batch["index"]), self.scheduler.last_epoch)
 
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        s = self.cfg.semisup
-        x_l, y_l, unlabelled, keep = self._inputs(model, batch)
-        x = torch.cat([x_l, unlabelled])
-        n_l, n = len(x_l), len(batch["index"])
+    def step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = self._inputs(model, batch)
+        shared = None
+        if not any(o.standalone for o in self.objectives):  # the classifier's terms share one forward
+            x = torch.cat([inputs.labelled, inputs.unlabelled])
+            n_labelled = len(inputs.labelled)
+            shared = next((out for o in self.objectives if (out := o.forward(model, x, n_labelled)) is not None), None)
+            shared = shared or ClassifierForward(model(x), n_labelled)
+        loss: torch.Tensor | None = None
         stats: dict[str, torch.Tensor] = {}  # sums over the batch's rows: the loop divides by its image count
-        if s.alpha > 0 and self.layers is not None:
-            logits, pairs = layerwise_reconstruction(self.layers, x)
-            reconstruction = multiscale_loss(pairs)
-        elif s.alpha > 0:
-            logits, x_hat = inversion_reconstruction(model, x)
-            reconstruction = reconstruction_loss(x, x_hat)
-        else:
-            logits, reconstruction = model(x), None
-        ce = F.cross_entropy(logits[:n_l], y_l)
-        loss = ce
-        stats["ce"] = ce.detach() * n
-        if reconstruction is not None:
-            loss = loss + s.alpha * reconstruction
-            stats["reconstruction"] = reconstruction.detach() * n
-        if s.beta > 0:
-            # the scheduler has stepped once per optimiser step so far: last_epoch is this step's index
-            beta = s.beta * sigmoid_rampup(self.scheduler.last_epoch, s.beta_rampup_steps)
-            loss = loss + beta * entropy(logits[n_l:])
-        if s.consistency > 0:
-            strong_logits = model(batch["image_view2"][keep])
-            consistency, confident = fixmatch_loss(logits[n_l:], strong_logits, s.confidence)
-            loss = loss + s.consistency * consistency
-            stats["pseudo_labelled_fraction"] = confident * n / max(len(unlabelled), 1)
+        for objective in self.objectives:
+            parts, objective_stats = objective.loss_terms(model, inputs, shared)
+            for part in parts:  # added one by one, in registry order
+                loss = part if loss is None else loss + part
+            stats |= objective_stats
+        assert loss is not None, "a fine-tuning run has at least one active objective"
         return loss, stats
 
     def after_step(self) -> None:
@@ -265,7 +267,8 @@ class FinetuneStep:
             for i in range(0, len(self.val_labels), batch)
         )
         net.train(was_training)
-        return {"val_acc": correct / max(len(self.val_labels), 1), "lr": self.scheduler.get_last_lr()[-1]}
+        metrics = {"val_acc": correct / max(len(self.val_labels), 1), "lr": self.scheduler.get_last_lr()[-1]}
+        return metrics | ({"label_only_records": float(len(self.label_only))} if self.label_only_batch else {})
 
     def state_dict(self) -> dict[str, Any]:
         method: dict[str, Any] = {"scheduler": self.scheduler.state_dict()}
@@ -289,43 +292,32 @@ class FinetuneStep:
         return {}
 
 
-class InvertedVAEStep(FinetuneStep):
-    """Fine-tuning of the inverted VAE (rayssl.methods.inverted_vae): per step, the labelled bound
-    and classification loss on a labelled batch, the forward bound on the unlabelled stream's batch,
-    and the reverse bound on a batch of label-only records (float [M, K] label distributions,
-    in memory like the labelled set: a label vector is K numbers)."""
+def _optimizer_and_schedule(cfg: FinetuneConfig, net: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW/SGD with the backbone in its own group, under warmup + cosine; from a pretrained
+    backbone, the backbone is frozen (lr 0) while a fresh head warms up, then joins at lr * backbone_lr_scale."""
+    sched = cfg.schedule
+    backbone_lr = cfg.optim.lr * (sched.backbone_lr_scale if cfg.init else 1.0)
+    backbone = {id(p) for p in net.backbone.parameters()}
+    optimizer = build_optimizer(
+        cfg.optim,
+        [
+            {"params": net.backbone.parameters(), "lr": backbone_lr},
+            # the head (and the inverted VAE's encoder and decoder)
+            {"params": [p for p in net.parameters() if id(p) not in backbone], "lr": cfg.optim.lr},
+        ],
+        fused_optimizer(cfg),
+    )
+    schedule = warmup_cosine(sched.warmup_steps, sched.steps)
+    head_only = sched.head_warmup_steps if cfg.init else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda t: schedule(t) if t >= head_only else 0.0, schedule])
+    return optimizer, scheduler
 
-    def __init__(self, cfg: FinetuneConfig, labelled_images: np.ndarray, labelled_labels: np.ndarray, labelled_indices: np.ndarray,
-                 val_images: np.ndarray, val_labels: np.ndarray, val_indices: np.ndarray, label_only: np.ndarray) -> None:
-        super().__init__(cfg, labelled_images, labelled_labels, labelled_indices, val_images, val_labels, val_indices)
-        self.label_only = torch.as_tensor(label_only, dtype=torch.float32)
 
-    def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
-        for batch in super().round_batches(epoch, round_index, device):
-            if len(self.label_only) and self.cfg.ivae.label_only > 0:
-                batch["label_only_pick"] = torch.randint(len(self.label_only), (self.cfg.ivae.label_only_batch_size,))
-            yield batch
-
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], round_index: int, gather: GatherFn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        v = self.cfg.ivae
-        x_l, y_l, unlabelled, _ = self._inputs(model, batch)
-        n = len(batch["index"])
-        one_hot = F.one_hot(y_l, self.cfg.semisup.num_classes).float()
-        labelled = labelled_bound(model, x_l, one_hot).mean()
-        ce = F.cross_entropy(model(x_l), y_l)
-        loss = v.labelled * labelled + v.classification * ce
-        stats = {"ce": ce.detach() * n, "labelled_bound": labelled.detach() * n}  # sums over the batch's rows
-        if len(unlabelled) and v.unlabelled > 0:
-            forward = unlabelled_bound(model, unlabelled, v.temperature).mean()
-            loss = loss + v.unlabelled * forward
-            stats["unlabelled_bound"] = forward.detach() * n
-        if "label_only_pick" in batch:
-            class_nll, log_q_x = reverse_terms(model, self.label_only[batch["label_only_pick"]].to(x_l.device), v.temperature)
-            # The loss holds what is optimised; the bound (with its gradient-free entropy term) is reported.
-            loss = loss + v.label_only * class_nll.mean()
-            stats["reverse_bound"] = (class_nll + log_q_x).mean().detach() * n
-            stats["reverse_class_nll"] = class_nll.mean().detach() * n
-        return loss, stats
-
-    def round_metrics(self, device: torch.device) -> dict[str, float]:
-        return {**super().round_metrics(device), "label_only_records": float(len(self.label_only))}
+def build_job_step(cfg: PretrainConfig | FinetuneConfig, num_samples: int, data: FinetuneData | None) -> JobStep:
+    """The step object of a job: pretraining (num_samples: train rows, for NAT's table) or the
+    fine-tuning method cfg.method names (data: its labelled, validation and label-only sets)."""
+    if isinstance(cfg, PretrainConfig):
+        return PretrainStep(cfg, num_samples)
+    if data is None:
+        raise ValueError("a fine-tuning job needs its FinetuneData")
+    return FinetuneStep(cfg, data)

@@ -69,5 +69,3 @@ class GroupedASHAScheduler(FIFOScheduler):
 
 def _hashable(value: Any) -> Hashable:
     return tuple(value) if isinstance(value, list) else value
-
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray.tune
+from ray.tune.stopper import Stopper
 
 from rayssl.console import ProgressDisplay
 
@@ -20,7 +21,7 @@ class SweepProgress(ray.tune.Callback):
         self.best_val: float | None = None
         self.display: ProgressDisplay | None = None
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any) -> None:
         self.display = ProgressDisplay("sweep", self.total, "trial")
 
     def _show(self, trials: list) -> None:

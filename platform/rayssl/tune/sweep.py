@@ -24,12 +24,14 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search import BasicVariantGenerator
 
 from rayssl import console
-from rayssl.config import ConfigError, FinetuneConfig, SweepConfig, from_dict, to_dict
+from rayssl.config import ConfigError, FinetuneConfig, SweepConfig
 from rayssl.data import storage
 from rayssl.data.labelled import select_labels
 from rayssl.eval.classifier import accuracy_on_test_split
 from rayssl.eval.robustness import mean_corruption_accuracies
 from rayssl.logs import get_logger
+from rayssl.methods import registry
+from rayssl.methods.sweep_rows import SweepRow, TrialSample
 from rayssl.quality.report import sample_name
 from rayssl.quality.run import LeakedTestSplit, find_test_leaks
 from rayssl.train import checkpoints
@@ -37,11 +39,8 @@ from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
 from rayssl.tune.progress import SweepProgress
-from rayssl.tune.report import SUPERVISED, summarise, write_report
+from rayssl.tune.report import summarise, write_report
 
-INVERSION = "+ inversion loss"
-FIXMATCH = "+ FixMatch"
-INVERTED_VAE = "inverted VAE"
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
 COLLAPSE_FACTOR = 2.0
 # The trial driver only waits on its TorchTrainer, so it holds a token CPU share (Tune refuses
@@ -49,41 +48,42 @@ COLLAPSE_FACTOR = 2.0
 TRIAL_DRIVER_CPUS = 0.1
 
 
-def variant_names(cfg: SweepConfig) -> list[str]:
-    """The sweep's rows, in table order: the ones its flags enable, restricted to cfg.variants if set.
-    Raises ConfigError naming `variants` for a name that is not one of the enabled rows."""
-    inversion = [INVERSION] if cfg.inversion else []
-    fixmatch = [FIXMATCH] if cfg.fixmatch else []
-    ivae = [INVERTED_VAE] if cfg.inverted_vae else []
-    enabled = [SUPERVISED, *inversion, *fixmatch, *ivae, *(f"{name}-pretrained + inversion" for name in cfg.pretrained)]
-    unknown = [v for v in cfg.variants if v not in enabled]
+def sweep_rows(cfg: SweepConfig) -> list[SweepRow]:
+    """The sweep's rows, in table order: the ones its flags enable (each method module lists its own,
+    rayssl.methods.registry), restricted to cfg.variants if set. Raises ConfigError naming `variants`
+    for a name that is not one of the enabled rows."""
+    enabled = registry.sweep_rows(cfg)
+    labels = [row.label for row in enabled]
+    unknown = [v for v in cfg.variants if v not in labels]
     if unknown:
-        raise ConfigError(f"variants: {unknown} {'is' if len(unknown) == 1 else 'are'} not among this sweep's rows {enabled}")
-    return [v for v in enabled if v in cfg.variants] if cfg.variants else enabled
+        raise ConfigError(f"variants: {unknown} {'is' if len(unknown) == 1 else 'are'} not among this sweep's rows {labels}")
+    return [row for row in enabled if row.label in cfg.variants] if cfg.variants else enabled
 
 
-def trial_config(config: dict[str, Any]) -> FinetuneConfig:
-    """The FinetuneConfig one trial runs: the base config with this trial's sampled settings."""
-    base = from_dict(FinetuneConfig, config["base"])
-    variant = config["variant"]
-    uses_inversion = variant not in (SUPERVISED, FIXMATCH, INVERTED_VAE)  # the inversion rows also carry the entropy term
-    consistency = (base.semisup.consistency or 1.0) if variant == FIXMATCH else 0.0
-    ivae = base.ivae
-    if variant == INVERTED_VAE:  # Tune's draws of its two unsupervised bounds' weights
-        ivae = dataclasses.replace(ivae, unlabelled=config["ivae_unlabelled"], label_only=config["ivae_label_only"])
-    return dataclasses.replace(
-        base,
-        method="inverted_vae" if variant == INVERTED_VAE else "classifier",
-        ivae=ivae,
-        init=config["inits"].get(variant),
-        run=dataclasses.replace(base.run, name=config["trial_name"], storage_path=config["trials_dir"]),
-        semisup=dataclasses.replace(
-            base.semisup, labels_per_class=config["budget"], label_seed=config["label_seed"],
-            alpha=config["alpha"] if uses_inversion else 0.0, beta=config["beta"] if uses_inversion else 0.0,
-            consistency=consistency,
-        ),
-        optim=dataclasses.replace(base.optim, lr=config["lr"]),
+def variant_names(cfg: SweepConfig) -> list[str]:
+    """The table's row labels, in order."""
+    return [row.label for row in sweep_rows(cfg)]
+
+
+def trial_config(cfg: SweepConfig, params: dict[str, Any], trial_name: str) -> FinetuneConfig:
+    """The FinetuneConfig one trial runs: its row's configuration of the base config, with the trial's
+    label budget and draw, learning rate and run directory. params: what Tune drew for the trial."""
+    row = {r.key: r for r in registry.sweep_rows(cfg)}[params["variant"]]
+    sample = TrialSample(
+        alpha=params["alpha"], beta=params["beta"], ivae_unlabelled=params["ivae_unlabelled"], ivae_label_only=params["ivae_label_only"]
     )
+    trial = row.configure(cfg.finetune, sample)
+    return dataclasses.replace(
+        trial,
+        run=dataclasses.replace(trial.run, name=trial_name, storage_path=storage.join(cfg.storage_path, cfg.name, "trials")),
+        semisup=dataclasses.replace(trial.semisup, labels_per_class=params["budget"], label_seed=params["label_seed"]),
+        optim=dataclasses.replace(trial.optim, lr=params["lr"]),
+    )
+
+
+def row_label(cfg: SweepConfig, params: dict[str, Any]) -> str:
+    """The table row of a trial, from the row key Tune's grid holds."""
+    return {r.key: r.label for r in registry.sweep_rows(cfg)}[params["variant"]]
 
 
 def runs_in_process(cfg: SweepConfig) -> bool:
@@ -109,11 +109,11 @@ def reserved_per_trial(cfg: SweepConfig) -> dict[str, float]:
     return {"CPU": TRIAL_DRIVER_CPUS + train.num_workers * train.cpus_per_worker, "GPU": train.num_workers if train.use_gpu else 0}
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """Tune trainable: one fine-tuning run, reporting every round to Tune."""
-    trial_id = ray.tune.get_context().get_trial_id()
-    trial_cfg = trial_config({**config, "trial_name": f"trial_{trial_id}"})
-    if config.get("in_process"):  # absent from a sweep saved before in-process trials
+def run_trial(params: dict[str, Any], sweep: SweepConfig) -> None:
+    """Tune trainable: one fine-tuning run, reporting every round to Tune. params: Tune's draws for
+    this trial; sweep: the sweep's config (ray.tune.with_parameters: in the object store, not in params)."""
+    trial_cfg = trial_config(sweep, params, f"trial_{ray.tune.get_context().get_trial_id()}")
+    if runs_in_process(sweep):
         run_finetune(trial_cfg, show_progress=False, report=ray.tune.report)
     else:
         run_finetune(trial_cfg, callbacks=[TuneReportCallback()], show_progress=False)
@@ -135,26 +135,22 @@ def keep_credentials_out_of_runtime_envs() -> None:
     """
     from ray.tune.execution import class_cache
 
-    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - CREDENTIAL_ENV_VARS
+    class_cache.ENV_VARS_TO_PROPAGATE = set(class_cache.ENV_VARS_TO_PROPAGATE) - CREDENTIAL_ENV_VARS  # a set, as Ray declares it
 
 
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
-    trainable = ray.tune.with_resources(run_trial, trial_resources(cfg))
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, sweep=cfg), trial_resources(cfg))
     restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
     if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
         get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
         return ray.tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=fs)
-    variants = variant_names(cfg)
-    inits = {f"{name}-pretrained + inversion": uri for name, uri in cfg.pretrained.items()}
+    variants = [row.key for row in sweep_rows(cfg)]
     return ray.tune.Tuner(
         trainable,
+        # Only what Tune grids over or draws; every trial draws every weight (rayssl.methods.sweep_rows.TrialSample).
         param_space={
-            "base": to_dict(cfg.finetune),
-            "trials_dir": storage.join(sweep_dir, "trials"),
-            "inits": inits,
-            "in_process": runs_in_process(cfg),
             "budget": ray.tune.grid_search(cfg.budgets),
             "variant": ray.tune.grid_search(variants),
             "label_seed": ray.tune.grid_search(cfg.label_seeds),
@@ -172,8 +168,12 @@ def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
             num_samples=cfg.samples,
             # Trials only compete within their (budget, variant, label draw) cell: see grouped_asha.
             scheduler=GroupedASHAScheduler(
-                group_by=("budget", "variant", "label_seed"), metric="val_acc", mode="max", time_attr="training_iteration",
-                max_t=math.ceil(cfg.finetune.schedule.steps / cfg.finetune.schedule.eval_every), grace_period=cfg.grace_period,
+                group_by=("budget", "variant", "label_seed"),
+                metric="val_acc",
+                mode="max",
+                time_attr="training_iteration",
+                max_t=math.ceil(cfg.finetune.schedule.steps / cfg.finetune.schedule.eval_every),
+                grace_period=cfg.grace_period,
             ),
         ),
         run_config=ray.tune.RunConfig(
@@ -198,20 +198,23 @@ def compute_used(results: list[tuple[dict, dict]], cfg: SweepConfig) -> dict[str
     """
     reserved = reserved_per_trial(cfg)
     cpus, gpus = reserved["CPU"], reserved.get("GPU", 0)
-    spans, per_variant = [], {}
+    spans: list[tuple[float, float]] = []
+    per_variant: dict[str, dict[str, float]] = {}  # variant -> trials, cpu_hours, gpu_hours
     for config, metrics in results:
         if "time_total_s" not in metrics:
             continue
         seconds = float(metrics["time_total_s"])
         spans.append((metrics["timestamp"] - seconds, metrics["timestamp"]))
-        used = per_variant.setdefault(config["variant"], {"trials": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
+        used = per_variant.setdefault(row_label(cfg, config), {"trials": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
         used["trials"] += 1
         used["cpu_hours"] += seconds * cpus / 3600
         used["gpu_hours"] += seconds * gpus / 3600
     return {
         "wall_s": max(end for _, end in spans) - min(start for start, _ in spans) if spans else 0.0,
-        "cpu_hours": sum(v["cpu_hours"] for v in per_variant.values()), "gpu_hours": sum(v["gpu_hours"] for v in per_variant.values()),
-        "resources_per_trial": {"CPU": cpus, "GPU": gpus}, "per_variant": per_variant,
+        "cpu_hours": sum(v["cpu_hours"] for v in per_variant.values()),
+        "gpu_hours": sum(v["gpu_hours"] for v in per_variant.values()),
+        "resources_per_trial": {"CPU": cpus, "GPU": gpus},
+        "per_variant": per_variant,
     }
 
 
@@ -230,7 +233,7 @@ def select_best(results: list[tuple[dict, dict]], num_classes: int) -> dict[tupl
     for config, metrics in results:
         if "val_acc" not in metrics:
             continue  # a trial that never finished a round
-        key = (config["budget"], config["variant"], config["label_seed"])
+        key = (config["budget"], config["variant"], config["label_seed"])  # variant: the row's key
         rank = (not collapsed(metrics, num_classes), metrics["val_acc"])
         if key not in best or rank > (not collapsed(best[key][1], num_classes), best[key][1]["val_acc"]):
             best[key] = (config, metrics)
@@ -248,6 +251,7 @@ def labelled_per_class(cfg: FinetuneConfig) -> float:
 
 def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
     """Local paths made absolute on the driver: trials run in Tune actors with another cwd."""
+
     def absolute(uri: str) -> str:
         return storage.absolute(uri)
 
@@ -268,9 +272,11 @@ def check_leaks(cfg: SweepConfig, sweep_dir: str) -> None:
         get_logger().info("leak check: no test image of %s duplicates another split", cfg.finetune.data.shards)
         return
     examples = ", ".join(f"{sample_name(x['a'])} = {sample_name(x['b'])} ({x['kind']})" for x in leaks[:3])
-    message = (f"{len(leaks)} duplicate pair{'s' if len(leaks) > 1 else ''} join{'' if len(leaks) > 1 else 's'} the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
-               f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: "
-               + ("warn" if cfg.leak_check == "refuse" else "off"))
+    message = (
+        f"{len(leaks)} duplicate pair{'s' if len(leaks) > 1 else ''} join{'' if len(leaks) > 1 else 's'} the test split of {cfg.finetune.data.shards} to another split, e.g. {examples}; "
+        f"all in {storage.join(out, 'leaks.json')}. Remove them (`rayssl quality` reports them) or set leak_check: "
+        + ("warn" if cfg.leak_check == "refuse" else "off")
+    )
     if cfg.leak_check == "refuse":
         raise LeakedTestSplit(message)
     get_logger().warning("leak check: %s", message)
@@ -292,31 +298,75 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     if unfinished:
         # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
         log.warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
-    results = [(r.config, dict(r.metrics or {})) for r in grid if r.config]
+    trials = (grid[i] for i in range(len(grid)))  # ResultGrid is a sequence (__len__, __getitem__) with no __iter__ in its types
+    results = [(r.config, dict(r.metrics or {})) for r in trials if r.config]
     num_classes = cfg.finetune.semisup.num_classes
-    selected = {}  # (budget, variant, label draw) -> (trial config, checkpoint URI, final metrics)
-    for key, (config, metrics) in sorted(select_best(results, num_classes).items(), key=str):
-        trial_cfg = trial_config({**config, "trial_name": "unused"})
-        selected[key] = (trial_cfg, checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage), metrics)
+    selected: dict[
+        tuple[int, str, int], tuple[FinetuneConfig, str, dict]
+    ] = {}  # (budget, variant, label draw) -> (trial config, checkpoint URI, final metrics)
+    best = {
+        (budget, row_label(cfg, config), seed): (config, metrics)
+        for (budget, _, seed), (config, metrics) in select_best(results, num_classes).items()
+    }
+    for key, (config, metrics) in sorted(best.items(), key=str):
+        trial_cfg = trial_config(cfg, config, "unused")
+        checkpoint = checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage)
+        if checkpoint is None:  # the test split scores checkpoints: a selected trial without one cannot be scored
+            raise RuntimeError(
+                f"the selected trial of budget {key[0]}, {key[1]}, draw {key[2]} has no complete checkpoint under {metrics['run_dir']}"
+            )
+        selected[key] = (trial_cfg, checkpoint, metrics)
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
     candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
     test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
     corruption_acc = mean_corruption_accuracies(candidates, cfg.seed, sweep_dir) if candidates and cfg.robustness else {}
     draws = []
     for (budget, variant, label_seed), (trial_cfg, checkpoint, metrics) in selected.items():
-        draws.append({
-            "budget": budget, "variant": variant, "label_seed": label_seed, "labels_per_class": labelled_per_class(trial_cfg),
-            "alpha": trial_cfg.semisup.alpha, "beta": trial_cfg.semisup.beta, "consistency": trial_cfg.semisup.consistency,
-            "lr": trial_cfg.optim.lr, "val_acc": metrics["val_acc"], "test_acc": test_acc[budget, variant, label_seed],
-            "collapsed": collapsed(metrics, num_classes), "checkpoint": storage.relative_to(checkpoint, sweep_dir),
-            "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
-            **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
-            **({"ivae_unlabelled": trial_cfg.ivae.unlabelled, "ivae_label_only": trial_cfg.ivae.label_only} if variant == INVERTED_VAE else {}),
-        })
-        log.debug("budget %s, %s, draw %d: val %.4f, test %.4f (alpha %.3g)", budget, variant, label_seed, metrics["val_acc"], draws[-1]["test_acc"], draws[-1]["alpha"])
+        draws.append(
+            {
+                "budget": budget,
+                "variant": variant,
+                "label_seed": label_seed,
+                "labels_per_class": labelled_per_class(trial_cfg),
+                "alpha": trial_cfg.inversion.alpha,
+                "beta": trial_cfg.inversion.beta,
+                "consistency": trial_cfg.fixmatch.weight,
+                "lr": trial_cfg.optim.lr,
+                "val_acc": metrics["val_acc"],
+                "test_acc": test_acc[budget, variant, label_seed],
+                "collapsed": collapsed(metrics, num_classes),
+                "checkpoint": storage.relative_to(checkpoint, sweep_dir),
+                "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
+                **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
+                **(
+                    {"ivae_unlabelled": trial_cfg.ivae.unlabelled, "ivae_label_only": trial_cfg.ivae.label_only}
+                    if trial_cfg.method == "inverted_vae"
+                    else {}
+                ),
+            }
+        )
+        log.debug(
+            "budget %s, %s, draw %d: val %.4f, test %.4f (alpha %.3g)",
+            budget,
+            variant,
+            label_seed,
+            metrics["val_acc"],
+            draws[-1]["test_acc"],
+            draws[-1]["alpha"],
+        )
     rows = summarise(draws)
     dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
-    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, f"Label efficiency: {dataset} (sweep {cfg.name})",
-                         compute_used(results, cfg))
-    print(f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n", flush=True)
+    table = write_report(
+        sweep_dir,
+        rows,
+        draws,
+        variant_names(cfg),
+        cfg.finetune.storage,
+        f"Label efficiency: {dataset} (sweep {cfg.name})",
+        compute_used(results, cfg),
+    )
+    print(
+        f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n",
+        flush=True,
+    )
     return rows

@@ -1,0 +1,177 @@
+"""`rayssl finetune`: the labelled set, the schedule, each fine-tuning method's section and the job's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rayssl.config.common import (
+    BLOCK_BACKBONES,
+    AugmentConfig,
+    DataConfig,
+    FaultConfig,
+    ModelConfig,
+    OptimConfig,
+    RayInitConfig,
+    RunConfig,
+    StorageConfig,
+    TrainConfig,
+)
+from rayssl.config.rules import FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, check, require
+
+
+@dataclass(frozen=True)
+class SemiSupConfig:
+    """The labelled set of few-label fine-tuning: which labels, how many, how they are drawn and
+    batched. The loss terms beyond cross-entropy have their own sections (inversion, fixmatch, ivae)."""
+
+    # Labelled train images per class, drawn (seeded, nested) from the labels that exist; "all": every
+    # labelled train image outside validation. A class with fewer labels gives what it has (labels.json says so).
+    labels_per_class: int | Literal["all"] = 5
+    # Validation, for model selection only: a stratified val_fraction of each class's labels, at least
+    # one and at most val_per_class (so a fully labelled benchmark keeps exactly val_per_class per class).
+    val_per_class: int = 10
+    val_fraction: float = 0.2
+    label_seed: int = 0
+    # A label table (CSV or parquet at any URI the shards accept; rayssl.data.label_table) adding labels
+    # to the train split's images without rewriting them: a key column `sample_id` or `path`, and `label`.
+    labels: str = ""
+    # Shards without a labelled test split: this stratified fraction of each class's labels (at least one)
+    # is held out as the test set, drawn once (not per label_seed) so every draw is scored on the same images.
+    test_fraction: float = 0.2
+    # Labelled batches draw each class equally often (weights 1 / class count): imbalanced labels are
+    # the normal case. With equal counts per class this is plain uniform sampling, as before.
+    balanced_batches: bool = True
+    # The labelled images' view, made per sample on the worker at every step. None: data.augment, the
+    # unlabelled stream's view. Few labelled images miss styles the unlabelled ones show (a 7 with or
+    # without its bar), which shear and elastic distortion of the labelled few can supply.
+    labelled_augment: AugmentConfig | None = None
+    labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
+    num_classes: int = 10
+    # Draw labelled and validation images from these classes only (empty: all). The other classes
+    # stay in the unlabelled stream and the test split: e.g. the inverted VAE's protocol, labels for 0-4 only.
+    labelled_classes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check(self, POSITIVE, "val_per_class", "labelled_batch_size")
+        check(self, (lambda v: v == "all" or v > 0, '> 0 or "all"'), "labels_per_class")
+        check(self, OPEN_UNIT, "val_fraction", "test_fraction")
+        check(self, (lambda v: 0 <= v < self.num_classes, f"a class id in [0, {self.num_classes})"), "labelled_classes")
+        check(self, (lambda v: v >= 2, ">= 2"), "num_classes")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Deep-network inversion (rayssl.methods.inversion): CE + alpha * reconstruction of every image
+    + beta * prediction entropy of the unlabelled ones."""
+
+    # Reconstruction through the network's transposed local linear maps (Balestriero et al.):
+    # global = ||x - A[x]^T f(x)||^2 (arXiv 1711.04313); multiscale = one size-normalised term per
+    # layer, each layer's input from its output (arXiv 1802.10172).
+    kind: Literal["global", "multiscale"] = "global"
+    alpha: float = 0.0  # weight of the reconstruction loss; 0 = off
+    beta: float = 0.0  # weight of the prediction entropy on unlabelled images
+    # The entropy weight rises from 0 to beta over the first beta_rampup_steps optimiser steps
+    # (rayssl.methods.inversion.sigmoid_rampup): entropy minimisation from step 0 makes the first,
+    # mostly wrong predictions confident before the labelled loss has shaped them. 0: beta throughout.
+    beta_rampup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        check(self, NON_NEGATIVE, "alpha", "beta", "beta_rampup_steps")
+
+
+@dataclass(frozen=True)
+class FixMatchConfig:
+    """FixMatch (rayssl.methods.fixmatch): CE of strong views against confident weak-view predictions."""
+
+    weight: float = 0.0  # of the FixMatch term; 0 = off
+    confidence: float = 0.95  # pseudo-label threshold
+    # The strong view of each unlabelled image, made in the Ray Data CPU stage (weight > 0 only).
+    strong_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(translate_px=4, rotate_deg=20.0, erase_p=0.5))
+
+    def __post_init__(self) -> None:
+        check(self, NON_NEGATIVE, "weight")
+        check(self, FRACTION, "confidence")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Fine-tuning length and learning-rate schedule, in optimiser steps (independent of corpus size)."""
+
+    steps: int = 2000  # optimiser steps; the unlabelled stream repeats as often as needed
+    warmup_steps: int = 100  # linear warmup, then cosine decay to zero
+    eval_every: int = 250  # steps between validation, checkpoint and report (one Tune iteration)
+    ema_decay: float = 0.0  # > 0: validation, checkpoints' eval weights and test use an EMA of the weights
+    # From a pretrained backbone: the head trains alone for head_warmup_steps, then the backbone joins
+    # at lr * backbone_lr_scale (self-supervised features are destroyed by a large fresh-head gradient).
+    head_warmup_steps: int = 0
+    backbone_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self, POSITIVE, "steps", "eval_every")
+        check(self, NON_NEGATIVE, "warmup_steps", "head_warmup_steps", "backbone_lr_scale")
+        check(self, HALF_OPEN_UNIT, "ema_decay")
+
+
+@dataclass(frozen=True)
+class InvertedVAEConfig:
+    """The inverted semi-supervised VAE (Gemp et al., arXiv 1608.05983): loss weights of its bounds
+    (rayssl.methods.inverted_vae) and where its label-only records come from."""
+
+    latent_dim: int = 16
+    hidden: int = 500  # width of the encoder's and decoder's two hidden layers
+    temperature: float = 0.5  # Gumbel-Softmax (y) and relaxed-Bernoulli (generated pixels) temperature
+    labelled: float = 1.0  # weight of the labelled bound
+    classification: float = 50.0  # weight of -log q(y|x) on labelled images (M2's alpha; the bounds are in nats over all pixels)
+    unlabelled: float = 1.0  # weight of the unlabelled (forward) bound
+    # Weight of the reverse bound on label-only records (0 = plain M2). Its gradient is a few nats of
+    # class likelihood against ~100-200 nats of pixel likelihood in the forward bounds: at 300 MNIST
+    # steps the classifier agreed with y on 15% of the decoder's images at weight 10, 42% at 50.
+    label_only: float = 50.0
+    # Label-only records: a parquet or CSV file (or folder of them) at any URI the shards accept, with
+    # an integer column `label`, or soft labels as a list column `probs` or columns p0 .. p{K-1}.
+    label_only_data: str = ""
+    label_only_batch_size: int = 64  # label-only records drawn per step per worker
+
+    def __post_init__(self) -> None:
+        check(self, POSITIVE, "latent_dim", "hidden", "temperature", "label_only_batch_size")
+        check(self, NON_NEGATIVE, "labelled", "classification", "unlabelled", "label_only")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Semi-supervised fine-tuning job (`rayssl finetune`)."""
+
+    # classifier: a backbone + head trained with cross-entropy on the labelled set plus the terms whose
+    # sections switch them on (inversion.alpha/beta, fixmatch.weight); inverted_vae: the inverted VAE
+    # (ivae.*), whose classifier is the same backbone + head. rayssl.methods.finetune lists both.
+    method: Literal["classifier", "inverted_vae"] = "classifier"
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="finetune"))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: str | None = None  # pretraining run dir or checkpoint URI (its config.yaml names the method)
+    semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
+    ivae: InvertedVAEConfig = field(default_factory=InvertedVAEConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # train.epochs is a pretraining setting: fine-tuning runs schedule.steps
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(num_workers=1))
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        inv = self.inversion
+        # A pretrained backbone's model is named by its run's config: checked on the worker (rayssl.methods.inversion).
+        require(
+            not (inv.alpha > 0 and inv.kind == "multiscale" and not self.init and self.model.name not in BLOCK_BACKBONES),
+            "inversion.kind",
+            f"multiscale needs a backbone made of blocks {BLOCK_BACKBONES}, got model.name {self.model.name!r}",
+        )
+        require(
+            self.method != "inverted_vae" or not (inv.alpha or inv.beta or self.fixmatch.weight),
+            "method",
+            "inverted_vae trains with its own bounds (ivae.*): set inversion.alpha, inversion.beta and fixmatch.weight to 0",
+        )

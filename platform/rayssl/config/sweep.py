@@ -1,0 +1,77 @@
+"""`rayssl sweep`: Ray Tune over label budgets x variants x label draws and loss weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rayssl.config.finetune import FinetuneConfig
+from rayssl.config.rules import NON_NEGATIVE, NONEMPTY, POSITIVE, check, require
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Ray Tune search over label budgets x variants x label draws, alpha, beta and lr (`rayssl sweep`)."""
+
+    name: str = "sweep"
+    storage_path: str = "runs"
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
+    # Labels per class (grid), each drawn from the labels that exist; "all": every label (finetune.semisup.labels_per_class).
+    budgets: list[int | Literal["all"]] = field(default_factory=lambda: [1, 5, 10, 50, 100])
+    label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
+    pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
+    # The row "+ inversion loss" (from scratch); the pretrained rows always use the inversion loss.
+    inversion: bool = True
+    # Adds the row "+ FixMatch" (weight: finetune.fixmatch.weight, or 1).
+    fixmatch: bool = False
+    # Adds the row "inverted VAE" (finetune.ivae; its label-only records: finetune.ivae.label_only_data).
+    # Tune draws its unlabelled and label-only bound weights log-uniformly from these ranges.
+    inverted_vae: bool = False
+    ivae_unlabelled_min: float = 0.3
+    ivae_unlabelled_max: float = 3.0
+    ivae_label_only_min: float = 10.0
+    ivae_label_only_max: float = 100.0
+    # Run only these rows (names as in the table, e.g. "+ FixMatch"); empty: every row the flags above
+    # enable. For re-measuring one row after a change that only touches it (bench/label_efficiency.py).
+    variants: list[str] = field(default_factory=list)
+    samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
+    seed: int = 0  # of those random draws: the same config samples the same settings
+    alpha_min: float = 1e-3
+    alpha_max: float = 1.0
+    betas: list[float] = field(default_factory=lambda: [0.0])
+    lr_min: float = 3e-4
+    lr_max: float = 3e-3
+    max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
+    grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
+    trial_max_failures: int = 1  # Tune retries of a crashed trial
+    # One-worker trials train inside their Tune actor (rayssl.train.loop.train_in_process): no Train
+    # controller and worker actors to start per trial. false: every trial drives a Ray Train worker
+    # group, as multi-worker trials always do.
+    in_process_trials: bool = True
+    # Before any trial: scan the shards for test images duplicated in another split (rayssl quality's
+    # leak check). "refuse" stops the sweep, "warn" logs the leaks and goes on, "off" skips the scan.
+    leak_check: Literal["refuse", "warn", "off"] = "warn"
+    # Also score every selected trial on the corruption suite (rayssl robustness: 11 corruptions x 5
+    # severities, seeded by `seed`): the table shows mean corruption accuracy next to test accuracy.
+    robustness: bool = False
+
+    def __post_init__(self) -> None:
+        check(self, NONEMPTY, "budgets", "label_seeds", "betas")
+        check(self, (lambda v: v == "all" or v > 0, '> 0 or "all"'), "budgets")
+        check(
+            self,
+            POSITIVE,
+            "samples",
+            "alpha_min",
+            "lr_min",
+            "max_concurrent_trials",
+            "grace_period",
+            "ivae_unlabelled_min",
+            "ivae_label_only_min",
+        )
+        check(self, NON_NEGATIVE, "betas", "trial_max_failures")
+        require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
+        require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
+        for bound in ("unlabelled", "label_only"):
+            low, high = getattr(self, f"ivae_{bound}_min"), getattr(self, f"ivae_{bound}_max")
+            require(low <= high, f"ivae_{bound}_max", f"must be >= ivae_{bound}_min ({low}), got {high}")
