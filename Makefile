@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head test test-unit test-integration bench bench-mnist bench-own-labels tensorboard docs clean
+.PHONY: quickstart head stop-head lint test test-unit test-integration bench bench-mnist bench-own-labels tensorboard docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ tensorboard: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=25 tests
+
+# ruff (lint + format check) on every Python file and mypy on the package: what CI runs before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check platform tests bench jobs
+	$(VENV)/bin/ruff format --check platform tests bench jobs
+	$(VENV)/bin/mypy
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

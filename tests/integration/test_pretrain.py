@@ -27,7 +27,8 @@ from rayssl.data.sources import load_source
 from rayssl.eval.run import run_eval
 from rayssl.methods.nat import initial_table
 from rayssl.train import checkpoints, ledger
-from rayssl.train.launch import TrainingDiverged, release_placement_group, run_pretrain
+from rayssl.train.launch import TrainingDiverged, run_pretrain
+from rayssl.train.placement import release_placement_group
 from rayssl.train.runs import list_runs, read_heartbeat, write_heartbeat
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_a_placement_group_left_by_ray_train_is_released(ray_local, nat_run, tmp
     """Rank 0 names its workers' placement group in the heartbeat; after fit() the group is gone,
     and one that Ray Train left behind (here: made by the test, as if so) is removed by the driver."""
     last_beat = read_heartbeat(nat_run[1].run_dir, StorageConfig())
-    assert last_beat["loop_done"] is True  # what launch.release_if_fit_hangs waits for
+    assert last_beat["loop_done"] is True  # what placement.release_if_fit_hangs waits for
     assert placement_group_state(last_beat["placement_group"]) == "REMOVED"
 
     left = placement_group([{"CPU": 1}])

@@ -1,4 +1,4 @@
-"""The driver's fit() watchdog (rayssl.train.launch.release_if_fit_hangs), without Ray: it removes
+"""The driver's fit() watchdog (rayssl.train.placement.release_if_fit_hangs), without Ray: it removes
 the workers' placement group only once the worker loop said it was done and fit() has not
 returned within the grace period."""
 
@@ -9,7 +9,7 @@ import time
 
 from rayssl.config import StorageConfig
 from rayssl.train import runs
-from rayssl.train.launch import release_if_fit_hangs
+from rayssl.train.placement import release_if_fit_hangs
 
 DEADLINE_S = 10.0
 

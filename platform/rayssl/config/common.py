@@ -96,12 +96,12 @@ class DataConfig:
 class ViTConfig:
     """Vision Transformer sizes (ViT-B/16: patch 16, width 768, depth 12, heads 12)."""
 
-    patch_size: int = 4
-    width: int = 64
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    class_token: bool = False
+    patch_size: int = 4  # pixels per side of a patch (a token)
+    width: int = 64  # token width
+    depth: int = 4  # transformer blocks
+    heads: int = 4  # attention heads per block (width must divide by it)
+    mlp_ratio: float = 4.0  # each block's MLP hidden width / width
+    class_token: bool = False  # prepend a learned class token
     pool: Literal["mean", "cls"] = "mean"  # how frozen features are read out (cls needs class_token)
 
     def __post_init__(self) -> None:
@@ -201,3 +201,18 @@ class FaultConfig:
     # Fine-tuning with optim.lr below this reports val_acc -1 (the true accuracy stays in the logs): a drill
     # that hands an early-stopping scheduler a certain loser, since real accuracies on a tiny validation set tie.
     sink_val_acc_below_lr: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The sections every training job has; a job's config adds its own after these."""
+
+    method: str = ""  # the job's method (each job narrows it to its own names)
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayInitConfig = field(default_factory=RayInitConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)

@@ -5,18 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rayssl.config.common import (
-    BLOCK_BACKBONES,
-    AugmentConfig,
-    DataConfig,
-    FaultConfig,
-    ModelConfig,
-    OptimConfig,
-    RayInitConfig,
-    RunConfig,
-    StorageConfig,
-    TrainConfig,
-)
+from rayssl.config.common import BLOCK_BACKBONES, AugmentConfig, JobConfig, RunConfig, TrainConfig
 from rayssl.config.rules import FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, check, require
 
 
@@ -139,28 +128,22 @@ class InvertedVAEConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Semi-supervised fine-tuning job (`rayssl finetune`)."""
+class FinetuneConfig(JobConfig):
+    """Semi-supervised fine-tuning job (`rayssl finetune`): the shared sections, then the labelled set and each method's."""
 
     # classifier: a backbone + head trained with cross-entropy on the labelled set plus the terms whose
     # sections switch them on (inversion.alpha/beta, fixmatch.weight); inverted_vae: the inverted VAE
-    # (ivae.*), whose classifier is the same backbone + head. rayssl.methods.finetune lists both.
+    # (ivae.*), whose classifier is the same backbone + head. rayssl.methods.registry.FINETUNING lists them.
     method: Literal["classifier", "inverted_vae"] = "classifier"
     run: RunConfig = field(default_factory=lambda: RunConfig(name="finetune"))
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # train.epochs is a pretraining setting: fine-tuning runs schedule.steps
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(num_workers=1))
     init: str | None = None  # pretraining run dir or checkpoint URI (its config.yaml names the method)
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
     ivae: InvertedVAEConfig = field(default_factory=InvertedVAEConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    # train.epochs is a pretraining setting: fine-tuning runs schedule.steps
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(num_workers=1))
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    ray: RayInitConfig = field(default_factory=RayInitConfig)
-    faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
         inv = self.inversion

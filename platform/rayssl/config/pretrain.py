@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rayssl.config.common import DataConfig, FaultConfig, ModelConfig, OptimConfig, RayInitConfig, RunConfig, StorageConfig, TrainConfig
+from rayssl.config.common import JobConfig
 from rayssl.config.rules import FRACTION, NON_NEGATIVE, OPEN_UNIT, POSITIVE, check, require
 
 
@@ -75,22 +75,14 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Self-supervised pretraining job (`rayssl pretrain`)."""
+class PretrainConfig(JobConfig):
+    """Self-supervised pretraining job (`rayssl pretrain`): the shared sections, then each method's."""
 
-    method: Literal["nat", "mae", "simclr", "masked_contrastive"] = "nat"
-    run: RunConfig = field(default_factory=RunConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Literal["nat", "mae", "simclr", "masked_contrastive"] = "nat"  # rayssl.methods.registry.PRETRAINING
     nat: NATConfig = field(default_factory=NATConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    ray: RayInitConfig = field(default_factory=RayInitConfig)
-    faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
         require(

@@ -19,41 +19,26 @@ on first use); they are what the pinned torchvision has, and the only batched nv
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Generator, Iterator
 
 import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data import quarantine
-from rayssl.data.decode import DecodeError, ImageSpec, QuarantineRecord, crop_and_resize, decode_pixels
-from rayssl.data.transforms import ImageTransform
+from rayssl.data.decode import DecodeError, QuarantineRecord, crop_and_resize, decode_pixels
+from rayssl.data.transforms import TrainingViews
 
 
-class DeviceDecoder:
+class DeviceDecoder(TrainingViews):
     """One worker's decode of ReadHeaders' batches: {"sample_id", "index", "label", "image"
     (encoded bytes), "box" float32 [N, 4], "is_jpeg" bool [N]} (numpy) -> {"index" int64 [N_ok],
     "label" int64 [N_ok], "image" float32 [N_ok, C, S, S]} (+ "image_view2", augmented
     independently, with `second_view`), on `device`. Undecodable rows are quarantined under `run_dir`."""
 
-    def __init__(
-        self,
-        spec: ImageSpec,
-        augment: AugmentConfig | None,
-        split: str,
-        run_dir: str,
-        storage_cfg: StorageConfig,
-        second_view: AugmentConfig | None = None,
-    ) -> None:
-        self.spec = spec
-        if augment is not None and spec.crop == "random_crop":  # the box already is the random crop: not twice
-            augment = dataclasses.replace(augment, crop_scale_min=1.0)
-        self.transform = ImageTransform(spec.size, augment, spec.channels)
-        self.second_view = ImageTransform(spec.size, second_view, spec.channels) if second_view is not None else None
-        self.mode = ImageReadMode.GRAY if spec.channels == 1 else ImageReadMode.RGB
-        self.split, self.run_dir, self.storage_cfg = split, run_dir, storage_cfg
+    @property
+    def mode(self) -> ImageReadMode:
+        return ImageReadMode.GRAY if self.spec.channels == 1 else ImageReadMode.RGB
 
     def _decode_jpegs(self, encoded: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
         """uint8 [C, H, W] per JPEG on `device`, None where the device decoder rejects one."""

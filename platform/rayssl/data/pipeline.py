@@ -11,8 +11,6 @@ alone; Ray Data's own error handling would fail the job or drop whole blocks of 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pyarrow as pa
 import ray.data
@@ -23,13 +21,13 @@ from rayssl.data.corruptions import corrupt_batch
 from rayssl.data.decode import DecodeError, ImageSpec, QuarantineRecord, decode_batch, image_spec, read_header
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards
-from rayssl.data.transforms import ImageTransform
+from rayssl.data.transforms import ImageTransform, TrainingViews
 
 # Rows per decode task call: large enough to amortise task overhead, small enough to stream.
 DECODE_BATCH_ROWS = 256
 
 
-class DecodeAndTransform:
+class DecodeAndTransform(TrainingViews):
     """Ray Data batch function: a pyarrow batch of shard rows -> numpy columns for training.
 
     Output columns: index int64 [N_ok], image float32 [N_ok, C, H, W], label int64 [N_ok]
@@ -37,24 +35,6 @@ class DecodeAndTransform:
     images, augmented independently with `second_view`) when that is given. Undecodable rows are
     dropped here and written to the run's quarantine.
     """
-
-    def __init__(
-        self,
-        spec: ImageSpec,
-        augment: AugmentConfig | None,
-        split: str,
-        run_dir: str,
-        storage_cfg: StorageConfig,
-        second_view: AugmentConfig | None = None,
-    ) -> None:
-        self.spec = spec
-        if augment is not None and spec.crop == "random_crop":  # the decode already cropped: not twice
-            augment = dataclasses.replace(augment, crop_scale_min=1.0)
-        self.transform = ImageTransform(spec.size, augment, spec.channels)
-        self.second_view = ImageTransform(spec.size, second_view, spec.channels) if second_view is not None else None
-        self.split = split
-        self.run_dir = run_dir
-        self.storage_cfg = storage_cfg
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
         indices = batch.column("index").to_numpy()

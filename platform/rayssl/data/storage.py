@@ -8,10 +8,12 @@ AWS/GCP chain (instance profile, IRSA, workload identity).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -110,6 +112,24 @@ def absolute(uri: str, storage: StorageConfig = StorageConfig()) -> str:
     """A local path made absolute (Ray workers and Data tasks run in other directories); remote URIs
     and "" (an unset optional path) unchanged."""
     return uri if not uri or is_remote(uri) else resolve(uri, storage)[1]
+
+
+class StoredConfig(Protocol):
+    """A command's config dataclass: it has a `storage` section that its URIs are reached through."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def storage(self) -> StorageConfig: ...
+
+
+C = TypeVar("C", bound=StoredConfig)
+
+
+def absolute_uris(cfg: C, *fields: str) -> C:
+    """`cfg` with the URIs of `fields` made `absolute` under its own storage settings: what a command
+    does to its paths before Ray starts."""
+    return dataclasses.replace(cfg, **{name: absolute(getattr(cfg, name), cfg.storage) for name in fields})
 
 
 def write_bytes(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:

@@ -9,11 +9,14 @@ Ray Data CPU stage and on a worker's device.
 
 from __future__ import annotations
 
+import dataclasses
+
 import kornia.augmentation as K
 import numpy as np
 import torch
 
-from rayssl.config import AugmentConfig
+from rayssl.config import AugmentConfig, StorageConfig
+from rayssl.data.decode import ImageSpec
 
 
 def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) -> K.AugmentationSequential | None:
@@ -87,3 +90,26 @@ class ImageTransform:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, C] -> float32 [N, C, H, W]."""
         return self.tensor(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
+
+
+class TrainingViews:
+    """Base of a training stream's decode stage (on the CPU, or on the worker's device): the image spec,
+    the transforms of the stream's view(s) of each decoded image, and where undecodable rows are
+    quarantined. With data.crop: random_crop the decode already took the random-resized-crop box, so
+    the views do not crop again."""
+
+    def __init__(
+        self,
+        spec: ImageSpec,
+        augment: AugmentConfig | None,
+        split: str,
+        run_dir: str,
+        storage_cfg: StorageConfig,
+        second_view: AugmentConfig | None = None,
+    ) -> None:
+        self.spec = spec
+        if augment is not None and spec.crop == "random_crop":
+            augment = dataclasses.replace(augment, crop_scale_min=1.0)
+        self.transform = ImageTransform(spec.size, augment, spec.channels)
+        self.second_view = ImageTransform(spec.size, second_view, spec.channels) if second_view is not None else None
+        self.split, self.run_dir, self.storage_cfg = split, run_dir, storage_cfg

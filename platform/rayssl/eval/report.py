@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
+from rayssl import markdown as md
 from rayssl.config import StorageConfig
 from rayssl.data import storage
 
 
 def markdown_table(rows: list[dict]) -> str:
     """rows: [{"features", "knn_acc", "linear_acc", ...}] -> a markdown table."""
-    lines = ["| features | kNN acc | linear-probe acc |", "|---|---:|---:|"]
-    lines += [f"| {r['features']} | {100 * r['knn_acc']:.2f}% | {100 * r['linear_acc']:.2f}% |" for r in rows]
-    return "\n".join(lines)
+    cells = [[r["features"], f"{100 * r['knn_acc']:.2f}%", f"{100 * r['linear_acc']:.2f}%"] for r in rows]
+    return "\n".join(md.table(["features", "kNN acc", "linear-probe acc"], "lrr", cells))
 
 
 def write_eval(run_dir: str, result: dict, storage_cfg: StorageConfig) -> str:

@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from rayssl import markdown as md  # noqa: E402
 from rayssl.config import CORRUPTION_NAMES, DataConfig, FinetuneConfig, PretrainConfig, RobustnessConfig, StorageConfig, from_dict  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 from rayssl.data.corruptions import SEVERITIES  # noqa: E402
@@ -119,32 +120,34 @@ def variants_of(cfg: RobustnessConfig) -> list[tuple[str, int]]:
 
 
 def markdown(report: dict) -> str:
-    s = report["summary"]
-    lines = [
+    s, severities, shift = report["summary"], report["severities"], report.get("domain_shift")
+    return md.document(
         f"# Robustness: {report['run']}",
-        "",
         f"Model: {report['model']}. Test split of {report['shards']}, seed {report['seed']}.",
-        "",
-        "| clean accuracy | mean corruption accuracy | relative robustness |",
-        "|---:|---:|---:|",
-        f"| {100 * s['clean_acc']:.2f}% | {100 * s['mean_corruption_acc']:.2f}% | {s['relative_robustness']:.3f} |",
-        "",
-    ]
-    severities = report["severities"]
-    lines += ["| corruption | " + " | ".join(f"severity {k}" for k in severities) + " | mean |", "|---|" + "---:|" * (len(severities) + 1)]
-    for name in report["corruptions"]:
-        cells = [f"{100 * report['accuracy'][name][str(k)]:.2f}%" for k in severities]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * s['per_corruption'][name]:.2f}% |")
-    if report.get("domain_shift"):
-        d = report["domain_shift"]
-        lines += [
-            "",
-            "| domain | test accuracy |",
-            "|---|---:|",
-            f"| {report['shards']} (source) | {100 * s['clean_acc']:.2f}% |",
-            f"| {d['shards']} (target) | {100 * d['accuracy']:.2f}% |",
-        ]
-    return "\n".join(lines) + "\n"
+        md.table(
+            ["clean accuracy", "mean corruption accuracy", "relative robustness"],
+            "rrr",
+            [[f"{100 * s['clean_acc']:.2f}%", f"{100 * s['mean_corruption_acc']:.2f}%", f"{s['relative_robustness']:.3f}"]],
+        ),
+        md.table(
+            ["corruption", *(f"severity {k}" for k in severities), "mean"],
+            "l" + "r" * (len(severities) + 1),
+            [
+                [name, *(f"{100 * report['accuracy'][name][str(k)]:.2f}%" for k in severities), f"{100 * s['per_corruption'][name]:.2f}%"]
+                for name in report["corruptions"]
+            ],
+        ),
+        md.table(
+            ["domain", "test accuracy"],
+            "lr",
+            [
+                [f"{report['shards']} (source)", f"{100 * s['clean_acc']:.2f}%"],
+                [f"{shift['shards']} (target)", f"{100 * shift['accuracy']:.2f}%"],
+            ],
+        )
+        if shift
+        else [],
+    )
 
 
 def heatmap(report: dict) -> bytes:
@@ -173,13 +176,7 @@ def heatmap(report: dict) -> bytes:
 def run_robustness(cfg: RobustnessConfig) -> dict:
     """Score the run's model; writes robustness.{json,md,png} to cfg.out (default <run>/robustness)."""
     log = get_logger()
-    cfg = dataclasses.replace(
-        cfg,
-        run=storage.absolute(cfg.run, cfg.storage),
-        shards=storage.absolute(cfg.shards, cfg.storage),
-        target_shards=storage.absolute(cfg.target_shards, cfg.storage),
-        out=storage.absolute(cfg.out, cfg.storage),
-    )
+    cfg = storage.absolute_uris(cfg, "run", "shards", "target_shards", "out")
     out = cfg.out or storage.join(cfg.run, "robustness")
     raw = yaml.safe_load(storage.read_bytes(storage.join(cfg.run, "config.yaml"), cfg.storage))  # fails fast on a wrong run
     init_ray(cfg.ray)

@@ -10,8 +10,6 @@ geometry normalises, and nothing is lost).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pyarrow as pa
 import torch
@@ -21,7 +19,6 @@ from rayssl.data.decode import image_spec
 from rayssl.inference import inputs
 from rayssl.inference.runs import RunModel, load_backbone, read_run
 from rayssl.inference.workers import normalise
-from rayssl.logs import get_logger
 
 
 class EmbedBatch:
@@ -47,6 +44,10 @@ class EmbedBatch:
         return {**out, "embedding": self.backbone(normalise(pixels)).float().cpu().numpy()}
 
 
+def embedding_schema(inp: inputs.InferenceInput, dim: int) -> pa.Schema:
+    return pa.schema([*inputs.key_fields(inp), ("embedding", pa.list_(pa.float32(), dim))])
+
+
 def embedding_table(batch: dict[str, np.ndarray], inp: inputs.InferenceInput, dim: int) -> pa.Table:
     """One actor batch -> key columns + embedding as fixed_size_list<float32>[dim] (plain arrow, no Ray extension type)."""
     flat = pa.array(np.ascontiguousarray(batch["embedding"], dtype=np.float32).reshape(-1), pa.float32())
@@ -63,34 +64,22 @@ def embed_run(
     storage_cfg: StorageConfig = StorageConfig(),
     show_progress: bool = True,
 ) -> inputs.StreamResult:
-    """Embed every image of `input_uri` with the backbone of `run_uri` (fine-tuned or pretraining run).
-
-    Needs a running Ray (train.launch.init_ray). Returns rows written, images quarantined, images/s."""
+    """Embed every image of `input_uri` with the backbone of `run_uri` (fine-tuned or pretraining run)
+    into parquet parts under `out_uri`, by inputs.run_model_actors (which needs a running Ray)."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     run = read_run(run_uri, storage_cfg)
     # The width D, for the output schema before any actor answers: one forward pass here, on the driver.
     dim = EmbedBatch(run).dim
-    inp = inputs.open_input(input_uri, split, storage_cfg)
-    out_uri = inputs.prepare_output(out_uri, storage_cfg)
-    pool, gpus = inputs.actor_pool(actors)
-    get_logger().info(
-        "embedding %d images of %s with the %s backbone of %s (%s, D=%d) on %d actor(s)%s -> %s",
-        inp.rows,
-        inp.uri,
-        "fine-tuned" if run.kind == "finetune" else run.cfg.method.upper(),
-        run.run_dir,
-        run.checkpoint_name,
-        dim,
-        pool.max_size,
-        " with a GPU each" if gpus else "",
-        out_uri,
-    )
-    started = time.monotonic()
-    ds = inputs.decoded_dataset(inp, image_spec(run.cfg.data, train=False), out_uri, storage_cfg).map_batches(
-        EmbedBatch, fn_constructor_args=(run,), batch_size=batch_size, batch_format="numpy", compute=pool, num_gpus=gpus
-    )
-    schema = pa.schema([*inputs.key_fields(inp), ("embedding", pa.list_(pa.float32(), dim))])
-    return inputs.stream_to_parquet(
-        ds, inp, out_uri, schema, lambda b: embedding_table(b, inp, dim), "embed", storage_cfg, started, show_progress
+    backbone = "fine-tuned" if run.kind == "finetune" else run.cfg.method.upper()
+    return inputs.run_model_actors(
+        inputs.StreamOptions(input_uri, out_uri, split, batch_size, actors, storage_cfg, show_progress),
+        "embed",
+        "embedding",
+        f"the {backbone} backbone of {run.run_dir} ({run.checkpoint_name}, D={dim})",
+        image_spec(run.cfg.data, train=False),
+        EmbedBatch,
+        (run,),
+        lambda inp: embedding_schema(inp, dim),
+        lambda b, inp: embedding_table(b, inp, dim),
     )

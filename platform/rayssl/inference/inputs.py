@@ -36,6 +36,7 @@ from rayssl.data.decode import ImageSpec
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import MANIFEST, read_manifest
 from rayssl.inference.workers import QUARANTINE_RUN, DecodeImages
+from rayssl.logs import get_logger
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DECODE_BATCH_ROWS = 256  # rows per decode call, as the training pipeline
@@ -203,6 +204,56 @@ def stream_to_parquet(
         flush=True,
     )
     return result
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The options predict and embed share: where INPUT and OUT are, and how the job runs."""
+
+    input_uri: str
+    out_uri: str
+    split: str | None  # of a shard set; None: every split
+    batch_size: int  # images per model call
+    actors: int | None  # model actors; None: actor_pool's default
+    storage_cfg: StorageConfig
+    show_progress: bool
+
+
+def run_model_actors(
+    opts: StreamOptions,
+    job: str,
+    doing: str,
+    model: str,
+    spec: ImageSpec,
+    actor: type,
+    actor_args: tuple[Any, ...],
+    schema: Callable[[InferenceInput], pa.Schema],
+    to_table: Callable[[dict[str, np.ndarray], InferenceInput], pa.Table],
+) -> StreamResult:
+    """The whole job once the model is known: open INPUT, clear OUT, decode with `spec`, run
+    `actor(*actor_args)` on the actor pool, and write its batches through `to_table` as parquet parts
+    of `schema` (both given the opened input). `doing` and `model` name the job in the log line
+    ("predicting ... with <model>"), `job` in the progress display and the summary.
+
+    Needs a running Ray (train.launch.init_ray). Returns rows written, images quarantined, images/s."""
+    inp = open_input(opts.input_uri, opts.split, opts.storage_cfg)
+    out_uri = prepare_output(opts.out_uri, opts.storage_cfg)
+    pool, gpus = actor_pool(opts.actors)
+    get_logger().info(
+        "%s %d images of %s with %s on %d actor(s)%s -> %s",
+        doing,
+        inp.rows,
+        inp.uri,
+        model,
+        pool.max_size,
+        " with a GPU each" if gpus else "",
+        out_uri,
+    )
+    started = time.monotonic()
+    ds = decoded_dataset(inp, spec, out_uri, opts.storage_cfg).map_batches(
+        actor, fn_constructor_args=actor_args, batch_size=opts.batch_size, batch_format="numpy", compute=pool, num_gpus=gpus
+    )
+    return stream_to_parquet(ds, inp, out_uri, schema(inp), lambda b: to_table(b, inp), job, opts.storage_cfg, started, opts.show_progress)
 
 
 def key_columns(inp: InferenceInput, batch: dict[str, np.ndarray]) -> dict[str, pa.Array]:

@@ -12,7 +12,6 @@ rounding between batch compositions; the integration test checks it).
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +23,6 @@ from rayssl.inference import inputs
 from rayssl.inference.export import ensure_export
 from rayssl.inference.runs import read_run, require_classifier
 from rayssl.inference.workers import PREPROCESS, ClassifyBatch
-from rayssl.logs import get_logger
 
 
 def prediction_schema(inp: inputs.InferenceInput) -> pa.Schema:
@@ -74,45 +72,22 @@ def predict_run(
     storage_cfg: StorageConfig = StorageConfig(),
     show_progress: bool = True,
 ) -> inputs.StreamResult:
-    """Predict every image of `input_uri` with the fine-tuned run `run_uri`; parquet parts under `out_uri`.
-
-    Needs a running Ray (train.launch.init_ray). Returns rows written, images quarantined, images/s."""
+    """Predict every image of `input_uri` with the fine-tuned run `run_uri` into parquet parts under
+    `out_uri`, by inputs.run_model_actors (which needs a running Ray)."""
     if top_k < 1 or batch_size < 1:
         raise ConfigError(f"--top-k and --batch-size must be >= 1, got {top_k} and {batch_size}")
     run = read_run(run_uri, storage_cfg)
     cfg = require_classifier(run, "predict with")
     export_uri = ensure_export(run)
     classes = json.loads(storage.read_bytes(storage.join(export_uri, PREPROCESS), run.storage))["classes"]
-    inp = inputs.open_input(input_uri, split, storage_cfg)
-    out_uri = inputs.prepare_output(out_uri, storage_cfg)
-    pool, gpus = inputs.actor_pool(actors)
-    get_logger().info(
-        "predicting %d images of %s with %s (%s) on %d actor(s)%s -> %s",
-        inp.rows,
-        inp.uri,
-        run.run_dir,
-        run.checkpoint_name,
-        pool.max_size,
-        " with a GPU each" if gpus else "",
-        out_uri,
-    )
-    started = time.monotonic()
-    ds = inputs.decoded_dataset(inp, image_spec(cfg.data, train=False), out_uri, storage_cfg).map_batches(
-        ClassifyBatch,
-        fn_constructor_args=(export_uri, run.storage, top_k),
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=pool,
-        num_gpus=gpus,
-    )
-    return inputs.stream_to_parquet(
-        ds,
-        inp,
-        out_uri,
-        prediction_schema(inp),
-        lambda b: prediction_table(b, inp, classes),
+    return inputs.run_model_actors(
+        inputs.StreamOptions(input_uri, out_uri, split, batch_size, actors, storage_cfg, show_progress),
         "predict",
-        storage_cfg,
-        started,
-        show_progress,
+        "predicting",
+        f"{run.run_dir} ({run.checkpoint_name})",
+        image_spec(cfg.data, train=False),
+        ClassifyBatch,
+        (export_uri, run.storage, top_k),
+        prediction_schema,
+        lambda b, inp: prediction_table(b, inp, classes),
     )

@@ -1,4 +1,4 @@
-"""The interface every pretraining method implements."""
+"""The interfaces of the methods: PretrainMethod (pretraining) and FinetuneObjective (fine-tuning), and what their steps see."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+from rayssl.config import AugmentConfig, FinetuneConfig, SweepConfig
+from rayssl.methods.sweep_rows import SweepRow
 
 # gather(local [B] int64) -> [world_size, B] int64 on every rank (identity-like on one process)
 GatherFn = Callable[[torch.Tensor], torch.Tensor]
@@ -75,22 +78,63 @@ class ClassifierForward:
     reconstruction: torch.Tensor | None = None  # scalar, when the forward went through the inversion
 
 
-class FinetuneObjective(Protocol):
-    """A fine-tuning loss term (rayssl.methods.registry.FINETUNING), built per run as cls(cfg, net).
+class FinetuneObjective:
+    """Base of the fine-tuning objectives (rayssl.methods.registry.FINETUNING), built per run as cls(cfg, net).
 
     The classifier's terms (supervised, inversion, FixMatch) share one forward (`forward`, which at
     most one active term overrides); a `standalone` method (the inverted VAE) computes its own loss.
+    The defaults: reads no unlabelled image, no strong view, no label-only record, adds no sweep row.
     """
 
-    standalone: bool  # True: the whole loss, no shared classifier forward
+    standalone = False  # True: the whole loss, no shared classifier forward
+    title = ""  # in `rayssl runs` and the run's log
+    section = ""  # the FinetuneConfig section it owns ("" for none)
+
+    def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
+        self.run_cfg = cfg
+
+    @staticmethod
+    def active(cfg: FinetuneConfig) -> bool:
+        """Whether a run with this config trains with the objective."""
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls, cfg: FinetuneConfig) -> str:
+        """'FixMatch (weight 1.0, confidence 0.95)': the title and its section's settings, for the run's log."""
+        return f"{cls.title} ({settings(getattr(cfg, cls.section))})" if cls.section else cls.title
+
+    @staticmethod
+    def reads_unlabelled(cfg: FinetuneConfig) -> bool:
+        return False
+
+    @staticmethod
+    def strong_view(cfg: FinetuneConfig) -> AugmentConfig | None:
+        """The strong view of each unlabelled image the stream must carry (batch["image_view2"])."""
+        return None
+
+    @staticmethod
+    def label_only_source(cfg: FinetuneConfig) -> str:
+        """URI of the label-only records it reads ("" for none)."""
+        return ""
+
+    @staticmethod
+    def label_only_batch_size(cfg: FinetuneConfig) -> int:
+        return 0
+
+    @staticmethod
+    def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:
+        """Its rows of the sweep's table (those the sweep's flags enable)."""
+        return []
 
     def forward(self, model: nn.Module, x: torch.Tensor, n_labelled: int) -> ClassifierForward | None:
         """The shared forward over x [L + U, C, H, W] (the first n_labelled labelled), or None to leave it to a plain model(x)."""
+        return None
 
     def loss_terms(
         self, model: nn.Module, batch: FinetuneBatch, out: ClassifierForward | None
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         """(weighted loss parts, added in order; {stat name: sum over the batch's rows})."""
+        raise NotImplementedError
 
 
 def settings(section: Any) -> str:

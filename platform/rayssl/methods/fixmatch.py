@@ -3,15 +3,13 @@ view against its weak view's prediction where that is confident (config section 
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rayssl.config import AugmentConfig, FinetuneConfig, SweepConfig
-from rayssl.methods.base import ClassifierForward, FinetuneBatch, settings
-from rayssl.methods.sweep_rows import SweepRow, TrialSample
+from rayssl.methods.base import ClassifierForward, FinetuneBatch, FinetuneObjective
+from rayssl.methods.sweep_rows import SweepRow, TrialSample, trial_with
 
 
 def fixmatch_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,23 +27,20 @@ def fixmatch_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, thresh
     return (F.cross_entropy(strong_logits, pseudo, reduction="none") * mask).mean(), mask.sum()
 
 
-class FixMatch:
+class FixMatch(FinetuneObjective):
     """weight * FixMatch(weak logits of the unlabelled images -> their strong views); the strong views
     come from the Ray Data CPU stage (`strong_view`)."""
 
-    standalone = False
-    title = "FixMatch"  # in `rayssl runs`
+    title = "FixMatch"
+    section = "fixmatch"
 
     def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
+        super().__init__(cfg, net)
         self.cfg = cfg.fixmatch
 
     @staticmethod
     def active(cfg: FinetuneConfig) -> bool:
         return cfg.method == "classifier" and cfg.fixmatch.weight > 0
-
-    @staticmethod
-    def describe(cfg: FinetuneConfig) -> str:
-        return f"FixMatch ({settings(cfg.fixmatch)})"
 
     @staticmethod
     def reads_unlabelled(cfg: FinetuneConfig) -> bool:
@@ -54,9 +49,6 @@ class FixMatch:
     @staticmethod
     def strong_view(cfg: FinetuneConfig) -> AugmentConfig:
         return cfg.fixmatch.strong_augment
-
-    def forward(self, model: nn.Module, x: torch.Tensor, n_labelled: int) -> ClassifierForward | None:
-        return None
 
     def loss_terms(
         self, model: nn.Module, batch: FinetuneBatch, out: ClassifierForward | None
@@ -73,10 +65,4 @@ class FixMatch:
 
 def _with_fixmatch(base: FinetuneConfig, sample: TrialSample) -> FinetuneConfig:
     """FixMatch at the base config's weight (or 1), no inversion terms."""
-    return dataclasses.replace(
-        base,
-        method="classifier",
-        init=None,
-        inversion=dataclasses.replace(base.inversion, alpha=0.0, beta=0.0),
-        fixmatch=dataclasses.replace(base.fixmatch, weight=base.fixmatch.weight or 1.0),
-    )
+    return trial_with(base, fixmatch=base.fixmatch.weight or 1.0)

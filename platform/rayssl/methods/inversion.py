@@ -22,7 +22,6 @@ have no second derivative, and the double backward needs one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -31,8 +30,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from rayssl.config import BLOCK_BACKBONES, ConfigError, FinetuneConfig, SweepConfig
-from rayssl.methods.base import ClassifierForward, FinetuneBatch, settings
-from rayssl.methods.sweep_rows import SweepRow, TrialSample
+from rayssl.methods.base import ClassifierForward, FinetuneBatch, FinetuneObjective
+from rayssl.methods.sweep_rows import SweepRow, TrialSample, trial_with
 from rayssl.models.classifier import Classifier
 
 
@@ -95,14 +94,15 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
-class Inversion:
+class Inversion(FinetuneObjective):
     """alpha * reconstruction of [labelled; unlabelled] (global or multiscale) + beta * entropy of the
     unlabelled predictions, the entropy weight ramped up over inversion.beta_rampup_steps."""
 
-    standalone = False
-    title = "inversion"  # in `rayssl runs`
+    title = "inversion"
+    section = "inversion"
 
     def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
+        super().__init__(cfg, net)
         self.cfg = cfg.inversion
         self.layers: list[nn.Module] | None = None
         if self.cfg.alpha > 0 and self.cfg.kind == "multiscale":
@@ -116,10 +116,6 @@ class Inversion:
     @staticmethod
     def active(cfg: FinetuneConfig) -> bool:
         return cfg.method == "classifier" and (cfg.inversion.alpha > 0 or cfg.inversion.beta > 0)
-
-    @staticmethod
-    def describe(cfg: FinetuneConfig) -> str:
-        return f"inversion ({settings(cfg.inversion)})"
 
     @staticmethod
     def reads_unlabelled(cfg: FinetuneConfig) -> bool:
@@ -158,15 +154,9 @@ class Inversion:
 
 
 def _with_inversion(base: FinetuneConfig, sample: TrialSample) -> FinetuneConfig:
-    return dataclasses.replace(
-        base,
-        method="classifier",
-        init=None,
-        inversion=dataclasses.replace(base.inversion, alpha=sample.alpha, beta=sample.beta),
-        fixmatch=dataclasses.replace(base.fixmatch, weight=0.0),
-    )
+    return trial_with(base, alpha=sample.alpha, beta=sample.beta)
 
 
 def _pretrained(uri: str) -> Callable[[FinetuneConfig, TrialSample], FinetuneConfig]:
     """The inversion row started from the pretraining run at `uri`."""
-    return lambda base, sample: dataclasses.replace(_with_inversion(base, sample), init=uri)
+    return lambda base, sample: trial_with(base, alpha=sample.alpha, beta=sample.beta, init=uri)

@@ -35,8 +35,8 @@ from torch import nn
 from torch.distributions import RelaxedBernoulli
 
 from rayssl.config import FinetuneConfig, SweepConfig
-from rayssl.methods.base import ClassifierForward, FinetuneBatch, settings
-from rayssl.methods.sweep_rows import SweepRow, TrialSample
+from rayssl.methods.base import ClassifierForward, FinetuneBatch, FinetuneObjective
+from rayssl.methods.sweep_rows import SweepRow, TrialSample, trial_with
 from rayssl.models.inverted_vae import InvertedVAE
 
 
@@ -125,15 +125,17 @@ def _as_inverted_vae(model: nn.Module) -> InvertedVAE:
     return cast(InvertedVAE, model)
 
 
-class InvertedVAEObjective:
+class InvertedVAEObjective(FinetuneObjective):
     """The whole loss of an inverted-VAE run: per step, the labelled bound and classification loss on
     the labelled batch, the forward bound on the unlabelled images, and the reverse bound on a batch
     of label-only records (float [M, K] label distributions, kept in memory like the labelled set)."""
 
     standalone = True
-    title = "inverted VAE"  # in `rayssl runs`
+    title = "inverted VAE"
+    section = "ivae"
 
     def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
+        super().__init__(cfg, net)
         self.cfg, self.num_classes = cfg.ivae, cfg.semisup.num_classes
 
     @staticmethod
@@ -149,16 +151,9 @@ class InvertedVAEObjective:
         return cfg.ivae.label_only_data
 
     @staticmethod
-    def describe(cfg: FinetuneConfig) -> str:
-        return f"inverted VAE ({settings(cfg.ivae)})"
-
-    @staticmethod
     def label_only_batch_size(cfg: FinetuneConfig) -> int:
         """Label-only records drawn per step (0: this run reads none)."""
         return cfg.ivae.label_only_batch_size if cfg.ivae.label_only > 0 else 0
-
-    def forward(self, model: nn.Module, x: torch.Tensor, n_labelled: int) -> ClassifierForward | None:
-        return None
 
     def loss_terms(
         self, model: nn.Module, batch: FinetuneBatch, out: ClassifierForward | None
@@ -183,16 +178,11 @@ class InvertedVAEObjective:
 
     @staticmethod
     def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:
-        return [SweepRow("inverted_vae", "inverted VAE", _inverted_vae)] if sweep.inverted_vae else []
+        weights = lambda trial: {"ivae_unlabelled": trial.ivae.unlabelled, "ivae_label_only": trial.ivae.label_only}  # noqa: E731
+        return [SweepRow("inverted_vae", "inverted VAE", _inverted_vae, reports=weights)] if sweep.inverted_vae else []
 
 
 def _inverted_vae(base: FinetuneConfig, sample: TrialSample) -> FinetuneConfig:
     """The inverted VAE with Tune's draws of its two unsupervised bounds' weights."""
-    return dataclasses.replace(
-        base,
-        method="inverted_vae",
-        init=None,
-        inversion=dataclasses.replace(base.inversion, alpha=0.0, beta=0.0),
-        fixmatch=dataclasses.replace(base.fixmatch, weight=0.0),
-        ivae=dataclasses.replace(base.ivae, unlabelled=sample.ivae_unlabelled, label_only=sample.ivae_label_only),
-    )
+    ivae = dataclasses.replace(base.ivae, unlabelled=sample.ivae_unlabelled, label_only=sample.ivae_label_only)
+    return dataclasses.replace(trial_with(base), method="inverted_vae", ivae=ivae)

@@ -26,6 +26,7 @@ from torch import nn
 from rayssl.config import PretrainConfig
 from rayssl.methods.base import GatherFn, StepContext
 from rayssl.models import build_backbone, feature_dim
+from rayssl.models.classifier import LinearHead
 
 TARGETS_VERSION = 2  # 1: a stored [N, d] matrix from torch.randn; 2: targets_for (counter-based)
 
@@ -101,16 +102,14 @@ def merge_updates(table: torch.Tensor, indices: torch.Tensor, new_targets: torch
     table[idx] = tgt.to(table.dtype)
 
 
-class NATHead(nn.Module):
+class NATHead(LinearHead):
     """Backbone features [B, D] -> unit-norm codes [B, target_dim]."""
 
     def __init__(self, backbone: nn.Module, embed_dim: int, target_dim: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(embed_dim, target_dim)
+        super().__init__(backbone, embed_dim, target_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.backbone(x)), dim=1)
+        return F.normalize(super().forward(x), dim=1)
 
 
 class NoiseAsTargets:

@@ -32,7 +32,12 @@ from rayssl.methods.sweep_rows import SweepRow
 
 PRETRAINING: dict[str, Any] = {"nat": NATMethod, "mae": MAEMethod, "simclr": SimCLRMethod, "masked_contrastive": MaskedContrastiveMethod}
 
-FINETUNING: dict[str, Any] = {"supervised": Supervised, "inversion": Inversion, "fixmatch": FixMatch, "inverted_vae": InvertedVAEObjective}
+FINETUNING: dict[str, type[FinetuneObjective]] = {
+    "supervised": Supervised,
+    "inversion": Inversion,
+    "fixmatch": FixMatch,
+    "inverted_vae": InvertedVAEObjective,
+}
 
 
 def build_method(cfg: PretrainConfig, num_samples: int) -> PretrainMethod:
@@ -44,7 +49,7 @@ def two_views(cfg: PretrainConfig) -> bool:
     return PRETRAINING[cfg.method].two_views
 
 
-def active_objectives(cfg: FinetuneConfig) -> list[Any]:
+def active_objectives(cfg: FinetuneConfig) -> list[type[FinetuneObjective]]:
     """The classes of the objectives this fine-tuning run trains with, in registry order."""
     return [objective for objective in FINETUNING.values() if objective.active(cfg)]
 
@@ -60,12 +65,12 @@ def reads_unlabelled(cfg: FinetuneConfig) -> bool:
 
 def strong_view(cfg: FinetuneConfig) -> AugmentConfig | None:
     """The strong view the unlabelled stream carries (batch["image_view2"]), when an active objective reads one."""
-    return next((o.strong_view(cfg) for o in active_objectives(cfg) if hasattr(o, "strong_view")), None)
+    return next((view for o in active_objectives(cfg) if (view := o.strong_view(cfg)) is not None), None)
 
 
 def label_only_source(cfg: FinetuneConfig) -> str:
     """URI of the label-only records an active objective reads ("" for none)."""
-    return next((o.label_only_source(cfg) for o in active_objectives(cfg) if hasattr(o, "label_only_source")), "")
+    return next((source for o in active_objectives(cfg) if (source := o.label_only_source(cfg))), "")
 
 
 def describe(cfg: FinetuneConfig) -> str:
@@ -75,7 +80,7 @@ def describe(cfg: FinetuneConfig) -> str:
 
 def label_only_batch_size(cfg: FinetuneConfig) -> int:
     """Label-only records drawn per step (0: the run reads none)."""
-    return max((o.label_only_batch_size(cfg) for o in active_objectives(cfg) if hasattr(o, "label_only_batch_size")), default=0)
+    return max((o.label_only_batch_size(cfg) for o in active_objectives(cfg)), default=0)
 
 
 def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:

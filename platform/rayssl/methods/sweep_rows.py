@@ -6,6 +6,7 @@ turns each trial's sampled values into the trial's config with the row's `config
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,3 +30,18 @@ class SweepRow:
     label: str  # the row of the table, e.g. "+ inversion loss"
     configure: Callable[[FinetuneConfig, TrialSample], FinetuneConfig]  # base config -> this row's trial config
     pretrained: bool = False  # starts from a pretraining run: listed after the rows trained from scratch
+    # What the sweep's table records of a selected trial beyond alpha, beta, consistency and lr.
+    reports: Callable[[FinetuneConfig], dict[str, float]] = lambda trial: {}
+
+
+def trial_with(
+    base: FinetuneConfig, *, alpha: float = 0.0, beta: float = 0.0, fixmatch: float = 0.0, init: str | None = None
+) -> FinetuneConfig:
+    """The base config as a classifier run with exactly these loss weights (every other term off)."""
+    return dataclasses.replace(
+        base,
+        method="classifier",
+        init=init,
+        inversion=dataclasses.replace(base.inversion, alpha=alpha, beta=beta),
+        fixmatch=dataclasses.replace(base.fixmatch, weight=fixmatch),
+    )

@@ -1,4 +1,4 @@
-"""A backbone with a linear classification head, for fine-tuning."""
+"""A backbone with a linear head: the fine-tuning classifier, and the base of other heads on a backbone."""
 
 from __future__ import annotations
 
@@ -6,16 +6,25 @@ import torch
 from torch import nn
 
 
-class Classifier(nn.Module):
-    """[B, C, H, W] -> logits [B, num_classes]."""
+class LinearHead(nn.Module):
+    """[B, C, H, W] -> backbone features [B, feature_dim] -> one linear layer -> [B, out_dim].
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
+    Its parameters are `backbone.*` and `head.*`: the names in every checkpoint of a model built on it."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, out_dim: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = nn.Linear(feature_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+class Classifier(LinearHead):
+    """[B, C, H, W] -> logits [B, num_classes]."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__(backbone, feature_dim, num_classes)
 
     def layers(self) -> list[nn.Module] | None:
         """The network as a chain of layers whose composition is forward (backbone blocks, then the

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rayssl import markdown as md  # noqa: E402
 from rayssl.config import StorageConfig  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 from rayssl.quality.signatures import Signatures  # noqa: E402
@@ -23,15 +24,6 @@ def sample_name(member: dict) -> str:
 def markdown(report: dict) -> str:
     """The human-readable report: the summary table, then the details a user acts on."""
     f = report["findings"]
-    lines = [
-        f"# Quality report: {report['shards']}",
-        "",
-        f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).",
-        "",
-        "| finding | count |",
-        "|---|---:|",
-    ]
-    lines += [f"| {k} | {v} |" for k, v in report["summary"].items()]
     show = sample_name
     sections = [
         ("Undecodable images", [f"- {show(r)}: {r['reason']}" for r in report["undecodable"]]),
@@ -44,40 +36,53 @@ def markdown(report: dict) -> str:
             [f"- {show(x)}: labelled {x['label']}, looks like {x['suggested']}" for x in f["label_issues"]],
         ),
     ]
+    blocks: list[str | list[str]] = [
+        f"# Quality report: {report['shards']}",
+        f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).",
+        md.table(["finding", "count"], "lr", report["summary"].items()),
+    ]
     for title, items in sections:
         if items:
-            lines += [
-                "",
-                f"## {title} ({len(items)})",
-                "",
-                *items[:50],
-                *([f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else []),
-            ]
-    lines += [
-        "",
+            more = [f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else []
+            blocks += [f"## {title} ({len(items)})", [*items[:50], *more]]
+    blocks += [
         "## Class balance",
-        "",
-        "| split | labelled | unlabelled | imbalance ratio | classes below min |",
-        "|---|---:|---:|---:|---|",
+        md.table(
+            ["split", "labelled", "unlabelled", "imbalance ratio", "classes below min"],
+            "lrrrl",
+            [
+                [
+                    split,
+                    b["labelled"],
+                    b["unlabelled"],
+                    "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}",
+                    ", ".join(b["classes_below_min"]) or "-",
+                ]
+                for split, b in f["class_balance"].items()
+            ],
+        ),
     ]
-    for split, b in f["class_balance"].items():
-        ratio = "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}"
-        lines.append(f"| {split} | {b['labelled']} | {b['unlabelled']} | {ratio} | {', '.join(b['classes_below_min']) or '-'} |")
     for split, rows in f["sources"].items():
         if rows:
-            lines += [
-                "",
+            blocks += [
                 f"## Sources in {split}",
-                "",
-                "| source | images | mean brightness | mean contrast | label TV distance | flagged |",
-                "|---|---:|---:|---:|---:|---|",
+                md.table(
+                    ["source", "images", "mean brightness", "mean contrast", "label TV distance", "flagged"],
+                    "lrrrrl",
+                    [
+                        [
+                            r["source"],
+                            r["images"],
+                            f"{r['mean_brightness']:.1f}",
+                            f"{r['mean_contrast']:.1f}",
+                            "-" if r["label_tv_distance"] is None else format(r["label_tv_distance"], ".2f"),
+                            ", ".join(r["flagged"]) or "-",
+                        ]
+                        for r in rows
+                    ],
+                ),
             ]
-            lines += [
-                f"| {r['source']} | {r['images']} | {r['mean_brightness']:.1f} | {r['mean_contrast']:.1f} | "
-                f"{'-' if r['label_tv_distance'] is None else format(r['label_tv_distance'], '.2f')} | {', '.join(r['flagged']) or '-'} |"
-                for r in rows
-            ]
-    return "\n".join(lines) + "\n"
+    return md.document(*blocks)
 
 
 def contact_sheet(report: dict, sigs: Signatures, per_row: int) -> bytes:

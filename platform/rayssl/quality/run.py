@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any
@@ -26,12 +25,7 @@ from rayssl.train.launch import init_ray
 def run_quality(cfg: QualityConfig) -> dict:
     """The report as written to `<cfg.out>/quality.json`; also printed as a summary table."""
     log = get_logger()
-    cfg = dataclasses.replace(
-        cfg,
-        shards=storage.absolute(cfg.shards, cfg.storage),
-        out=storage.absolute(cfg.out, cfg.storage),
-        finetune_run=storage.absolute(cfg.finetune_run, cfg.storage),
-    )
+    cfg = storage.absolute_uris(cfg, "shards", "out", "finetune_run")
     manifest = read_manifest(cfg.shards, cfg.storage)  # a missing or broken shard set fails here, before Ray starts
     finetune = _finetune_run(cfg) if cfg.finetune_run and cfg.label_issues else None
     quarantine.clear(cfg.out, cfg.storage)

@@ -26,7 +26,7 @@ def all_gather(t: torch.Tensor) -> torch.Tensor:
     return torch.stack(out).cpu()
 
 
-def all_reduce(values: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+def all_reduce(values: torch.Tensor, op: dist.ReduceOp | dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> torch.Tensor:
     """Reduce across ranks (a no-op on one worker); returns a CPU tensor."""
     if distributed():
         values = values.to(collective_device())

@@ -6,20 +6,18 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
-from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from rayssl import console
-from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, StorageConfig, dump_yaml
+from rayssl.config import ConfigError, FinetuneConfig, PretrainConfig, RayInitConfig, dump_yaml
 from rayssl.data import quarantine, storage
 from rayssl.data.in_memory import DecodedSplit, decode_split, decoded_mb, fits_in_memory
 from rayssl.data.label_only import read_label_only
@@ -29,7 +27,7 @@ from rayssl.data.shards import validate_shards
 from rayssl.data.shardset import ShardSet
 from rayssl.logs import get_logger
 from rayssl.methods import registry
-from rayssl.train import checkpoints, runs
+from rayssl.train import checkpoints, placement, runs
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_process, train_loop_per_worker
 from rayssl.train.progress import RunProgress
 from rayssl.train.resume import refuse_incompatible_resume
@@ -77,6 +75,13 @@ def with_absolute_paths(cfg: C) -> C:
     return cfg
 
 
+class _DriverLogging(TypedDict, total=False):
+    """ray.init's keyword arguments for the driver's share of Ray's output (none: Ray's defaults)."""
+
+    log_to_driver: bool
+    logging_level: int
+
+
 def init_ray(cfg: RayInitConfig) -> None:
     """Connect to a cluster (config address or RAY_ADDRESS, as under `ray job submit`) or start a local Ray."""
     if ray.is_initialized():
@@ -84,7 +89,7 @@ def init_ray(cfg: RayInitConfig) -> None:
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     # Quiet unless --verbose (rayssl.console): worker/actor output stays in Ray's session logs
     # (`ray logs`, the dashboard), and the driver's `ray` logger says only warnings and errors.
-    quiet = {} if console.verbose() else {"log_to_driver": False, "logging_level": logging.WARNING}
+    quiet: _DriverLogging = {} if console.verbose() else {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **quiet)
     else:
@@ -96,7 +101,7 @@ def init_ray(cfg: RayInitConfig) -> None:
     console.quiet_console_handlers("ray")
 
 
-def _torch_trainer(spec: WorkerSpec, dataset: Any, callbacks: Any = ()) -> TorchTrainer:
+def _torch_trainer(spec: WorkerSpec, dataset: Any, callbacks: Sequence[Any] = ()) -> TorchTrainer:
     """One TorchTrainer per run, named `<storage_path>/<name>` so that running it again resumes."""
     cfg = spec.cfg
     fs, storage_root = storage.resolve(cfg.run.storage_path, cfg.storage)
@@ -117,7 +122,9 @@ def _torch_trainer(spec: WorkerSpec, dataset: Any, callbacks: Any = ()) -> Torch
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=list(callbacks),
             # Ray Train's per-report INFO lines ("Reporting training result ...") only with --verbose.
-            logging_config=ray.train.LoggingConfig(log_level="INFO" if console.verbose() else "WARNING"),
+            # The ignore: mypy resolves ray.train.RunConfig to ray.air.config.RunConfig (the first of the two imports in
+            # ray/train/__init__.py); at run time it is Train v2's (RAY_TRAIN_V2_ENABLED, on by default), which takes logging_config.
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if console.verbose() else "WARNING"),  # type: ignore[call-arg]
         ),
         datasets={"train": dataset} if dataset is not None else {},
     )
@@ -126,7 +133,7 @@ def _torch_trainer(spec: WorkerSpec, dataset: Any, callbacks: Any = ()) -> Torch
 def _fit(
     spec: WorkerSpec,
     dataset: Any,
-    callbacks: Any = (),
+    callbacks: Sequence[Any] = (),
     progress: tuple[str, int] | None = None,
     report: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
@@ -148,27 +155,19 @@ def _fit(
     spec = dataclasses.replace(spec, resume_from=earlier)
     if report is not None:
         return _fit_in_process(spec, dataset, report)
-    fit_returned = threading.Event()
-    threading.Thread(
-        target=release_if_fit_hangs,
-        args=(run_dir, cfg.storage, fit_returned, time.time()),
-        daemon=True,
-        name=f"fit-watchdog-{cfg.run.name}",
-    ).start()
-    try:
-        if progress is None:
-            result = _torch_trainer(spec, dataset, callbacks).fit()
-        else:
-            with RunProgress(*progress) as board:
-                result = _torch_trainer(dataclasses.replace(spec, progress=board), dataset, callbacks).fit()
-    except ray.train.TrainingFailedError as exc:
-        _raise_if_store_unreachable(cfg, run_dir, exc)
-        # For `rayssl runs`; the next attempt under this name deletes it (above).
-        storage.write_bytes(status_uri, json.dumps({"status": "failed", "error": str(exc)[:2000]}).encode(), cfg.storage)
-        raise
-    finally:
-        fit_returned.set()
-        release_placement_group(run_dir, cfg.storage)
+    # Ray Train may leave its workers' placement group behind, even with fit() waiting on it (rayssl.train.placement).
+    with placement.released_around_fit(run_dir, cfg.storage, cfg.run.name):
+        try:
+            if progress is None:
+                result = _torch_trainer(spec, dataset, callbacks).fit()
+            else:
+                with RunProgress(*progress) as board:
+                    result = _torch_trainer(dataclasses.replace(spec, progress=board), dataset, callbacks).fit()
+        except ray.train.TrainingFailedError as exc:
+            _raise_if_store_unreachable(cfg, run_dir, exc)
+            # For `rayssl runs`; the next attempt under this name deletes it (above).
+            storage.write_bytes(status_uri, json.dumps({"status": "failed", "error": str(exc)[:2000]}).encode(), cfg.storage)
+            raise
     return _outcome(cfg, run_dir, dict(result.metrics or {}), spec.num_samples)  # Ray Train: the metrics of the latest checkpoint
 
 
@@ -204,69 +203,6 @@ def _outcome(cfg: PretrainConfig | FinetuneConfig, run_dir: str, metrics: dict[s
     if checkpoint is None:
         raise RuntimeError(f"run {cfg.run.name!r} finished without a checkpoint under {run_dir}")
     return RunOutcome(run_dir, checkpoint, metrics)
-
-
-def release_placement_group(run_dir: str, storage_cfg: StorageConfig) -> None:
-    """After a run's fit() returned or raised: remove its workers' placement group if Ray Train left it.
-
-    Seen in a 75-trial sweep on 2 overloaded cores: the Train controllers of finished trials exited
-    without removing their workers' 1-CPU placement groups (the detached PlacementGroupCleaner,
-    stopped by a graceful shutdown, did not either). 5 such groups held 5 of the 8 logical CPUs, so
-    the next trials' Ray Data read tasks never got one and the trials sat at step 0. Rank 0 names
-    the group in its heartbeat (rayssl.train.runs); the run is over here, so the group is unused.
-    """
-    try:
-        group_id = (runs.read_heartbeat(run_dir, storage_cfg) or {}).get("placement_group")
-        if not group_id:
-            return
-        group = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))
-        if ray.util.placement_group_table(group).get("state") in ("PENDING", "CREATED", "RESCHEDULING"):
-            get_logger().warning("Ray Train left the placement group %s of run %s: removing it", group_id, run_dir)
-            remove_placement_group(group)
-    except Exception as exc:  # best effort, in a `finally`: it must never replace the run's own outcome or error
-        get_logger().debug("placement group of %s not checked: %s", run_dir, exc)
-
-
-# How long fit() may take to return after the worker loop ended before its placement group is
-# removed. Ray Train's controller normally returns within seconds; the grace is generous so that a
-# loaded machine's slow shutdown is never cut short.
-FIT_EXIT_GRACE_S = 120.0
-
-
-def release_if_fit_hangs(
-    run_dir: str,
-    storage_cfg: StorageConfig,
-    fit_returned: threading.Event,
-    started: float,
-    grace_s: float = FIT_EXIT_GRACE_S,
-    poll_s: float = 15.0,
-    read: Callable[[str, StorageConfig], dict[str, Any] | None] = runs.read_heartbeat,
-    release: Callable[[str, StorageConfig], None] | None = None,
-) -> None:
-    """Watchdog thread of a run's fit(): if rank 0's heartbeat (written after `started`, a time.time())
-    says the worker loop is done and fit() has still not returned `grace_s` later, remove the
-    workers' placement group (release_placement_group), once.
-
-    Seen in the MNIST sweep on 2 overloaded cores: in 3 trials fit() waited on its own leaked
-    placement group and only returned once the group was removed by hand; release_placement_group
-    after fit() cannot reach that case. Returns when fit() returns.
-    """
-    release = release or release_placement_group
-    done_seen_at: float | None = None
-    while not fit_returned.wait(poll_s):
-        try:
-            beat = read(run_dir, storage_cfg) or {}
-        except Exception:  # a store hiccup: look again at the next poll
-            continue
-        if not beat.get("loop_done") or beat.get("updated", 0.0) < started:
-            continue
-        done_seen_at = done_seen_at if done_seen_at is not None else time.monotonic()
-        if time.monotonic() - done_seen_at >= grace_s:
-            get_logger().warning(
-                "fit() of %s has not returned %.0f s after its worker loop ended: releasing its placement group", run_dir, grace_s
-            )
-            release(run_dir, storage_cfg)
-            return
 
 
 def _raise_if_store_unreachable(cfg: PretrainConfig | FinetuneConfig, run_dir: str, failure: Exception) -> None:
@@ -364,7 +300,7 @@ def _label_only_records(cfg: FinetuneConfig) -> np.ndarray:
 
 
 def run_finetune(
-    cfg: FinetuneConfig, callbacks: list[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None
+    cfg: FinetuneConfig, callbacks: Sequence[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None
 ) -> RunOutcome:
     """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
 

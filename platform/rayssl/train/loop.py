@@ -16,8 +16,8 @@ the interrupted round's updates died with the old processes, so nothing is train
 
 A one-worker run may also execute in the caller's own process (train_in_process: a sweep's trials, in
 their Tune actor, where Ray refuses ray.train's worker APIs). The loop sees either kind of worker through
-one small interface (_RayTrainWorker, _InProcessWorker); the in-process one persists checkpoints under
-the run directory itself (checkpoints.persist) and hands each round's metrics to its caller.
+one small interface (rayssl.train.workers: RayTrainWorker, InProcessWorker); the in-process one persists
+checkpoints under the run directory itself (checkpoints.persist) and hands each round's metrics to its caller.
 
 Non-finite losses are detected without a per-step host sync: the first bad step is kept in a tensor and
 checked every `log_every` steps and before any checkpoint, so a diverged model is never saved. Divergence
@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import ray.train
-import ray.train.torch
-import ray.util
 import torch
 import torch.distributed as dist
 
@@ -54,6 +52,7 @@ from rayssl.train.collectives import all_gather, all_reduce, average_gradients, 
 from rayssl.train.spec import WorkerSpec
 from rayssl.train.steps import EpochFn, JobStep, build_job_step
 from rayssl.train.tensorboard import RunWriter
+from rayssl.train.workers import InProcessWorker, RayTrainWorker, Worker
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
 
@@ -68,7 +67,9 @@ def _maybe_crash(cfg: PretrainConfig | FinetuneConfig, rank: int, global_step: i
 
 
 def _step_of(checkpoint: ray.train.Checkpoint) -> int:
-    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{checkpoints.META}") as f:
+    fs = checkpoint.filesystem
+    assert fs is not None, "ray.train.Checkpoint resolves its filesystem from the path when given none"
+    with fs.open_input_stream(f"{checkpoint.path}/{checkpoints.META}") as f:
         return json.loads(f.read())["global_step"]
 
 
@@ -86,77 +87,18 @@ def _newest_checkpoint(
     return recorded if recorded is not None and _step_of(recorded) >= _step_of(found) else found
 
 
-class _RayTrainWorker:
-    """One worker of a Ray Train worker group, as the loop sees it."""
-
-    def __init__(self) -> None:
-        ctx = ray.train.get_context()
-        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
-        self.device = ray.train.torch.get_device()
-        group = ray.util.get_current_placement_group()  # the workers' group, for launch.release_placement_group
-        self.placement_group = group.id.hex() if group is not None else None
-
-    def recorded_checkpoint(self) -> ray.train.Checkpoint | None:
-        """Ray Train's latest checkpoint (right after a worker-group restart inside one fit)."""
-        return ray.train.get_checkpoint()
-
-    def dataset(self) -> Any:
-        return ray.train.get_dataset_shard("train")
-
-    def prepare(self, model: torch.nn.Module, ddp: bool) -> torch.nn.Module:
-        """Device placement, and DDP when world > 1 and `ddp` (else gradients are averaged by the loop)."""
-        return ray.train.torch.prepare_model(model) if ddp else ray.train.torch.prepare_model(model, parallel_strategy=None)
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
-
-
-class _InProcessWorker:
-    """The only worker, in the caller's process, without a Ray Train context: it keeps checkpoints
-    under the run directory as Ray Train would (the newest `num_to_keep`) and passes every round's
-    metrics (with "checkpoint_path" when one was saved) to `report`."""
-
-    rank, world_size, placement_group = 0, 1, None  # the current group is the caller's: never to be removed
-
-    def __init__(self, cfg: PretrainConfig | FinetuneConfig, run_dir: str, dataset: Any, report: Callable[[dict[str, Any]], None]) -> None:
-        self.cfg, self.run_dir, self._dataset, self._report = cfg, run_dir, dataset, report
-        self.device = (
-            torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu and torch.cuda.is_available() else torch.device("cpu")
-        )
-
-    def recorded_checkpoint(self) -> None:
-        return None  # the caller passes the newest one on storage (WorkerSpec.resume_from)
-
-    def dataset(self) -> Any:
-        return self._dataset
-
-    def prepare(self, model: torch.nn.Module, ddp: bool) -> torch.nn.Module:
-        return model.to(self.device)  # one worker: nothing to synchronise
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
-        if checkpoint_dir is not None:
-            metrics = {
-                **metrics,
-                "checkpoint_path": checkpoints.persist(checkpoint_dir, self.run_dir, self.cfg.storage, self.cfg.train.num_to_keep),
-            }
-        self._report(metrics)
-
-
-_Worker = _RayTrainWorker | _InProcessWorker
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry point for both jobs: config["spec"] is the run's WorkerSpec (Train wants a dict)."""
-    _run(config["spec"], _RayTrainWorker())
+    _run(config["spec"], RayTrainWorker())
 
 
 def train_in_process(spec: WorkerSpec, dataset: Any, report: Callable[[dict[str, Any]], None]) -> None:
     """Run a one-worker job's loop in this process. `dataset`: the train stream (a ray.data.Dataset,
     or None when the job reads none or reads it from memory); `report` receives every round's metrics."""
-    _run(spec, _InProcessWorker(spec.cfg, spec.run_dir, dataset, report))
+    _run(spec, InProcessWorker(spec.cfg, spec.run_dir, dataset, report))
 
 
-def _run(spec: WorkerSpec, worker: _Worker) -> None:
+def _run(spec: WorkerSpec, worker: Worker) -> None:
     cfg, log = spec.cfg, get_logger(worker.rank)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     job = build_job_step(cfg, spec.num_samples, spec.finetune_data)
@@ -187,7 +129,7 @@ def _run(spec: WorkerSpec, worker: _Worker) -> None:
         failed = True  # Ray Train restarts the workers (or fails the run): the loop is not done
         raise
     finally:
-        if not failed:  # finished, or stopped early after reporting why (launch.release_if_fit_hangs)
+        if not failed:  # finished, or stopped early after reporting why (placement.release_if_fit_hangs)
             reporter.heartbeat(pos.global_step, round_index, force=True, loop_done=True)
         job.close()
         reporter.close()
@@ -203,7 +145,7 @@ class _Position:
     ledger: list[Any] = field(default_factory=list)
 
 
-def _restore(worker: _Worker, job: JobStep, spec: WorkerSpec, log: Any) -> _Position:
+def _restore(worker: Worker, job: JobStep, spec: WorkerSpec, log: Any) -> _Position:
     """Load the newest checkpoint (if any) into `job`; where it left off."""
     checkpoint = _newest_checkpoint(worker.recorded_checkpoint(), spec.resume_from, spec.cfg)
     if checkpoint is None:
@@ -215,7 +157,7 @@ def _restore(worker: _Worker, job: JobStep, spec: WorkerSpec, log: Any) -> _Posi
     return _Position(meta["epoch"], meta["global_step"], meta.get("metrics", {}), meta.get("ledger", []))
 
 
-def _epochs(spec: WorkerSpec, worker: _Worker) -> EpochFn:
+def _epochs(spec: WorkerSpec, worker: Worker) -> EpochFn:
     """This worker's passes over the train split: from memory (a small split the driver decoded), or its
     shard of the stream (data.decode: device: encoded images and crop boxes, rayssl.data.pipeline.ReadHeaders)."""
     cfg = spec.cfg
@@ -259,7 +201,7 @@ class _RoundSums:
 class _RoundRunner:
     """The job's model placed for training (device, channels_last, DDP, compile, autocast); a round of steps on it."""
 
-    def __init__(self, job: JobStep, worker: _Worker, spec: WorkerSpec, log: Any) -> None:
+    def __init__(self, job: JobStep, worker: Worker, spec: WorkerSpec, log: Any) -> None:
         self.job, self.worker, self.spec, self.cfg, self.log, self.device = job, worker, spec, spec.cfg, log, worker.device
         on_gpu = self.device.type == "cuda"
         if on_gpu and self.cfg.train.channels_last:
@@ -308,12 +250,13 @@ class _RoundRunner:
 
 
 def _round_metrics(
-    sums: _RoundSums, round_index: int, pos: _Position, job: JobStep, spec: WorkerSpec, worker: _Worker, log: Any
+    sums: _RoundSums, round_index: int, pos: _Position, job: JobStep, spec: WorkerSpec, worker: Worker, log: Any
 ) -> dict[str, Any]:
     """The round's metrics over every rank, in the order reported; the round's ledger entry joins pos.ledger."""
     cfg, names = spec.cfg, sorted(sums.stats)
     counts = [sums.loss.cpu(), torch.tensor(float(sums.samples), dtype=torch.float64), *(sums.stats[k].cpu() for k in names)]
     totals = all_reduce(torch.stack(counts))
+    divisor = totals[1].clamp(min=1)  # the round's images on every rank (1 when there were none)
     quarantined_ids = (
         [r["sample_id"] for r in quarantine.read_records(spec.run_dir, cfg.storage, split="train").values()] if worker.rank == 0 else []
     )
@@ -323,8 +266,8 @@ def _round_metrics(
     metrics = {
         "epoch": round_index,  # the round: an epoch for pretraining, eval_every steps for fine-tuning
         "global_step": pos.global_step,
-        "loss": float(totals[0] / max(totals[1], 1)),
-        **{k: float(totals[2 + i] / max(totals[1], 1)) for i, k in enumerate(names)},
+        "loss": float(totals[0] / divisor),
+        **{k: float(totals[2 + i] / divisor) for i, k in enumerate(names)},
         "images_per_s": float(totals[1]) / (time.perf_counter() - sums.started),
         "quarantined": quarantined,
         **job.round_metrics(worker.device),
@@ -341,7 +284,7 @@ class _Reporter:
     """Log lines (every rank); from rank 0 the heartbeat (`rayssl runs` tells a live run by its age), the
     driver's live progress display (rayssl.train.progress, fed without a round trip) and TensorBoard."""
 
-    def __init__(self, spec: WorkerSpec, worker: _Worker, log: Any) -> None:
+    def __init__(self, spec: WorkerSpec, worker: Worker, log: Any) -> None:
         self.spec, self.worker, self.log = spec, worker, log
         self.tensorboard = RunWriter(spec.run_dir, spec.cfg.storage) if worker.rank == 0 else None
         self.board = spec.progress if worker.rank == 0 else None
@@ -388,13 +331,7 @@ class _Reporter:
 
 
 def _checkpoint_and_report(
-    round_index: int,
-    pos: _Position,
-    metrics: dict[str, Any],
-    job: JobStep,
-    spec: WorkerSpec,
-    worker: _Worker,
-    tensorboard: RunWriter | None,
+    round_index: int, pos: _Position, metrics: dict[str, Any], job: JobStep, spec: WorkerSpec, worker: Worker, tensorboard: RunWriter | None
 ) -> None:
     """Report the round's metrics; rank 0 attaches a checkpoint every train.checkpoint_every rounds and after the last."""
     last_round = round_index == job.num_rounds - 1
@@ -416,7 +353,7 @@ def _checkpoint_and_report(
         worker.report(metrics, Path(tmp))
 
 
-def _diverged(first_bad_step: torch.Tensor, round_index: int, spec: WorkerSpec, worker: _Worker, log: Any) -> bool:
+def _diverged(first_bad_step: torch.Tensor, round_index: int, spec: WorkerSpec, worker: Worker, log: Any) -> bool:
     """True (after reporting) when any rank saw a non-finite loss; every rank agrees."""
     bad = int(all_reduce(first_bad_step.clone(), dist.ReduceOp.MAX))
     if bad < 0:
@@ -426,7 +363,7 @@ def _diverged(first_bad_step: torch.Tensor, round_index: int, spec: WorkerSpec, 
     return True
 
 
-def _stop(status: dict[str, Any], spec: WorkerSpec, worker: _Worker) -> None:
+def _stop(status: dict[str, Any], spec: WorkerSpec, worker: Worker) -> None:
     """End the run early without a checkpoint. Ray Train's Result only carries the metrics of the
     latest checkpoint, so rank 0 also leaves the status where the driver reads it."""
     if worker.rank == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import yaml
 from torch import nn
 
@@ -9,6 +11,9 @@ from rayssl.config import FinetuneConfig, PretrainConfig, StorageConfig, from_di
 from rayssl.data import storage
 from rayssl.methods import build_method
 from rayssl.train import checkpoints
+
+if TYPE_CHECKING:
+    from rayssl.models.classifier import Classifier
 
 
 def resolve_checkpoint(init: str, storage_cfg: StorageConfig) -> tuple[str, str]:
@@ -31,7 +36,7 @@ def load_pretrained_backbone(init: str, storage_cfg: StorageConfig) -> tuple[nn.
     return method.backbone(), cfg
 
 
-def build_classifier(cfg: FinetuneConfig) -> nn.Module:
+def build_classifier(cfg: FinetuneConfig) -> Classifier:
     """Backbone (pretrained from cfg.init, or freshly initialised from cfg.model) + linear head;
     with method inverted_vae, the inverted VAE around that classifier."""
     from rayssl.config import ConfigError

@@ -21,16 +21,24 @@ from rayssl.console import ProgressDisplay
 POLL_S = 1.0
 
 
-@ray.remote(num_cpus=0)
 class ProgressBoard:
+    """The latest update rank 0 posted, merged; run as a Ray actor (_BOARD_ACTOR)."""
+
     def __init__(self) -> None:
         self.latest: dict[str, Any] = {}
 
+    @ray.method
     def post(self, update: dict[str, Any]) -> None:
         self.latest = {**self.latest, **update}
 
+    @ray.method
     def read(self) -> dict[str, Any]:
         return self.latest
+
+
+# ray.remote called rather than used as a class decorator, and @ray.method (no options: nothing changes at run time)
+# on the methods: mypy then knows the actor class and its methods' .remote.
+_BOARD_ACTOR = ray.remote(num_cpus=0)(ProgressBoard)
 
 
 class RunProgress:
@@ -42,7 +50,7 @@ class RunProgress:
         self._stop = threading.Event()
 
     def __enter__(self) -> Any:
-        self.board = ProgressBoard.remote()
+        self.board = _BOARD_ACTOR.remote()
         self.display = ProgressDisplay(self.desc, self.total_steps, "step")
         self.thread = threading.Thread(target=self._poll, name="rayssl-progress", daemon=True)
         self.thread.start()
@@ -65,4 +73,6 @@ class RunProgress:
         self.thread.join()
         self._show()
         self.display.close()
-        ray.kill(self.board)
+        # The ignore: Ray types ActorClass.remote() as ActorHandle[T] | type[T] (ray.actor.ActorProxy, so that the
+        # methods' .remote type-check), which ray.kill does not take; at run time it is the ActorHandle.
+        ray.kill(self.board)  # type: ignore[arg-type]

@@ -55,9 +55,9 @@ def write_heartbeat(
     placement_group: str | None = None,
     loop_done: bool = False,
 ) -> None:
-    """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.launch releases it if Ray Train leaves it);
+    """placement_group: hex id of the Ray Train workers' placement group (rayssl.train.placement releases it if Ray Train leaves it);
     loop_done: the worker loop has returned (finished or stopped early), so nothing of the run needs the workers any more."""
-    beat = {"updated": time.time(), "global_step": global_step, "round": round_index}
+    beat: dict[str, Any] = {"updated": time.time(), "global_step": global_step, "round": round_index}
     beat |= ({"placement_group": placement_group} if placement_group else {}) | ({"loop_done": True} if loop_done else {})
     storage.write_bytes(storage.join(run_dir, HEARTBEAT_FILE), json.dumps(beat).encode(), storage_cfg)
 
@@ -134,7 +134,7 @@ def summarise_run(run_dir: str, root: str, storage_cfg: StorageConfig, stale_aft
     else:
         status = "interrupted"
     metrics = (meta or {}).get("metrics", {})
-    if status == "diverged":
+    if stopped is not None and status == "diverged":
         headline = f"loss not finite at step {stopped['diverged_at_step']}"
     else:
         headline = _headline(metrics, _read_json(storage.join(run_dir, EVAL_FILE), storage_cfg))

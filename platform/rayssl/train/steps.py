@@ -11,7 +11,7 @@ import itertools
 import math
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import ClassifierForward, FinetuneBatch, GatherFn
 from rayssl.methods.registry import build_objectives, label_only_batch_size, reads_unlabelled
 from rayssl.train.pretrained import build_classifier
+
+if TYPE_CHECKING:
+    from rayssl.models.classifier import Classifier
 
 # batches(batch_size, device) -> a fresh pass over this worker's shard of the stream (one epoch)
 EpochFn = Callable[[int, torch.device], Iterable[dict[str, torch.Tensor]]]
@@ -63,10 +66,10 @@ class JobStep(Protocol):
 def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.optim.Optimizer:
     """params: parameters or param groups (each group may carry its own lr); fused: one kernel for
     the whole update (GPU workers), else torch's default implementation."""
-    kind = {"fused": True} if fused else {}
+    one_kernel = True if fused else None  # None, not False: torch picks its default implementation, as when not passed
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kind)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kind)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=one_kernel)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=one_kernel)
 
 
 def fused_optimizer(cfg: PretrainConfig | FinetuneConfig) -> bool:
@@ -163,7 +166,8 @@ class FinetuneStep:
 
     def __init__(self, cfg: FinetuneConfig, data: FinetuneData) -> None:
         self.cfg = cfg
-        self.net = self.model = build_classifier(cfg)
+        self.net = build_classifier(cfg)
+        self.model: nn.Module = self.net  # JobStep.model: what the optimiser trains
         self.objectives = build_objectives(cfg, self.net)
         self.reads_unlabelled = reads_unlabelled(cfg)
         self.label_only_batch = label_only_batch_size(cfg)
@@ -267,7 +271,7 @@ class FinetuneStep:
             for i in range(0, len(self.val_labels), batch)
         )
         net.train(was_training)
-        metrics = {"val_acc": correct / max(len(self.val_labels), 1), "lr": self.scheduler.get_last_lr()[-1]}
+        metrics = {"val_acc": correct / max(len(self.val_labels), 1), "lr": float(self.scheduler.get_last_lr()[-1])}
         return metrics | ({"label_only_records": float(len(self.label_only))} if self.label_only_batch else {})
 
     def state_dict(self) -> dict[str, Any]:
@@ -292,7 +296,7 @@ class FinetuneStep:
         return {}
 
 
-def _optimizer_and_schedule(cfg: FinetuneConfig, net: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def _optimizer_and_schedule(cfg: FinetuneConfig, net: Classifier) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW/SGD with the backbone in its own group, under warmup + cosine; from a pretrained
     backbone, the backbone is frozen (lr 0) while a fresh head warms up, then joins at lr * backbone_lr_scale."""
     sched = cfg.schedule

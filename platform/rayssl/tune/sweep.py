@@ -284,7 +284,6 @@ def check_leaks(cfg: SweepConfig, sweep_dir: str) -> None:
 
 def run_sweep(cfg: SweepConfig) -> list[dict]:
     """Run (or resume) the sweep and write label_efficiency.{json,md,png} to `<storage_path>/<name>`."""
-    log = get_logger()
     cfg = with_absolute_paths(cfg)
     variant_names(cfg)  # a misspelt row fails here, before Ray starts
     select_labels(cfg.finetune.data, cfg.finetune.semisup, cfg.finetune.storage)  # so does a bad label table, not in every trial
@@ -292,22 +291,46 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     if cfg.leak_check != "off":
         check_leaks(cfg, sweep_dir)
+    results = _run_trials(cfg)
+    selected = _selected_trials(cfg, results)
+    # All selected trials in one pass over the test split (one Ray Data read, not one per row).
+    candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
+    test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
+    corruption_acc = mean_corruption_accuracies(candidates, cfg.seed, sweep_dir) if candidates and cfg.robustness else {}
+    draws = [_draw(cfg, key, *trial, test_acc[key], corruption_acc.get(key), sweep_dir) for key, trial in selected.items()]
+    rows = summarise(draws)
+    dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
+    title = f"Label efficiency: {dataset} (sweep {cfg.name})"
+    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, title, compute_used(results, cfg))
+    print(
+        f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n",
+        flush=True,
+    )
+    return rows
+
+
+def _run_trials(cfg: SweepConfig) -> list[tuple[dict, dict]]:
+    """Fit (or resume) the Tuner; [(trial's Tune params, its final metrics)] of every trial that started."""
     keep_credentials_out_of_runtime_envs()
     grid = build_tuner(cfg).fit()
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
     if unfinished:
-        # Ctrl-C (or a lost driver) stops Tune early; the table below then covers the finished trials only.
-        log.warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
+        # Ctrl-C (or a lost driver) stops Tune early; the table then covers the finished trials only.
+        get_logger().warning("sweep interrupted with %d of %d trials unfinished: the same command resumes it", unfinished, len(grid))
     trials = (grid[i] for i in range(len(grid)))  # ResultGrid is a sequence (__len__, __getitem__) with no __iter__ in its types
-    results = [(r.config, dict(r.metrics or {})) for r in trials if r.config]
-    num_classes = cfg.finetune.semisup.num_classes
-    selected: dict[
-        tuple[int, str, int], tuple[FinetuneConfig, str, dict]
-    ] = {}  # (budget, variant, label draw) -> (trial config, checkpoint URI, final metrics)
+    return [(r.config, dict(r.metrics or {})) for r in trials if r.config]
+
+
+Selected = dict[tuple[int | str, str, int], tuple[FinetuneConfig, str, dict]]  # (budget, row, draw) -> (config, checkpoint URI, metrics)
+
+
+def _selected_trials(cfg: SweepConfig, results: list[tuple[dict, dict]]) -> Selected:
+    """Per (budget, row label, label draw), the trial selected on validation, with its config and checkpoint."""
     best = {
         (budget, row_label(cfg, config), seed): (config, metrics)
-        for (budget, _, seed), (config, metrics) in select_best(results, num_classes).items()
+        for (budget, _, seed), (config, metrics) in select_best(results, cfg.finetune.semisup.num_classes).items()
     }
+    selected: Selected = {}
     for key, (config, metrics) in sorted(best.items(), key=str):
         trial_cfg = trial_config(cfg, config, "unused")
         checkpoint = checkpoints.latest_checkpoint(metrics["run_dir"], trial_cfg.storage)
@@ -316,57 +339,38 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
                 f"the selected trial of budget {key[0]}, {key[1]}, draw {key[2]} has no complete checkpoint under {metrics['run_dir']}"
             )
         selected[key] = (trial_cfg, checkpoint, metrics)
-    # All selected trials in one pass over the test split (one Ray Data read, not one per row).
-    candidates = {key: (trial_cfg, checkpoint) for key, (trial_cfg, checkpoint, _) in selected.items()}
-    test_acc = accuracy_on_test_split(candidates, sweep_dir) if candidates else {}
-    corruption_acc = mean_corruption_accuracies(candidates, cfg.seed, sweep_dir) if candidates and cfg.robustness else {}
-    draws = []
-    for (budget, variant, label_seed), (trial_cfg, checkpoint, metrics) in selected.items():
-        draws.append(
-            {
-                "budget": budget,
-                "variant": variant,
-                "label_seed": label_seed,
-                "labels_per_class": labelled_per_class(trial_cfg),
-                "alpha": trial_cfg.inversion.alpha,
-                "beta": trial_cfg.inversion.beta,
-                "consistency": trial_cfg.fixmatch.weight,
-                "lr": trial_cfg.optim.lr,
-                "val_acc": metrics["val_acc"],
-                "test_acc": test_acc[budget, variant, label_seed],
-                "collapsed": collapsed(metrics, num_classes),
-                "checkpoint": storage.relative_to(checkpoint, sweep_dir),
-                "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
-                **({"corruption_acc": corruption_acc[budget, variant, label_seed]} if corruption_acc else {}),
-                **(
-                    {"ivae_unlabelled": trial_cfg.ivae.unlabelled, "ivae_label_only": trial_cfg.ivae.label_only}
-                    if trial_cfg.method == "inverted_vae"
-                    else {}
-                ),
-            }
-        )
-        log.debug(
-            "budget %s, %s, draw %d: val %.4f, test %.4f (alpha %.3g)",
-            budget,
-            variant,
-            label_seed,
-            metrics["val_acc"],
-            draws[-1]["test_acc"],
-            draws[-1]["alpha"],
-        )
-    rows = summarise(draws)
-    dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
-    table = write_report(
-        sweep_dir,
-        rows,
-        draws,
-        variant_names(cfg),
-        cfg.finetune.storage,
-        f"Label efficiency: {dataset} (sweep {cfg.name})",
-        compute_used(results, cfg),
-    )
-    print(
-        f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n",
-        flush=True,
-    )
-    return rows
+    return selected
+
+
+def _draw(
+    cfg: SweepConfig,
+    key: tuple,
+    trial_cfg: FinetuneConfig,
+    checkpoint: str,
+    metrics: dict,
+    test_acc: float,
+    corruption_acc: float | None,
+    sweep_dir: str,
+) -> dict[str, Any]:
+    """One label draw's row of label_efficiency.json: the selected trial's settings and accuracies."""
+    budget, variant, label_seed = key
+    row = {r.label: r for r in registry.sweep_rows(cfg)}[variant]
+    draw = {
+        "budget": budget,
+        "variant": variant,
+        "label_seed": label_seed,
+        "labels_per_class": labelled_per_class(trial_cfg),
+        "alpha": trial_cfg.inversion.alpha,
+        "beta": trial_cfg.inversion.beta,
+        "consistency": trial_cfg.fixmatch.weight,
+        "lr": trial_cfg.optim.lr,
+        "val_acc": metrics["val_acc"],
+        "test_acc": test_acc,
+        "collapsed": collapsed(metrics, cfg.finetune.semisup.num_classes),
+        "checkpoint": storage.relative_to(checkpoint, sweep_dir),
+        "tensorboard": storage.relative_to(storage.join(metrics["run_dir"], "tensorboard"), sweep_dir),  # the trial's curves
+        **({"corruption_acc": corruption_acc} if corruption_acc is not None else {}),
+        **row.reports(trial_cfg),  # what the row's own method drew (the inverted VAE's bound weights)
+    }
+    get_logger().debug("budget %s, %s, draw %d: val %.4f, test %.4f", budget, variant, label_seed, draw["val_acc"], test_acc)
+    return draw
