@@ -14,6 +14,7 @@ for the permanent outage the seconds from the store going down to the command's 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -109,9 +110,10 @@ def main() -> None:
     with FaultProxy(endpoint, fault_rate=0.10, seed=0) as proxy:
         rows["10% faults (503, 500, reset, delay)"] = run("flaky", endpoint, proxy)
     with FaultProxy(endpoint, fault_rate=0.10, seed=1) as proxy, tempfile.TemporaryDirectory() as tmp:
-        rows["10% faults + a worker crash in epoch 2"] = run(
-            "flaky_crash", endpoint, proxy, "faults.crash_rank=1", "faults.crash_at_step=7", f"faults.crash_marker={tmp}/crashed"
-        )
+        # rank 1 dies once at step 7 (rayssl.train.faults: the driver's environment reaches its workers through the WorkerSpec)
+        os.environ["RAYSSL_FAULTS"] = json.dumps({"crash_rank": 1, "crash_at_step": 7, "crash_marker": f"{tmp}/crashed"})
+        rows["10% faults + a worker crash in epoch 2"] = run("flaky_crash", endpoint, proxy)
+        del os.environ["RAYSSL_FAULTS"]
     with FaultProxy(endpoint, fault_rate=0.0) as proxy:
         gone = outage(endpoint, proxy)
     ray.shutdown()

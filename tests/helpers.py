@@ -114,3 +114,8 @@ def assert_every_sample_once_per_epoch(
     """The committed model saw each of the `images` train samples exactly once in each of `epochs` epochs."""
     rows = ledger.audit(committed_ledger(checkpoint_uri, storage_cfg), images)
     assert [r["epoch"] for r in rows] == list(range(epochs)) and all(r["exactly_once"] for r in rows), rows
+
+
+def inject_faults(monkeypatch, **plan) -> None:
+    """Fault drills for the runs this test starts from its own process (rayssl.train.faults: RAYSSL_FAULTS)."""
+    monkeypatch.setenv("RAYSSL_FAULTS", json.dumps(plan))

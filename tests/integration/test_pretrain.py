@@ -14,6 +14,7 @@ from helpers import (
     assert_every_sample_once_per_epoch,
     assert_table_is_bijection,
     committed_ledger,
+    inject_faults,
     jpeg_bytes,
     make_image_folder,
     tensorboard_scalars,
@@ -84,17 +85,10 @@ def test_a_placement_group_left_by_ray_train_is_released(ray_local, nat_run, tmp
     release_placement_group(run_dir, StorageConfig())  # an already removed group: nothing to do
 
 
-def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path):
+def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path, monkeypatch):
     marker = tmp_path / "crashed"
-    cfg = tiny_config(
-        local_shards,
-        str(tmp_path / "runs"),
-        "crash",
-        "train.epochs=3",
-        "faults.crash_rank=1",
-        "faults.crash_at_step=4",
-        f"faults.crash_marker={marker}",
-    )
+    inject_faults(monkeypatch, crash_rank=1, crash_at_step=4, crash_marker=str(marker))
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "crash", "train.epochs=3")
     outcome = run_pretrain(cfg)
     assert marker.exists(), "the fault was never injected"
     # 3 epochs x 3 steps: the interrupted epoch was redone from its start, not counted twice.
@@ -103,16 +97,9 @@ def test_worker_crash_resumes_from_checkpoint(ray_local, local_shards, tmp_path)
     assert_every_sample_once_per_epoch(outcome.checkpoint, epochs=3)  # the redone epoch counted once
 
 
-def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_path, capsys):
-    cfg = tiny_config(
-        local_shards,
-        str(tmp_path / "runs"),
-        "no_retries",
-        "train.max_failures=0",
-        "faults.crash_rank=1",
-        "faults.crash_at_step=1",
-        f"faults.crash_marker={tmp_path / 'crashed'}",
-    )
+def test_crash_without_retries_fails_the_command(ray_local, local_shards, tmp_path, capsys, monkeypatch):
+    inject_faults(monkeypatch, crash_rank=1, crash_at_step=1, crash_marker=str(tmp_path / "crashed"))
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "no_retries", "train.max_failures=0")
     config_file = tmp_path / "pretrain.yaml"
     config_file.write_text(yaml.safe_dump(to_dict(cfg)))
     assert cli.main(["pretrain", "--config", str(config_file)]) == 1
@@ -178,8 +165,9 @@ def test_device_decode_streams_jpegs_and_quarantines_a_truncated_one(ray_local, 
     assert outcome.metrics["global_step"] == 6 and np.isfinite(outcome.metrics["loss"])
 
 
-def test_nan_loss_stops_as_diverged_and_keeps_last_checkpoint(ray_local, local_shards, tmp_path):
-    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "nan", "train.epochs=3", "faults.nan_at_step=4", "train.max_failures=0")
+def test_nan_loss_stops_as_diverged_and_keeps_last_checkpoint(ray_local, local_shards, tmp_path, monkeypatch):
+    inject_faults(monkeypatch, nan_at_step=4)
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "nan", "train.epochs=3", "train.max_failures=0")
     with pytest.raises(TrainingDiverged, match="not finite at global step 4 \\(epoch 1\\)"):
         run_pretrain(cfg)
     latest = checkpoints.latest_checkpoint(str(tmp_path / "runs" / "nan"), StorageConfig())

@@ -17,7 +17,7 @@ import yaml
 from heads import BIN, kill_leftovers
 from PIL import Image
 
-from helpers import tensorboard_scalars
+from helpers import inject_faults, tensorboard_scalars
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
 from rayssl.data.pipeline import image_dataset
 from rayssl.eval.classifier import score_on_test_split
@@ -140,17 +140,10 @@ def assert_sweep_left_nothing_alive(ray, before: dict[str, str], deadline_s: flo
 
 # The crash kills the trial's Tune actor (in-process trials) or its Ray Train worker (max_failures=0 fails the trainer).
 @pytest.mark.parametrize("in_process_trials", [True, False])
-def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials):
+def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials, monkeypatch):
     marker = tmp_path / "crashed"
-    cfg = sweep_config(
-        local_shards,
-        str(tmp_path / "runs"),
-        "finetune.faults.crash_rank=0",
-        f"in_process_trials={str(in_process_trials).lower()}",
-        "finetune.faults.crash_at_step=1",
-        f"finetune.faults.crash_marker={marker}",
-        "robustness=true",
-    )
+    inject_faults(monkeypatch, crash_rank=0, crash_at_step=1, crash_marker=str(marker))  # the sweep hands them to every trial
+    cfg = sweep_config(local_shards, str(tmp_path / "runs"), f"in_process_trials={str(in_process_trials).lower()}", "robustness=true")
     before = alive_resources(ray_local)
     rows = run_sweep(cfg)
     assert marker.exists(), "the fault was never injected"
@@ -251,7 +244,7 @@ def test_killed_sweep_restores_without_rerunning_finished_trials(ray_local, loca
     assert_sweep_left_nothing_alive(ray_local, alive_before)
 
 
-def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_local, local_shards, tmp_path):
+def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_local, local_shards, tmp_path, monkeypatch):
     # 1 budget x 2 variants x 3 label draws x 2 samples, 2 rounds each. Tune starts every cell's
     # first sample before its second, and the seeded search gives the two samples learning rates
     # three to four decades apart (seed 35: 3 of the 6 cells have the first >= 3e-2, the second <= 6e-6).
@@ -270,8 +263,8 @@ def test_twelve_trials_at_concurrency_three_finish_and_leave_nothing_alive(ray_l
         "seed=35",
         "finetune.schedule.steps=8",
         "finetune.schedule.eval_every=4",
-        "finetune.faults.sink_val_acc_below_lr=1e-4",
     )
+    inject_faults(monkeypatch, sink_val_acc_below_lr=1e-4)
     before = alive_resources(ray_local)
     rows = run_sweep(cfg)
     assert sorted((r["variant"], r["draws"]) for r in rows) == [("+ inversion loss", 3), ("supervised only", 3)]

@@ -222,3 +222,17 @@ def test_exponent_without_a_dot_is_a_float():
 def test_quality_robustness_and_leak_check_settings_are_checked(cls, override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(cls, None, [override, *(["run=runs/x"] if cls is RobustnessConfig and not override.startswith("run=") else [])])
+
+
+def test_fault_drills_come_from_the_environment_not_the_config(monkeypatch):
+    from rayssl.train.faults import FaultPlan, from_environment
+
+    with pytest.raises(ConfigError, match=r"^faults is not a config key: fault drills are set with the RAYSSL_FAULTS"):
+        load_config(PretrainConfig, None, ["faults.crash_rank=1"])
+    monkeypatch.delenv("RAYSSL_FAULTS", raising=False)
+    assert from_environment() == FaultPlan()
+    monkeypatch.setenv("RAYSSL_FAULTS", '{"crash_rank": 1, "crash_at_step": 4}')
+    assert (from_environment().crash_rank, from_environment().crash_at_step, from_environment().nan_at_step) == (1, 4, -1)
+    monkeypatch.setenv("RAYSSL_FAULTS", '{"crash_rnak": 1}')
+    with pytest.raises(ConfigError, match=r"^RAYSSL_FAULTS: expected a JSON object with keys among crash_rank, "):
+        from_environment()

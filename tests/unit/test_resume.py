@@ -42,7 +42,7 @@ def test_a_new_init_is_refused_because_the_checkpoint_would_ignore_it(tmp_path):
 
 def test_keys_a_resume_may_change_pass(tmp_path):
     run_dir = stored_run(tmp_path, load_config(PretrainConfig, None, ["train.epochs=2"]))
-    longer = load_config(PretrainConfig, None, ["train.epochs=4", "optim.lr=0.01", "faults.crash_at_step=3", "model.vit.depth=2"])
+    longer = load_config(PretrainConfig, None, ["train.epochs=4", "optim.lr=0.01", "train.log_every=5", "model.vit.depth=2"])
     refuse_incompatible_resume(longer, run_dir, StorageConfig())
 
 

@@ -1,4 +1,4 @@
-"""Sections every training job shares: storage, data, model, optimiser, Ray Train, run, Ray, faults."""
+"""Sections every training job shares: storage, data, model, optimiser, Ray Train, run, Ray."""
 
 from __future__ import annotations
 
@@ -191,19 +191,6 @@ class RayInitConfig:
 
 
 @dataclass(frozen=True)
-class FaultConfig:
-    """Fault injection for tests and drills. Every field is off by default."""
-
-    crash_rank: int = -1  # this rank calls os._exit(1) once at crash_at_step ...
-    crash_at_step: int = -1
-    crash_marker: str = ""  # ... unless this local file exists (it is created before the crash)
-    nan_at_step: int = -1  # the loss becomes NaN at this global step
-    # Fine-tuning with optim.lr below this reports val_acc -1 (the true accuracy stays in the logs): a drill
-    # that hands an early-stopping scheduler a certain loser, since real accuracies on a tiny validation set tie.
-    sink_val_acc_below_lr: float = 0.0
-
-
-@dataclass(frozen=True)
 class JobConfig:
     """The sections every training job has; a job's config adds its own after these."""
 
@@ -215,4 +202,3 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayInitConfig = field(default_factory=RayInitConfig)
-    faults: FaultConfig = field(default_factory=FaultConfig)

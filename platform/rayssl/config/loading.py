@@ -79,6 +79,8 @@ def from_dict(cls: type[C], raw: dict[str, Any], prefix: str = "") -> C:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        if unknown[0] == "faults":  # fault drills are not configuration (rayssl.train.faults)
+            raise ConfigError(f"{where}faults is not a config key: fault drills are set with the RAYSSL_FAULTS environment variable")
         moved = next((new for old, new in MOVED_KEYS.items() if f".{where}{unknown[0]}".endswith(f".{old}")), None)
         if moved:
             raise ConfigError(f"config key {where}{unknown[0]} has moved to {where.removesuffix('semisup.')}{moved}")

@@ -27,7 +27,7 @@ from rayssl.data.shards import validate_shards
 from rayssl.data.shardset import ShardSet
 from rayssl.logs import get_logger
 from rayssl.methods import registry
-from rayssl.train import checkpoints, placement, runs
+from rayssl.train import checkpoints, faults, placement, runs
 from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_process, train_loop_per_worker
 from rayssl.train.progress import RunProgress
 from rayssl.train.resume import refuse_incompatible_resume
@@ -233,7 +233,7 @@ def run_pretrain(cfg: PretrainConfig) -> RunOutcome:
     steps_per_epoch = num_samples // cfg.train.num_workers // cfg.data.batch_size
     second_view = cfg.data.augment if registry.two_views(cfg) else None
     outcome = _fit(
-        WorkerSpec(cfg, run_dir, num_samples, second_view=second_view),
+        WorkerSpec(cfg, run_dir, num_samples, second_view=second_view, faults=faults.from_environment()),
         image_dataset(cfg.data, "train", run_dir, cfg.storage, augment=True, second_view=second_view, encoded=cfg.data.decode == "device"),
         progress=(f"pretrain {cfg.method}", cfg.train.epochs * steps_per_epoch),
     )
@@ -300,14 +300,19 @@ def _label_only_records(cfg: FinetuneConfig) -> np.ndarray:
 
 
 def run_finetune(
-    cfg: FinetuneConfig, callbacks: Sequence[Any] = (), show_progress: bool = True, report: Callable[[dict[str, Any]], None] | None = None
+    cfg: FinetuneConfig,
+    callbacks: Sequence[Any] = (),
+    show_progress: bool = True,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    fault_plan: faults.FaultPlan | None = None,
 ) -> RunOutcome:
     """Fine-tune a (pretrained or fresh) backbone on a seeded few-label subset plus the unlabelled stream.
 
     `callbacks` are Ray Train user callbacks (the Tune sweep passes TuneReportCallback, and no
     progress display: its trials run off the console). With `report`, a one-worker run trains in
     this process instead (no Train controller or worker actors to start, no worker restarts) and
-    every round's metrics go to `report` (a sweep's ray.tune.report).
+    every round's metrics go to `report` (a sweep's ray.tune.report). fault_plan: fault drills
+    (rayssl.train.faults; a sweep passes its driver's to every trial), else RAYSSL_FAULTS here.
     """
     if report is not None and cfg.train.num_workers != 1:
         raise ConfigError(f"train.num_workers: a run in the caller's process has one worker, got {cfg.train.num_workers}")
@@ -350,7 +355,8 @@ def run_finetune(
     strong = registry.strong_view(cfg)
     # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
     in_memory = ray.put((decoded.indices, decoded.images)) if decoded is not None else None
-    spec = WorkerSpec(cfg, run_dir, shards.rows("train"), finetune_data=data, in_memory=in_memory, second_view=strong)
+    drills = fault_plan if fault_plan is not None else faults.from_environment()
+    spec = WorkerSpec(cfg, run_dir, shards.rows("train"), finetune_data=data, in_memory=in_memory, second_view=strong, faults=drills)
     # Supervised only reads no unlabelled image: no stream at all; a small corpus is read from memory.
     stream = None
     if registry.reads_unlabelled(cfg) and decoded is None:

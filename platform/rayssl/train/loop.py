@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -55,15 +54,6 @@ from rayssl.train.tensorboard import RunWriter
 from rayssl.train.workers import InProcessWorker, RayTrainWorker, Worker
 
 STATUS_OK, STATUS_DIVERGED, STATUS_QUARANTINE = "ok", "diverged", "quarantine_threshold"
-
-
-def _maybe_crash(cfg: PretrainConfig | FinetuneConfig, rank: int, global_step: int) -> None:
-    """Fault injection for the resume tests: this rank dies once, like a lost node would."""
-    f = cfg.faults
-    if rank == f.crash_rank and global_step == f.crash_at_step and f.crash_marker and not os.path.exists(f.crash_marker):
-        Path(f.crash_marker).touch()
-        get_logger(0).warning("fault injection: rank %d exits at step %d", rank, global_step)
-        os._exit(1)
 
 
 def _step_of(checkpoint: ray.train.Checkpoint) -> int:
@@ -227,10 +217,10 @@ class _RoundRunner:
 
     def _step(self, batch: dict[str, torch.Tensor], round_index: int, global_step: int, sums: _RoundSums) -> None:
         job = self.job
-        _maybe_crash(self.cfg, self.worker.rank, global_step)
+        self.spec.faults.crash_if_due(self.worker.rank, global_step)
         with self.autocast:
             loss, stats = job.step(self.model, batch, round_index, self.gather)
-        if global_step == self.cfg.faults.nan_at_step:
+        if global_step == self.spec.faults.nan_at_step:
             loss = loss * float("nan")
         bad = ~torch.isfinite(loss.detach()) & (sums.first_bad_step < 0)
         sums.first_bad_step = torch.where(bad, torch.full_like(sums.first_bad_step, global_step), sums.first_bad_step)
@@ -274,7 +264,7 @@ def _round_metrics(
         "run_dir": spec.run_dir,
         "status": STATUS_OK,
     }
-    if "val_acc" in metrics and cfg.optim.lr < cfg.faults.sink_val_acc_below_lr:
+    if "val_acc" in metrics and cfg.optim.lr < spec.faults.sink_val_acc_below_lr:
         log.warning("fault injection: val_acc %.4f reported as -1 (lr %.3g)", metrics["val_acc"], cfg.optim.lr)
         metrics["val_acc"] = -1.0
     return metrics

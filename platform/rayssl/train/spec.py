@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rayssl.config import AugmentConfig, FinetuneConfig, PretrainConfig
+from rayssl.train.faults import FaultPlan
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -29,4 +30,5 @@ class WorkerSpec:
     in_memory: ObjectRef | None = None
     second_view: AugmentConfig | None = None  # a second, independently augmented view of each unlabelled image
     resume_from: str | None = None  # the newest complete checkpoint on storage (the driver's look), if any
+    faults: FaultPlan = FaultPlan()  # fault drills (rayssl.train.faults), from the driver's environment
     progress: ActorHandle | None = None  # the driver's live display's board (rayssl.train.progress.ProgressBoard), fed by rank 0

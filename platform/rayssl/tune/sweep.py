@@ -34,7 +34,7 @@ from rayssl.methods import registry
 from rayssl.methods.sweep_rows import SweepRow, TrialSample
 from rayssl.quality.report import sample_name
 from rayssl.quality.run import LeakedTestSplit, find_test_leaks
-from rayssl.train import checkpoints
+from rayssl.train import checkpoints, faults
 from rayssl.train.launch import init_ray, run_finetune
 from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
@@ -109,14 +109,15 @@ def reserved_per_trial(cfg: SweepConfig) -> dict[str, float]:
     return {"CPU": TRIAL_DRIVER_CPUS + train.num_workers * train.cpus_per_worker, "GPU": train.num_workers if train.use_gpu else 0}
 
 
-def run_trial(params: dict[str, Any], sweep: SweepConfig) -> None:
+def run_trial(params: dict[str, Any], sweep: SweepConfig, fault_plan: faults.FaultPlan) -> None:
     """Tune trainable: one fine-tuning run, reporting every round to Tune. params: Tune's draws for
-    this trial; sweep: the sweep's config (ray.tune.with_parameters: in the object store, not in params)."""
+    this trial; sweep: the sweep's config and fault_plan its driver's fault drills (ray.tune.with_parameters:
+    in the object store, not in params)."""
     trial_cfg = trial_config(sweep, params, f"trial_{ray.tune.get_context().get_trial_id()}")
     if runs_in_process(sweep):
-        run_finetune(trial_cfg, show_progress=False, report=ray.tune.report)
+        run_finetune(trial_cfg, show_progress=False, report=ray.tune.report, fault_plan=fault_plan)
     else:
-        run_finetune(trial_cfg, callbacks=[TuneReportCallback()], show_progress=False)
+        run_finetune(trial_cfg, callbacks=[TuneReportCallback()], show_progress=False, fault_plan=fault_plan)
 
 
 # Credentials Ray Tune would copy from the driver's environment into every trial actor's runtime_env.
@@ -141,7 +142,9 @@ def keep_credentials_out_of_runtime_envs() -> None:
 def build_tuner(cfg: SweepConfig) -> ray.tune.Tuner:
     fs, root = storage.resolve(cfg.storage_path, cfg.finetune.storage)
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, sweep=cfg), trial_resources(cfg))
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(run_trial, sweep=cfg, fault_plan=faults.from_environment()), trial_resources(cfg)
+    )
     restore_path = storage.join(root, cfg.name) if storage.is_remote(cfg.storage_path) else storage.resolve(sweep_dir)[1]
     if ray.tune.Tuner.can_restore(restore_path, storage_filesystem=fs):
         get_logger().info("resuming sweep %s (finished trials are kept)", sweep_dir)
