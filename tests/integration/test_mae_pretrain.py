@@ -28,10 +28,12 @@ MAE = (
 )
 
 
-def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, tmp_path):
-    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "mae", *MAE)
+def test_mae_pretrain_reconstructions_and_eval(ray_local, local_shards, tmp_path):
+    # Resuming is method-agnostic (the MAE's state is its weights): test_pretrain, test_driver_kill and
+    # test_multinode resume; this run goes 3 epochs in one go.
+    cfg = tiny_config(local_shards, str(tmp_path / "runs"), "mae", *MAE, "train.epochs=3")
     outcome = run_pretrain(cfg)
-    assert outcome.metrics["global_step"] == 6 and outcome.metrics["loss"] > 0
+    assert outcome.metrics["global_step"] == 9
 
     grid = Path(outcome.run_dir) / "reconstructions" / "latest.png"
     with Image.open(grid) as img:
@@ -40,11 +42,12 @@ def test_mae_pretrain_reconstructions_resume_and_eval(ray_local, local_shards, t
         assert img.size == (4 * 10 + 2, 3 * 10 + 2)
     assert (Path(outcome.run_dir) / "reconstructions" / "epoch_0001.png").exists()
     events = tensorboard_events(Path(outcome.run_dir) / "tensorboard")
-    assert [e.step for e in events.Images("reconstructions")] == [3, 6] and [e.step for e in events.Scalars("loss")] == [3, 6]
+    assert [e.step for e in events.Images("reconstructions")] == [3, 6, 9] and [e.step for e in events.Scalars("loss")] == [3, 6, 9]
+    losses = [e.value for e in events.Scalars("loss")]
+    assert losses[-1] == pytest.approx(outcome.metrics["loss"])  # the run's loss is what TensorBoard shows
+    # Normalised-pixel targets: predicting zeros scores about 1. The decoder learns the patches' scale over
+    # the 9 steps (1.24 -> 1.16 when measured): a frozen or detached decoder would not fall.
+    assert losses[-1] < losses[0], losses
 
-    longer = tiny_config(local_shards, str(tmp_path / "runs"), "mae", *MAE, "train.epochs=3")
-    resumed = run_pretrain(longer)
-    assert resumed.metrics["epoch"] == 2 and resumed.metrics["global_step"] == 9  # continued, not restarted
-
-    result = run_eval(longer, resumed.checkpoint)
+    result = run_eval(cfg, outcome.checkpoint)
     assert [r["features"] for r in result["results"]] == ["random init", "MAE (epoch 3)"]
