@@ -24,8 +24,22 @@ def sample_name(member: dict) -> str:
 def markdown(report: dict) -> str:
     """The human-readable report: the summary table, then the details a user acts on."""
     f = report["findings"]
-    show = sample_name
-    sections = [
+    blocks: list[str | list[str]] = [
+        f"# Quality report: {report['shards']}",
+        f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).",
+        md.table(["finding", "count"], "lr", report["summary"].items()),
+    ]
+    for title, items in _finding_lists(report):
+        if items:
+            more = [f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else []
+            blocks += [f"## {title} ({len(items)})", [*items[:50], *more]]
+    return md.document(*blocks, *_class_balance(f), *_sources(f))
+
+
+def _finding_lists(report: dict) -> list[tuple[str, list[str]]]:
+    """(section title, one line per finding) for every kind of finding, in the report's order."""
+    f, show = report["findings"], sample_name
+    return [
         ("Undecodable images", [f"- {show(r)}: {r['reason']}" for r in report["undecodable"]]),
         ("Train/test leaks", [f"- {show(x['a'])} = {show(x['b'])} ({x['kind']})" for x in f["leaks"]]),
         ("Exact duplicates", [f"- {', '.join(show(m) for m in g)}" for g in f["exact_duplicates"]]),
@@ -36,53 +50,41 @@ def markdown(report: dict) -> str:
             [f"- {show(x)}: labelled {x['label']}, looks like {x['suggested']}" for x in f["label_issues"]],
         ),
     ]
-    blocks: list[str | list[str]] = [
-        f"# Quality report: {report['shards']}",
-        f"{f['images']} decodable images in {report['seconds']:.1f} s ({report['images_per_s']:.0f} images/s).",
-        md.table(["finding", "count"], "lr", report["summary"].items()),
+
+
+def _class_balance(f: dict) -> list[str | list[str]]:
+    rows = [
+        [
+            split,
+            b["labelled"],
+            b["unlabelled"],
+            "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}",
+            ", ".join(b["classes_below_min"]) or "-",
+        ]
+        for split, b in f["class_balance"].items()
     ]
-    for title, items in sections:
-        if items:
-            more = [f"- ... {len(items) - 50} more in quality.json"] if len(items) > 50 else []
-            blocks += [f"## {title} ({len(items)})", [*items[:50], *more]]
-    blocks += [
-        "## Class balance",
-        md.table(
-            ["split", "labelled", "unlabelled", "imbalance ratio", "classes below min"],
-            "lrrrl",
-            [
-                [
-                    split,
-                    b["labelled"],
-                    b["unlabelled"],
-                    "n/a" if b["imbalance_ratio"] is None else f"{b['imbalance_ratio']:.2f}",
-                    ", ".join(b["classes_below_min"]) or "-",
-                ]
-                for split, b in f["class_balance"].items()
-            ],
-        ),
-    ]
+    return ["## Class balance", md.table(["split", "labelled", "unlabelled", "imbalance ratio", "classes below min"], "lrrrl", rows)]
+
+
+def _sources(f: dict) -> list[str | list[str]]:
+    """Per split with sources: their image statistics and which are flagged."""
+    blocks: list[str | list[str]] = []
+    header = ["source", "images", "mean brightness", "mean contrast", "label TV distance", "flagged"]
     for split, rows in f["sources"].items():
-        if rows:
-            blocks += [
-                f"## Sources in {split}",
-                md.table(
-                    ["source", "images", "mean brightness", "mean contrast", "label TV distance", "flagged"],
-                    "lrrrrl",
-                    [
-                        [
-                            r["source"],
-                            r["images"],
-                            f"{r['mean_brightness']:.1f}",
-                            f"{r['mean_contrast']:.1f}",
-                            "-" if r["label_tv_distance"] is None else format(r["label_tv_distance"], ".2f"),
-                            ", ".join(r["flagged"]) or "-",
-                        ]
-                        for r in rows
-                    ],
-                ),
+        cells = [
+            [
+                r["source"],
+                r["images"],
+                f"{r['mean_brightness']:.1f}",
+                f"{r['mean_contrast']:.1f}",
+                "-" if r["label_tv_distance"] is None else format(r["label_tv_distance"], ".2f"),
+                ", ".join(r["flagged"]) or "-",
             ]
-    return md.document(*blocks)
+            for r in rows
+        ]
+        if rows:
+            blocks += [f"## Sources in {split}", md.table(header, "lrrrrl", cells)]
+    return blocks
 
 
 def contact_sheet(report: dict, sigs: Signatures, per_row: int) -> bytes:

@@ -332,26 +332,14 @@ def run_finetune(
     decoded = _decode_unlabelled_if_small(cfg, shards, run_dir)
     init_ray(cfg.ray)
     label_only = _label_only_records(cfg)
+    s = cfg.semisup
     log.info(
         "fine-tuning on %d labelled images (%s per class, draw %d) for %d steps: %s; init %s",
-        len(sets["labelled"].labels),
-        cfg.semisup.labels_per_class,
-        cfg.semisup.label_seed,
-        cfg.schedule.steps,
-        registry.describe(cfg),
-        cfg.init or "random",
+        *(len(sets["labelled"].labels), s.labels_per_class, s.label_seed, cfg.schedule.steps, registry.describe(cfg), cfg.init or "random"),
     )
-    labelled, validation = sets["labelled"], sets["validation"]
-    data = FinetuneData(
-        labelled_images=labelled.images,
-        labelled_labels=labelled.labels,
-        labelled_indices=labelled.indices,
-        # Validation and held-out test images never enter the unlabelled batches either.
-        val_images=validation.images,
-        val_labels=validation.labels,
-        held_out=np.concatenate([plan.split.validation, plan.split.test]),
-        label_only=label_only,
-    )
+    # Validation and held-out test images never enter the unlabelled batches either.
+    held_out = np.concatenate([plan.split.validation, plan.split.test])
+    data = FinetuneData.of(sets["labelled"], sets["validation"], held_out, label_only)
     strong = registry.strong_view(cfg)
     # (indices [N], uint8 images [N, H, W, C]) in the object store, read zero-copy by the workers on this node
     in_memory = ray.put((decoded.indices, decoded.images)) if decoded is not None else None

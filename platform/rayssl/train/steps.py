@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rayssl.config import FinetuneConfig, OptimConfig, PretrainConfig
 from rayssl.data.balanced import LabelledBatchSampler
+from rayssl.data.labelled import LabelledSet
 from rayssl.data.transforms import ImageTransform, normalise
 from rayssl.methods import StepContext, build_method
 from rayssl.methods.base import ClassifierForward, FinetuneBatch, GatherFn
@@ -147,6 +148,10 @@ class FinetuneData:
     val_labels: np.ndarray  # int [V]
     held_out: np.ndarray  # int64: sample indices (validation and test) that never enter an unlabelled batch
     label_only: np.ndarray  # float32 [M, K]: label-only records (the inverted VAE's reverse bound), often M = 0
+
+    @classmethod
+    def of(cls, labelled: LabelledSet, validation: LabelledSet, held_out: np.ndarray, label_only: np.ndarray) -> FinetuneData:
+        return cls(labelled.images, labelled.labels, labelled.indices, validation.images, validation.labels, held_out, label_only)
 
 
 class FinetuneStep:
