@@ -336,11 +336,20 @@ def _inference(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from rayssl.inference.predict import predict_run
 
-        predict_run(args.run, args.input, args.out, args.split, args.top_k, args.batch_size, args.actors, storage_cfg)
+        predict_run(
+            args.run,
+            args.input,
+            args.out,
+            split=args.split,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            actors=args.actors,
+            storage_cfg=storage_cfg,
+        )
     else:
         from rayssl.inference.embed import embed_run
 
-        embed_run(args.run, args.input, args.out, args.split, args.batch_size, args.actors, storage_cfg)
+        embed_run(args.run, args.input, args.out, split=args.split, batch_size=args.batch_size, actors=args.actors, storage_cfg=storage_cfg)
     return 0
 
 

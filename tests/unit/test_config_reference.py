@@ -136,3 +136,10 @@ def test_constraints_and_comments_are_extracted(rendered):
     # A comment block above a field (FinetuneConfig.method) is its meaning too; require() gives a cross-field rule.
     assert "inverted_vae" in all_scopes["rayssl-finetune"][1]["method"][4]
     assert "`model.vit.width`:" in rendered and "not divisible by heads" in rendered
+
+
+def test_every_key_has_a_meaning():
+    from rayssl.config.reference import build
+
+    _, problems = build()
+    assert problems == [], "config keys without a comment (add one next to the field):\n" + "\n".join(problems)

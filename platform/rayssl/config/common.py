@@ -17,7 +17,7 @@ class StorageConfig:
     or the standard AWS/GCP credential chain (instance profile, IRSA, ...)."""
 
     s3_endpoint: str | None = None  # e.g. "http://127.0.0.1:9000" for MinIO/moto; None = AWS
-    s3_region: str = "us-east-1"
+    s3_region: str = "us-east-1"  # region of the S3 bucket
     # An unreachable or silent store fails an operation after at most about
     # s3_max_attempts x (s3_connect_timeout_s + s3_request_timeout_s) + backoff (~1 min by default),
     # never hangs. s3_request_timeout_s is a stall limit (no byte for that long), not a cap on a
@@ -129,9 +129,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    name: Literal["adamw", "sgd"] = "adamw"  # optimiser
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
     momentum: float = 0.9  # SGD only
 
     def __post_init__(self) -> None:
@@ -144,18 +144,18 @@ class OptimConfig:
 class TrainConfig:
     """Ray Train scaling, checkpointing and fault tolerance."""
 
-    epochs: int = 10
-    num_workers: int = 2
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    epochs: int = 10  # pretraining epochs (fine-tuning runs schedule.steps)
+    num_workers: int = 2  # Ray Train workers (one process each)
+    use_gpu: bool = False  # one GPU per worker
+    cpus_per_worker: float = 1.0  # CPUs Ray reserves per worker
     # Ray placement group strategy for the workers: PACK fills a node first; SPREAD puts them on
     # different nodes (one GPU per node, or surviving the loss of one node with the others).
     placement_strategy: str = "PACK"
     checkpoint_every: int = 1  # epochs
-    num_to_keep: int = 2
+    num_to_keep: int = 2  # checkpoints kept (the newest)
     max_failures: int = 2  # worker-group restarts before the run fails
     log_every: int = 20  # steps between progress lines on rank 0
-    seed: int = 0
+    seed: int = 0  # initial weights, augmentation and masks are seeded from this
     # GPU workers only (a CPU worker always trains in fp32, contiguous, eager):
     precision: Literal["fp32", "bf16"] = "bf16"  # autocast dtype of the forward pass and loss
     channels_last: bool = True  # NHWC memory format for convnets (tensor cores read it directly)
@@ -175,8 +175,8 @@ class TrainConfig:
 class RunConfig:
     """Where a run lives: `<storage_path>/<name>`, local or s3://. Re-using a name resumes."""
 
-    name: str = "nat_digits"
-    storage_path: str = "runs"
+    name: str = "nat_digits"  # the run directory: <storage_path>/<name>
+    storage_path: str = "runs"  # where runs live, local or s3://
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ class SemiSupConfig:
     # one and at most val_per_class (so a fully labelled benchmark keeps exactly val_per_class per class).
     val_per_class: int = 10
     val_fraction: float = 0.2
-    label_seed: int = 0
+    label_seed: int = 0  # seed of the label draw (one seed = one draw; sweeps repeat over label_seeds)
     # A label table (CSV or parquet at any URI the shards accept; rayssl.data.label_table) adding labels
     # to the train split's images without rewriting them: a key column `sample_id` or `path`, and `label`.
     labels: str = ""
@@ -36,7 +36,7 @@ class SemiSupConfig:
     # without its bar), which shear and elastic distortion of the labelled few can supply.
     labelled_augment: AugmentConfig | None = None
     labelled_batch_size: int = 32  # labelled images drawn (with replacement) per step per worker
-    num_classes: int = 10
+    num_classes: int = 10  # classes of the classifier's head
     # Draw labelled and validation images from these classes only (empty: all). The other classes
     # stay in the unlabelled stream and the test split: e.g. the inverted VAE's protocol, labels for 0-4 only.
     labelled_classes: list[int] = field(default_factory=list)
@@ -107,7 +107,7 @@ class InvertedVAEConfig:
     """The inverted semi-supervised VAE (Gemp et al., arXiv 1608.05983): loss weights of its bounds
     (rayssl.methods.inverted_vae) and where its label-only records come from."""
 
-    latent_dim: int = 16
+    latent_dim: int = 16  # width of the latent z
     hidden: int = 500  # width of the encoder's and decoder's two hidden layers
     temperature: float = 0.5  # Gumbel-Softmax (y) and relaxed-Bernoulli (generated pixels) temperature
     labelled: float = 1.0  # weight of the labelled bound

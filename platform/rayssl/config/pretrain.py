@@ -25,10 +25,10 @@ class NATConfig:
 class MAEConfig:
     """Masked autoencoder (He et al. 2021); the encoder is model.vit."""
 
-    mask_ratio: float = 0.75
-    decoder_width: int = 32
-    decoder_depth: int = 2
-    decoder_heads: int = 4
+    mask_ratio: float = 0.75  # fraction of patches hidden from the encoder
+    decoder_width: int = 32  # the decoder's token width
+    decoder_depth: int = 2  # decoder transformer blocks
+    decoder_heads: int = 4  # the decoder's attention heads
     norm_pix_loss: bool = True  # targets are per-patch normalised pixels
     recon_images: int = 8  # held-out images in the reconstruction PNG grid
 
@@ -48,9 +48,9 @@ class ContrastiveConfig:
     """SimCLR (Chen et al. 2020) and the masked contrastive objective. Both views of an image are
     made with data.augment in the Ray Data CPU stage (use SimCLR's crop, colour and blur there)."""
 
-    temperature: float = 0.2
-    projection_hidden: int = 512
-    projection_dim: int = 128
+    temperature: float = 0.2  # NT-Xent temperature (lower: harder negatives)
+    projection_hidden: int = 512  # hidden width of the projection head's MLP
+    projection_dim: int = 128  # output width of the projection head (where NT-Xent compares views)
     # masked_contrastive: loss = weight * NT-Xent + (1 - weight) * MAE loss, both views masked with
     # mae.mask_ratio (CAN masks 50% of both views). NT-Xent starts near log(2 x global batch) ~ 6 and
     # the normalised-pixel MSE near 1, so a small weight keeps the two terms of similar size.
@@ -65,10 +65,10 @@ class ContrastiveConfig:
 class EvalConfig:
     """Frozen-feature evaluation (kNN + linear probe) on the labelled splits."""
 
-    after_pretrain: bool = True
-    knn_k: int = 20
+    after_pretrain: bool = True  # `rayssl pretrain` evaluates the frozen features when it finishes
+    knn_k: int = 20  # neighbours of the kNN probe
     max_train_samples: int | None = None  # probes train on the first N train rows (None = all)
-    compare_random_init: bool = True
+    compare_random_init: bool = True  # also probe a randomly initialised backbone (the row to beat)
 
     def __post_init__(self) -> None:
         check(self, POSITIVE, "knn_k", "max_train_samples")

@@ -13,7 +13,7 @@ from rayssl.data.corruptions import CORRUPTIONS as CORRUPTION_NAMES  # the suite
 class QualityConfig:
     """Corpus quality report (`rayssl quality`): one streaming pass over every split of a shard set."""
 
-    shards: str = "data/shards/digits"
+    shards: str = "data/shards/digits"  # URI of the shard set to check
     out: str = "runs/quality"  # quality.json, quality.md, quality.png and the decode quarantine go here
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayInitConfig = field(default_factory=RayInitConfig)
@@ -41,8 +41,8 @@ class RobustnessConfig:
     shards: str = ""  # corrupt the test split of these shards (default: the run's own data.shards)
     target_shards: str = ""  # a shard set standing for a new domain: its clean test accuracy is reported too
     out: str = ""  # robustness.{json,md,png} (default: <run>/robustness)
-    corruptions: list[str] = field(default_factory=lambda: list(CORRUPTION_NAMES))
-    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    corruptions: list[str] = field(default_factory=lambda: list(CORRUPTION_NAMES))  # which of the corruptions to apply (all 11 by default)
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # severity levels, 1 (mild) to 5 (strong)
     seed: int = 0  # of every corrupted sample's randomness: the same suite in every run
     probe_train_samples: int = 10_000  # pretraining runs: clean train images the linear probe is fit on
     storage: StorageConfig = field(default_factory=StorageConfig)

@@ -13,8 +13,8 @@ from rayssl.config.rules import NON_NEGATIVE, NONEMPTY, POSITIVE, check, require
 class SweepConfig:
     """Ray Tune search over label budgets x variants x label draws, alpha, beta and lr (`rayssl sweep`)."""
 
-    name: str = "sweep"
-    storage_path: str = "runs"
+    name: str = "sweep"  # the sweep directory: <storage_path>/<name> (re-using a name resumes)
+    storage_path: str = "runs"  # where sweeps live, local or s3://
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
     # Labels per class (grid), each drawn from the labels that exist; "all": every label (finetune.semisup.labels_per_class).
     budgets: list[int | Literal["all"]] = field(default_factory=lambda: [1, 5, 10, 50, 100])
@@ -27,20 +27,20 @@ class SweepConfig:
     # Adds the row "inverted VAE" (finetune.ivae; its label-only records: finetune.ivae.label_only_data).
     # Tune draws its unlabelled and label-only bound weights log-uniformly from these ranges.
     inverted_vae: bool = False
-    ivae_unlabelled_min: float = 0.3
-    ivae_unlabelled_max: float = 3.0
-    ivae_label_only_min: float = 10.0
-    ivae_label_only_max: float = 100.0
+    ivae_unlabelled_min: float = 0.3  # inverted VAE row: range of ivae.unlabelled (log-uniform)
+    ivae_unlabelled_max: float = 3.0  # see ivae_unlabelled_min
+    ivae_label_only_min: float = 10.0  # inverted VAE row: range of ivae.label_only (log-uniform)
+    ivae_label_only_max: float = 100.0  # see ivae_label_only_min
     # Run only these rows (names as in the table, e.g. "+ FixMatch"); empty: every row the flags above
     # enable. For re-measuring one row after a change that only touches it (bench/label_efficiency.py).
     variants: list[str] = field(default_factory=list)
     samples: int = 2  # random draws of (alpha, beta, lr) per budget x variant x label draw
     seed: int = 0  # of those random draws: the same config samples the same settings
-    alpha_min: float = 1e-3
-    alpha_max: float = 1.0
-    betas: list[float] = field(default_factory=lambda: [0.0])
-    lr_min: float = 3e-4
-    lr_max: float = 3e-3
+    alpha_min: float = 1e-3  # inversion rows: range of inversion.alpha (log-uniform)
+    alpha_max: float = 1.0  # see alpha_min
+    betas: list[float] = field(default_factory=lambda: [0.0])  # inversion rows: inversion.beta drawn from these
+    lr_min: float = 3e-4  # every row: range of optim.lr (log-uniform)
+    lr_max: float = 3e-3  # see lr_min
     max_concurrent_trials: int = 2  # size to the cluster: each trial holds finetune.train.num_workers workers
     grace_period: int = 1  # ASHA: reports (schedule.eval_every steps each) before a trial may be stopped
     trial_max_failures: int = 1  # Tune retries of a crashed trial

@@ -58,6 +58,7 @@ def embed_run(
     run_uri: str,
     input_uri: str,
     out_uri: str,
+    *,
     split: str | None = None,
     batch_size: int = 256,
     actors: int | None = None,

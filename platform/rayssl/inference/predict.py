@@ -65,6 +65,7 @@ def predict_run(
     run_uri: str,
     input_uri: str,
     out_uri: str,
+    *,
     split: str | None = None,
     top_k: int = 5,
     batch_size: int = 256,
