@@ -1,5 +1,5 @@
 """SimCLR and the masked contrastive objective on a local Ray: two views from Ray Data, 2 Train
-workers sharing negatives, frozen-feature eval, and fine-tuning from the backbone."""
+workers sharing negatives, fine-tuning from SimCLR's backbone, frozen-feature eval of the masked one's."""
 
 from __future__ import annotations
 
@@ -39,8 +39,6 @@ def test_simclr_pretrain_eval_and_finetune(ray_local, local_shards, tmp_path):
     losses = [e.value for e in tensorboard_events(Path(outcome.run_dir) / "tensorboard").Scalars("loss")]
     assert len(losses) == 3 and losses[-1] == pytest.approx(outcome.metrics["loss"])  # one per epoch
     assert all(math.log(1 + 30 * math.exp(-2 / t)) < v < 2 / t + math.log(31) for v in losses), losses
-    result = run_eval(cfg, outcome.checkpoint)
-    assert [r["features"] for r in result["results"]] == ["random init", "SIMCLR (epoch 3)"]
 
     finetune = load_config(
         FinetuneConfig,

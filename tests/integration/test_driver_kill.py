@@ -26,7 +26,7 @@ from rayssl.train import checkpoints
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 8  # 3 steps each
+EPOCHS = 6  # 3 steps each
 RAY_MACHINERY = ("(RayTrainWorker", "(SplitCoordinator", "(raylet)", "Reporting training result", "Trial status")
 
 
