@@ -57,7 +57,7 @@ def test_pretrain_eval_and_rerun_resumes(nat_run):
     assert (listed.name, listed.status, listed.rounds_done, listed.rounds_total) == ("nat", "finished", 2, 2)
     assert listed.headline.startswith("kNN ")
 
-    # Same name again: Ray Train restores the run; nothing is retrained.
+    # Same name again: the run had finished, so nothing is retrained and no worker starts.
     again = run_pretrain(cfg)
     assert again.metrics["global_step"] == 6 and again.checkpoint == outcome.checkpoint
     assert torch.equal(assert_table_is_bijection(again.checkpoint), table)

@@ -32,7 +32,7 @@ from rayssl.train.loop import STATUS_DIVERGED, STATUS_QUARANTINE, train_in_proce
 from rayssl.train.progress import RunProgress
 from rayssl.train.resume import refuse_incompatible_resume
 from rayssl.train.spec import WorkerSpec
-from rayssl.train.steps import FinetuneData
+from rayssl.train.steps import FinetuneData, rounds_of
 
 LABELS_REPORT = "labels.json"  # a fine-tuning run's label plan: sources, per-class counts, shortfalls (rayssl.data.labelled)
 
@@ -155,6 +155,10 @@ def _fit(
     spec = dataclasses.replace(spec, resume_from=earlier)
     if report is not None:
         return _fit_in_process(spec, dataset, report)
+    # A finished run (no Tune trial waiting for its reports): its result, without starting a worker.
+    if earlier is not None and meta["epoch"] >= rounds_of(cfg) and not callbacks:
+        get_logger().info("%s had finished all %d rounds: nothing to train", cfg.run.name, meta["epoch"])
+        return _outcome(cfg, run_dir, meta.get("metrics", {}), spec.num_samples)
     # Ray Train may leave its workers' placement group behind, even with fit() waiting on it (rayssl.train.placement).
     with placement.released_around_fit(run_dir, cfg.storage, cfg.run.name):
         try:

@@ -64,6 +64,13 @@ class JobStep(Protocol):
         """Rank 0, before each checkpoint: artifacts next to it; returns {tag: image [C, H, W] in [0, 1]} for TensorBoard."""
 
 
+def rounds_of(cfg: PretrainConfig | FinetuneConfig) -> int:
+    """A run's rounds in all: epochs of pretraining, or fine-tuning's steps in rounds of schedule.eval_every."""
+    if isinstance(cfg, PretrainConfig):
+        return cfg.train.epochs
+    return math.ceil(cfg.schedule.steps / cfg.schedule.eval_every)
+
+
 def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.optim.Optimizer:
     """params: parameters or param groups (each group may carry its own lr); fused: one kernel for
     the whole update (GPU workers), else torch's default implementation."""
@@ -89,7 +96,7 @@ class PretrainStep:
         self.method = build_method(cfg, num_samples)
         self.model = self.method.model
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters(), fused_optimizer(cfg))
-        self.num_rounds = cfg.train.epochs
+        self.num_rounds = rounds_of(cfg)
 
     def round_batches(self, epoch: EpochFn, round_index: int, device: torch.device) -> Iterable[dict[str, torch.Tensor]]:
         return epoch(self.cfg.data.batch_size, device)
@@ -181,7 +188,7 @@ class FinetuneStep:
         self.ema = (
             AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(sched.ema_decay), use_buffers=True) if sched.ema_decay > 0 else None
         )
-        self.num_rounds = math.ceil(sched.steps / sched.eval_every)
+        self.num_rounds = rounds_of(cfg)
         # uint8 [N, C, H, W]: augmented per sample at every step, like the unlabelled stream.
         self.labelled_images = torch.from_numpy(np.ascontiguousarray(data.labelled_images.transpose(0, 3, 1, 2)))
         self.labelled_labels = torch.as_tensor(data.labelled_labels, dtype=torch.int64)
