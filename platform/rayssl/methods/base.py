@@ -12,6 +12,7 @@ from torch import nn
 
 from rayssl.config import AugmentConfig, FinetuneConfig, SweepConfig
 from rayssl.methods.sweep_rows import SweepRow
+from rayssl.models.classifier import Classifier
 
 # gather(local [B] int64) -> [world_size, B] int64 on every rank (identity-like on one process)
 GatherFn = Callable[[torch.Tensor], torch.Tensor]
@@ -120,6 +121,11 @@ class FinetuneObjective:
     @staticmethod
     def label_only_batch_size(cfg: FinetuneConfig) -> int:
         return 0
+
+    @staticmethod
+    def network(cfg: FinetuneConfig, backbone: nn.Module, dim: int) -> Classifier | None:
+        """A standalone method's own network around the backbone (features [B, dim]); None: the classifier."""
+        return None
 
     @staticmethod
     def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:

@@ -147,6 +147,12 @@ class InvertedVAEObjective(FinetuneObjective):
         return cfg.ivae.unlabelled > 0
 
     @staticmethod
+    def network(cfg: FinetuneConfig, backbone: nn.Module, dim: int) -> InvertedVAE:
+        """M2's encoder and decoder around the classifier (backbone + head)."""
+        shape = (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+        return InvertedVAE(backbone, dim, cfg.semisup.num_classes, shape, cfg.ivae.latent_dim, cfg.ivae.hidden)
+
+    @staticmethod
     def label_only_source(cfg: FinetuneConfig) -> str:
         return cfg.ivae.label_only_data
 

@@ -29,6 +29,7 @@ from rayssl.methods.masked_contrastive import MaskedContrastiveMethod
 from rayssl.methods.nat import NATMethod
 from rayssl.methods.supervised import Supervised
 from rayssl.methods.sweep_rows import SweepRow
+from rayssl.models.classifier import Classifier
 
 PRETRAINING: dict[str, Any] = {"nat": NATMethod, "mae": MAEMethod, "simclr": SimCLRMethod, "masked_contrastive": MaskedContrastiveMethod}
 
@@ -56,6 +57,12 @@ def active_objectives(cfg: FinetuneConfig) -> list[type[FinetuneObjective]]:
 
 def build_objectives(cfg: FinetuneConfig, net: nn.Module) -> list[FinetuneObjective]:
     return [objective(cfg, net) for objective in active_objectives(cfg)]
+
+
+def build_network(cfg: FinetuneConfig, backbone: nn.Module, dim: int) -> Classifier:
+    """The network a fine-tuning run trains: an active objective's own (the inverted VAE's), else backbone + linear head."""
+    own = (o.network(cfg, backbone, dim) for o in active_objectives(cfg))
+    return next((net for net in own if net is not None), None) or Classifier(backbone, dim, cfg.semisup.num_classes)
 
 
 def reads_unlabelled(cfg: FinetuneConfig) -> bool:

@@ -37,12 +37,12 @@ def load_pretrained_backbone(init: str, storage_cfg: StorageConfig) -> tuple[nn.
 
 
 def build_classifier(cfg: FinetuneConfig) -> Classifier:
-    """Backbone (pretrained from cfg.init, or freshly initialised from cfg.model) + linear head;
-    with method inverted_vae, the inverted VAE around that classifier."""
+    """Backbone (pretrained from cfg.init, or freshly initialised from cfg.model) + linear head, in
+    the network the run's method trains (rayssl.methods.registry.build_network: the inverted VAE's
+    wraps that classifier)."""
     from rayssl.config import ConfigError
+    from rayssl.methods.registry import build_network
     from rayssl.models import build_backbone, feature_dim
-    from rayssl.models.classifier import Classifier
-    from rayssl.models.inverted_vae import InvertedVAE
 
     if cfg.init:
         backbone, pretrain = load_pretrained_backbone(cfg.init, cfg.storage)
@@ -54,7 +54,4 @@ def build_classifier(cfg: FinetuneConfig) -> Classifier:
         dim = feature_dim(pretrain.model)
     else:
         backbone, dim = build_backbone(cfg.model, cfg.data.channels, cfg.data.image_size), feature_dim(cfg.model)
-    if cfg.method == "inverted_vae":
-        shape = (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-        return InvertedVAE(backbone, dim, cfg.semisup.num_classes, shape, cfg.ivae.latent_dim, cfg.ivae.hidden)
-    return Classifier(backbone, dim, cfg.semisup.num_classes)
+    return build_network(cfg, backbone, dim)
