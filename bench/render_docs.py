@@ -51,6 +51,24 @@ class Page:
 
 
 PAGES = {
+    "selection": Page(
+        "Which images to label",
+        "Random, balanced (oracle), k-center, TypiClust and ProbCover picks at 10, 20 and 50 labels in total, 3 seeds.",
+        "`.venv/bin/python bench/selection.py` (one sweep per dataset and strategy)",
+        "",
+    ),
+    "selection_scale": Page(
+        "Selection at scale",
+        "Wall time and peak memory of each strategy on 100,000 synthetic embeddings of width 512.",
+        "`.venv/bin/python bench/selection_scale.py --n 100000`",
+        "",
+    ),
+    "labels_needed": Page(
+        "Extrapolation backtest",
+        "Learning curves fitted on small budgets, predicting the large ones: median, 80% interval, measured.",
+        "`.venv/bin/python bench/labels_needed.py --datasets mnist`",
+        "",
+    ),
     "mnist_5labels": Page(
         "MNIST, 5 labels per class",
         "MNIST, 5 labels per class: eight variants × 3 label draws, against 99.14% (arXiv 1711.04313).",

@@ -105,11 +105,12 @@ def _add_report_parsers(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser(
         "runs",
         help="list the runs under a storage path, or `runs show NAME` for one",
-        usage="rayssl runs [PATH] | rayssl runs show NAME [--path PATH]",
+        usage="rayssl runs [PATH] | rayssl runs show NAME [--path PATH] [--target-acc ACC]",
     )
     runs.add_argument("words", nargs="*", metavar="PATH | show NAME", help="storage path to list (default: runs)")
     runs.add_argument("--path", default="runs", help="storage path holding the runs (local or s3://)")
     runs.add_argument("--s3-endpoint")
+    runs.add_argument("--target-acc", type=float, help="`runs show SWEEP`: the labels per class each variant needs for this accuracy")
     runs.add_argument(
         "--stale-after",
         type=float,
@@ -160,6 +161,16 @@ def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--batch-size", type=int, default=256, help="images per model call")
         p.add_argument("--actors", type=int, help="model actors (default: one per GPU, or 1 without GPUs)")
         p.add_argument("--s3-endpoint")
+    select = sub.add_parser("select", help="which unlabelled images to label next, from a run's embeddings (TypiClust, ProbCover, ...)")
+    select.add_argument("run", help="pretraining or fine-tuned run directory: its backbone embeds the train split of its shards")
+    select.add_argument("--budget", type=int, required=True, help="images to pick")
+    select.add_argument("--strategy", default="typiclust", help="typiclust (default), probcover, kcenter or random")
+    select.add_argument("--labels", default="", help="label table of the images already labelled: covered, never picked")
+    select.add_argument("--embeddings", default="", help="`rayssl embed` output of the run's shards (default: embed here)")
+    select.add_argument("--seed", type=int, default=0)
+    select.add_argument("--purity-clusters", type=int, help="ProbCover: k-means clusters for choosing delta (default: the classes)")
+    select.add_argument("--out", required=True, help="CSV URI (rank, sample_id, cluster); the contact sheet goes next to it as .png")
+    select.add_argument("--s3-endpoint")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +364,25 @@ def _inference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select(args: argparse.Namespace) -> int:
+    from rayssl.inference.select import SelectOptions, check_options, select_run
+
+    opts = SelectOptions(args.budget, args.out, args.strategy, args.labels, args.embeddings, args.seed, args.purity_clusters)
+    check_options(opts)  # before Ray starts
+    if not args.embeddings:
+        from rayssl.config import RayInitConfig
+        from rayssl.train.launch import init_ray
+
+        init_ray(RayInitConfig())
+    summary = select_run(args.run, opts, StorageConfig(s3_endpoint=args.s3_endpoint))
+    print(
+        f"picked {summary['picked']} of {summary['embedded']} train images by {args.strategy} "
+        f"({summary['already_labelled']} already labelled, {summary['clusters']} clusters): {summary['csv']}, {summary['png']}"
+    )
+    print("details: " + ", ".join(f"{k}={v}" for k, v in summary["details"].items()))
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     from rayssl.data import storage
     from rayssl.train.runs import list_runs, runs_table, show_run
@@ -363,6 +393,11 @@ def _runs(args: argparse.Namespace) -> int:
         if len(words) != 2:
             raise ConfigError("usage: rayssl runs show NAME [--path PATH]")
         run_dir = words[1] if storage.is_remote(words[1]) else storage.join(args.path, words[1])
+        if storage.exists(storage.join(run_dir, "label_efficiency.json"), storage_cfg):  # a sweep: its curves, refitted
+            from rayssl.tune.report import show_sweep
+
+            print(show_sweep(run_dir, storage_cfg, args.target_acc))
+            return 0
         print(show_run(run_dir, args.path, storage_cfg, args.stale_after))
         return 0
     if len(words) > 1:
@@ -386,6 +421,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _inference,
     "predict": _inference,
     "embed": _inference,
+    "select": _select,
 }
 
 

@@ -18,6 +18,7 @@ from heads import BIN, kill_leftovers
 from PIL import Image
 
 from helpers import inject_faults, tensorboard_scalars
+from rayssl.cli import main
 from rayssl.config import FinetuneConfig, SweepConfig, load_config, to_dict
 from rayssl.data.pipeline import image_dataset
 from rayssl.eval.classifier import score_on_test_split
@@ -140,7 +141,7 @@ def assert_sweep_left_nothing_alive(ray, before: dict[str, str], deadline_s: flo
 
 # The crash kills the trial's Tune actor (in-process trials) or its Ray Train worker (max_failures=0 fails the trainer).
 @pytest.mark.parametrize("in_process_trials", [True, False])
-def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials, monkeypatch):
+def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_shards, tmp_path, in_process_trials, monkeypatch, capsys):
     marker = tmp_path / "crashed"
     inject_faults(monkeypatch, crash_rank=0, crash_at_step=1, crash_marker=str(marker))  # the sweep hands them to every trial
     # The corruption suite scores the selected trials once per sweep, the same way for both kinds of trial: scored in one.
@@ -177,7 +178,26 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
     assert "CPU-hours reserved through Ray" in md
     with Image.open(sweep_dir / "label_efficiency.png") as png:
         assert png.size[0] > 300
+    # `rayssl runs show` reads a sweep back and answers "how many labels" for the user's own target.
+    assert main(["runs", "show", str(sweep_dir), "--target-acc", "0.5"]) == 0
+    shown = capsys.readouterr().out
+    assert "| labels per class to reach | 50.0% | from |" in shown and "| supervised only |" in shown
     assert_sweep_left_nothing_alive(ray_local, before)
+
+
+def test_sweep_trains_each_draw_on_the_images_its_selection_picked(ray_local, nat_run, local_shards, tmp_path):
+    runs = tmp_path / "runs"
+    selection = ["selection=typiclust", f"selection_run={nat_run[1].run_dir}"]
+    cfg = sweep_config(local_shards, str(runs), *selection, "inversion=false", "label_seeds=[0]", "leak_check=off")
+    rows = run_sweep(cfg)
+    assert [(r["variant"], r["draws"]) for r in rows] == [("supervised only", 1)]
+    picks = (runs / "sweep" / "selection" / "typiclust_budget2_draw0.csv").read_text().splitlines()
+    picked = {line.split(",")[1].strip('"') for line in picks[1:]}
+    assert len(picked) == 4  # 2 labels per class x 2 classes, unique
+    draw = json.loads((runs / "sweep" / "label_efficiency.json").read_text())["draws"][0]
+    plan = json.loads((runs / "sweep" / Path(draw["tensorboard"]).parent / "labels.json").read_text())
+    assert plan["labelled_ids"].endswith("typiclust_budget2_draw0.csv") and sum(plan["labelled"].values()) == 4
+    assert draw["classes_covered"] == sum(n > 0 for n in plan["labelled"].values()) and draw["selection"] == "typiclust"
 
 
 def terminated_trials(sweep_dir: Path) -> set[str]:

@@ -224,6 +224,21 @@ def test_quality_robustness_and_leak_check_settings_are_checked(cls, override, m
         load_config(cls, None, [override, *(["run=runs/x"] if cls is RobustnessConfig and not override.startswith("run=") else [])])
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["selection=typiclust"], r"selection_run: typiclust selects on embeddings: name the pretraining run"),
+        (["selection=random", "budgets=[1, all]"], r'budgets: "all" cannot be selected \(selection: random\)'),
+        (["selection=random", "finetune.semisup.labelled_ids=x.csv"], r"finetune.semisup.labelled_ids: must be empty when selection"),
+        (["selection=oracle"], r"selection: 'oracle' is not one of"),
+    ],
+)
+def test_sweep_selection_is_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(SweepConfig, None, overrides)
+    assert load_config(SweepConfig, None, ["selection=random"]).selection == "random"  # random needs no embeddings
+
+
 def test_fault_drills_come_from_the_environment_not_the_config(monkeypatch):
     from rayssl.train.faults import FaultPlan, from_environment
 

@@ -9,9 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from rayssl.config import StorageConfig
 from rayssl.data.balanced import LabelledBatchSampler
 from rayssl.data.label_table import LabelTableError, label_listing, read_label_table, resolve_labels
-from rayssl.data.labels import LabelBudgetError, draw_labels, held_out_count
+from rayssl.data.labelled import pin_labelled
+from rayssl.data.labels import LabelBudgetError, LabelSplit, draw_labels, held_out_count
 from rayssl.eval.classifier import classification_report
 
 TRAIN_IDS = [f"train/img{i:03d}.png" for i in range(10)]
@@ -130,6 +132,22 @@ def test_test_hold_out_is_stratified_and_the_same_for_every_draw():
     assert np.array_equal(a.test, b.test)
     assert not (set(a.test) & set(a.labelled)) and not (set(a.test) & set(a.validation))
     assert not (set(b.test) & set(b.labelled)) and not (set(b.test) & set(b.validation))
+
+
+def test_a_list_of_images_replaces_the_draw_and_leaves_validation_and_test(tmp_path):
+    labels = np.array([0, 0, 1, 1, 2, 2, -1, 0, 1, 2])
+    drawn = LabelSplit(labelled=np.array([0, 2]), validation=np.array([1, 3, 5]), test=np.array([9]))
+    listed = tmp_path / "picks.csv"
+    listed.write_text("rank,sample_id,cluster\n1,train/img003.png,0\n2,train/img007.png,1\n3,train/img003.png,0\n")
+    split, report = pin_labelled(drawn, str(listed), np.array(TRAIN_IDS, dtype=object), labels, set(), StorageConfig())
+    assert split.labelled.tolist() == [3, 7] and split.validation.tolist() == [1, 5] and split.test.tolist() == [9]
+    assert report["taken_from_validation"] == 1 and report["taken_from_test_hold_out"] == 0
+    listed.write_text("sample_id\ntrain/img002.png\ntrain/img006.png\n")  # img006 has no label
+    with pytest.raises(LabelTableError, match=r"picks.csv line 3: sample_id 'train/img006.png' has no label \(1 listed"):
+        pin_labelled(drawn, str(listed), np.array(TRAIN_IDS, dtype=object), labels, set(), StorageConfig())
+    listed.write_text("sample_id\ntest/img000.png\n")
+    with pytest.raises(LabelTableError, match="line 2: sample_id 'test/img000.png' is a test image"):
+        pin_labelled(drawn, str(listed), np.array(TRAIN_IDS, dtype=object), labels, {"test/img000.png"}, StorageConfig())
 
 
 def test_balanced_sampler_draws_every_class_equally_often():

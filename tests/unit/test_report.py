@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from rayssl.tune.report import labels_needed, labels_needed_markdown, labels_to_reach, markdown, summarise
+from rayssl.tune.labels_needed import fit_curves, labels_needed, labels_needed_markdown, labels_to_reach, targets_of
+from rayssl.tune.report import markdown, summarise
 from rayssl.tune.sweep import select_best
 
 
@@ -54,25 +55,45 @@ def test_labels_to_reach_interpolates_on_the_log_scale():
     assert labels_to_reach([(1, 0.5), (5, 0.9), (10, 0.8), (50, 0.95)], 0.85) == pytest.approx(np.exp(np.log(5) * 0.875))
 
 
-def test_labels_needed_and_saved_against_supervised():
-    rows = [
-        {"budget": b, "variant": v, "test_acc_mean": a}
-        for v, curve in {
-            "supervised only": [(1, 0.50), (10, 0.80), (100, 0.96)],
-            "+ FixMatch": [(1, 0.90), (10, 0.98), (100, 1.00)],
-        }.items()
-        for b, a in curve
-    ]
-    needed = {(n["variant"], n["level"]): n for n in labels_needed(rows, ["supervised only", "+ FixMatch"], "supervised only")}
-    # 90% of the best (1.00) is 0.90: FixMatch has it at 1 label; supervised between 10 (0.80) and 100 (0.96).
-    assert needed["+ FixMatch", 0.9]["labels"] == 1.0
+def curve_rows(curves: dict[str, list[tuple[int, float]]], spread: float = 0.0) -> list[dict]:
+    """Summarised rows of three draws per (variant, budget) at mean acc +- spread."""
+    return summarise(
+        [
+            {**draw(seed, acc + (seed - 1) * spread, variant), "budget": budget}
+            for variant, curve in curves.items()
+            for budget, acc in curve
+            for seed in range(3)
+        ]
+    )
+
+
+def test_two_budgets_are_interpolated_and_saved_against_supervised():
+    rows = curve_rows({"supervised only": [(10, 0.80), (100, 0.96)], "+ FixMatch": [(10, 0.90), (100, 1.00)]})
+    variants = ["supervised only", "+ FixMatch"]
+    targets = targets_of(rows)
+    assert fit_curves(rows, variants, targets) == {}  # two budgets cannot choose a form by leaving one out
+    needed = {(n["variant"], n["level"]): n for n in labels_needed(rows, variants, "supervised only", targets, {})}
+    # 90% of the best (1.00) is 0.90: FixMatch has it at 10 labels; supervised between 10 (0.80) and 100 (0.96).
     supervised = 10 ** (1 + (0.90 - 0.80) / (0.96 - 0.80))
-    assert needed["supervised only", 0.9]["labels"] == pytest.approx(supervised)
-    assert needed["+ FixMatch", 0.9]["saved"] == pytest.approx(supervised - 1.0)
+    assert needed["+ FixMatch", 0.9]["labels"] == 10.0 and needed["supervised only", 0.9]["labels"] == pytest.approx(supervised)
+    assert needed["+ FixMatch", 0.9]["saved"] == pytest.approx(supervised - 10.0) and needed["+ FixMatch", 0.9]["method"] == "interpolated"
     # 98%: supervised never gets there within 100 labels per class; nothing "saved" is claimed.
     assert needed["supervised only", 0.98]["labels"] is None and needed["+ FixMatch", 0.98]["saved"] is None
-    table = labels_needed_markdown(list(needed.values()), ["supervised only", "+ FixMatch"], 100)
-    assert "| + FixMatch | 1.0 (saves" in table and "> 100" in table and "(supervised only: > 100)" in table
+    table = labels_needed_markdown(list(needed.values()), variants, 100, "supervised only")
+    assert "| + FixMatch | 10.0 (saves" in table and "> 100" in table and "(supervised only: not reached)" in table
+    assert table.endswith("| interpolated, 2 budgets |")
+
+
+def test_three_budgets_are_fitted_and_a_target_past_them_is_extrapolated():
+    # A power law 1 - 0.5 n^-0.5: 0.5, 0.842, 0.9 at 1, 16, 25 labels per class; 0.95 needs 100.
+    truth = [(n, 1 - 0.5 * n**-0.5) for n in (1, 16, 25)]
+    rows = curve_rows({"supervised only": truth}, spread=0.002)
+    targets = targets_of(rows, target_acc=0.95)
+    fits = fit_curves(rows, ["supervised only"], targets)
+    (n,) = labels_needed(rows, ["supervised only"], "supervised only", targets, fits)
+    assert n["extrapolated"] and n["method"].startswith("fit: ") and n["budgets"] == 3
+    assert n["low"] < n["labels"] < n["high"] and n["labels"] > 25
+    assert "extrapolated" in labels_needed_markdown([n], ["supervised only"], 25, "supervised only")
 
 
 def test_compute_is_trial_time_times_reserved_resources():
@@ -110,7 +131,7 @@ def test_budget_all_sits_at_the_labels_it_trained_on():
     assert [r["budget"] for r in rows] == [1, 5, "all"] and rows[2]["labels_per_class"] == 7.5
     table = markdown(rows, ["+ inversion loss"]).splitlines()
     assert [line.split(" |")[0] for line in table[2:]] == ["| 1", "| 5", "| all (7.5)"]
-    (at_95,) = labels_needed(rows, ["+ inversion loss"], "supervised only", levels=(0.95,))
+    (at_95,) = labels_needed(rows, ["+ inversion loss"], "supervised only", targets_of(rows, levels=(0.95,)), {})
     # 95% of the best (0.90) is 0.855: 55% of the way from 0.80 at 5 labels to 0.90 at 7.5, on the log scale
     assert at_95["labels"] == pytest.approx(float(np.exp(np.log(5) + 0.55 * (np.log(7.5) - np.log(5)))))
 

@@ -25,6 +25,10 @@ class SemiSupConfig:
     # A label table (CSV or parquet at any URI the shards accept; rayssl.data.label_table) adding labels
     # to the train split's images without rewriting them: a key column `sample_id` or `path`, and `label`.
     labels: str = ""
+    # Train on exactly these images instead of drawing labels_per_class of each class: a list of images
+    # (`rayssl select`'s CSV, or any CSV/parquet with a sample_id or path column). Their labels come from
+    # the shards and `labels`; validation (and the test hold-out) are drawn as usual, minus these images.
+    labelled_ids: str = ""
     # Shards without a labelled test split: this stratified fraction of each class's labels (at least one)
     # is held out as the test set, drawn once (not per label_seed) so every draw is scored on the same images.
     test_fraction: float = 0.2

@@ -19,6 +19,12 @@ class SweepConfig:
     # Labels per class (grid), each drawn from the labels that exist; "all": every label (finetune.semisup.labels_per_class).
     budgets: list[int | Literal["all"]] = field(default_factory=lambda: [1, 5, 10, 50, 100])
     label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # label draws per cell: mean +- std
+    # How each budget's labelled images (budget x num_classes in all) are chosen: "balanced", the
+    # class-balanced draw of finetune.semisup (it reads the labels: an oracle no user can run);
+    # "random", uniform without looking at labels; "kcenter", "typiclust", "probcover" (rayssl.selection)
+    # on the embeddings of selection_run's backbone. The label draw's seed seeds the selection.
+    selection: Literal["balanced", "random", "kcenter", "typiclust", "probcover"] = "balanced"
+    selection_run: str = ""  # the run whose backbone embeds the train split for selection (a pretraining run)
     pretrained: dict[str, str] = field(default_factory=dict)  # variant name -> pretraining run dir
     # The row "+ inversion loss" (from scratch); the pretrained rows always use the inversion loss.
     inversion: bool = True
@@ -51,6 +57,9 @@ class SweepConfig:
     # Before any trial: scan the shards for test images duplicated in another split (rayssl quality's
     # leak check). "refuse" stops the sweep, "warn" logs the leaks and goes on, "off" skips the scan.
     leak_check: Literal["refuse", "warn", "off"] = "warn"
+    # "How many labels do I need?": the labels per class each variant needs for this test accuracy (a
+    # fraction), from its fitted learning curve. None: for 90, 95 and 98% of the sweep's best mean.
+    target_acc: float | None = None
     # Also score every selected trial on the corruption suite (rayssl robustness: 11 corruptions x 5
     # severities, seeded by `seed`): the table shows mean corruption accuracy next to test accuracy.
     robustness: bool = False
@@ -70,8 +79,21 @@ class SweepConfig:
             "ivae_label_only_min",
         )
         check(self, NON_NEGATIVE, "betas", "trial_max_failures")
+        check(self, (lambda v: 0 < v <= 1, "an accuracy in (0, 1]"), "target_acc")
         require(self.alpha_min <= self.alpha_max, "alpha_max", f"must be >= alpha_min ({self.alpha_min}), got {self.alpha_max}")
         require(self.lr_min <= self.lr_max, "lr_max", f"must be >= lr_min ({self.lr_min}), got {self.lr_max}")
+        if self.selection != "balanced":
+            require("all" not in self.budgets, "budgets", f'"all" cannot be selected (selection: {self.selection})')
+            require(
+                not self.finetune.semisup.labelled_ids,
+                "finetune.semisup.labelled_ids",
+                "must be empty when selection picks the labelled images",
+            )
+        require(
+            bool(self.selection_run) or self.selection in ("balanced", "random"),
+            "selection_run",
+            f"{self.selection} selects on embeddings: name the pretraining run whose backbone embeds the train split",
+        )
         for bound in ("unlabelled", "label_only"):
             low, high = getattr(self, f"ivae_{bound}_min"), getattr(self, f"ivae_{bound}_max")
             require(low <= high, f"ivae_{bound}_max", f"must be >= ivae_{bound}_min ({low}), got {high}")

@@ -63,8 +63,10 @@ class ResolvedLabels:
     per_class: dict[int, int] = field(default_factory=dict)  # labels per class id
 
 
-def read_label_table(uri: str, storage_cfg: StorageConfig = StorageConfig()) -> LabelTable:
-    """Read a CSV or parquet label table from a local path or any URI the shards accept."""
+def read_label_table(uri: str, storage_cfg: StorageConfig = StorageConfig(), *, needs_labels: bool = True) -> LabelTable:
+    """Read a CSV or parquet label table from a local path or any URI the shards accept.
+    needs_labels=False: a list of images (semisup.labelled_ids, `rayssl select`'s CSV) whose `label`
+    column, if any, is not read (labels are None)."""
     try:
         payload = storage.read_bytes(uri, storage_cfg)
     except FileNotFoundError:
@@ -75,16 +77,16 @@ def read_label_table(uri: str, storage_cfg: StorageConfig = StorageConfig()) -> 
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise LabelTableError(f"label table {uri}: not a readable {'CSV' if is_csv else 'parquet'} table ({exc})") from None
     keys = [c for c in KEY_COLUMNS if c in table.column_names]
-    if not keys or "label" not in table.column_names:
-        raise LabelTableError(
-            f"label table {uri}: needs a key column ({' or '.join(KEY_COLUMNS)}) and a `label` column, has {table.column_names}"
-        )
+    if not keys or (needs_labels and "label" not in table.column_names):
+        wanted = f"a key column ({' or '.join(KEY_COLUMNS)})" + (" and a `label` column" if needs_labels else "")
+        raise LabelTableError(f"{'label table' if needs_labels else 'image list'} {uri}: needs {wanted}, has {table.column_names}")
 
     def texts(column: str) -> list[str | None]:
         return [None if v is None or not v.strip() else v.strip() for v in table.column(column).cast(pa.string()).to_pylist()]
 
     key_texts = texts(keys[0])
-    result = LabelTable(uri, keys[0], [key for key in key_texts if key is not None], texts("label"), is_csv)
+    labels: list[str | None] = texts("label") if needs_labels else [None] * len(key_texts)
+    result = LabelTable(uri, keys[0], [key for key in key_texts if key is not None], labels, is_csv)
     if len(result.keys) < len(key_texts):
         raise LabelTableError(f"{result.where(key_texts.index(None))}: empty {result.key_column}")
     return result
@@ -146,6 +148,18 @@ def resolve_labels(
         labels[index] = class_id
     counts = np.bincount(labels[labels >= 0], minlength=len(classes) if classes else 0)
     return ResolvedLabels(labels, classes, len(table.keys), repeated, test_keys, {c: int(n) for c, n in enumerate(counts) if n})
+
+
+def resolve_keys(table: LabelTable, train_ids: Sequence[str], test_ids: Set[str] = frozenset()) -> np.ndarray:
+    """int64 [K] train index of each row's key, in table order. A key naming a test image is an error
+    (its image must never be trained on), as is a key in no shard."""
+    position = {sample_id: i for i, sample_id in enumerate(train_ids)}
+    indices = []
+    for row, key in enumerate(table.keys):
+        if key in test_ids and key not in position:
+            raise LabelTableError(f"{table.where(row)}: {table.key_column} {key!r} is a test image: it cannot be trained on")
+        indices.append(_index_of(table, row, key, position, train_ids, "the train split"))
+    return np.asarray(indices, np.int64)
 
 
 def label_listing(

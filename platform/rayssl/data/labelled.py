@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from rayssl.config import ConfigError, DataConfig, SemiSupConfig, StorageConfig
 from rayssl.data.decode import decode_batch, image_spec
-from rayssl.data.label_table import read_label_table, resolve_labels
+from rayssl.data.label_table import LabelTableError, read_label_table, resolve_keys, resolve_labels
 from rayssl.data.labels import LabelSplit, check_no_leakage, draw_labels
 from rayssl.data.shardset import ShardSet
 
@@ -82,6 +82,9 @@ def select_labels(data: DataConfig, semisup: SemiSupConfig, storage_cfg: Storage
         0.0 if labelled_test else semisup.test_fraction,
         classes,
     )
+    pinned_report: dict[str, Any] = {}
+    if semisup.labelled_ids:
+        split, pinned_report = pin_labelled(split, semisup.labelled_ids, ids, labels, test_ids, storage_cfg)
     check_no_leakage(
         {
             "labelled": set(ids[split.labelled]),
@@ -89,7 +92,38 @@ def select_labels(data: DataConfig, semisup: SemiSupConfig, storage_cfg: Storage
             "test": test_ids if labelled_test else set(ids[split.test]),
         }
     )
-    return LabelPlan(split, labels, classes, {**table_report, **_split_report(labels, split, semisup, classes, labelled_test)})
+    report = {**table_report, **_split_report(labels, split, semisup, classes, labelled_test), **pinned_report}
+    return LabelPlan(split, labels, classes, report)
+
+
+def pin_labelled(
+    split: LabelSplit, uri: str, ids: np.ndarray, labels: np.ndarray, test_ids: set[str], storage_cfg: StorageConfig
+) -> tuple[LabelSplit, dict[str, Any]]:
+    """The images listed at `uri` (semisup.labelled_ids) as the labelled set, in place of the per-class draw.
+
+    ids: [N] sample id by train index; labels: int64 [N] (-1: unlabelled). A listed image that the
+    validation draw or the test hold-out took leaves them (they shrink, and the report counts it), so
+    a list chosen without knowing them is never trained and scored on at once. Raises LabelTableError
+    naming the row of a listed image that has no label or is a test image."""
+    table = read_label_table(uri, storage_cfg, needs_labels=False)
+    indices = resolve_keys(table, list(ids), test_ids)
+    unlabelled = np.flatnonzero(labels[indices] < 0)
+    if len(unlabelled):
+        row = int(unlabelled[0])
+        raise LabelTableError(
+            f"{table.where(row)}: {table.key_column} {table.keys[row]!r} has no label "
+            f"({len(unlabelled)} listed images have none): label them in semisup.labels"
+        )
+    pinned = np.unique(indices)
+    moved = {"validation": np.intersect1d(split.validation, pinned), "test": np.intersect1d(split.test, pinned)}
+    pinned_split = LabelSplit(pinned, np.setdiff1d(split.validation, pinned), np.setdiff1d(split.test, pinned))
+    report = {
+        "budget": f"{len(pinned)} images listed in {uri}",
+        "labelled_ids": uri,
+        "taken_from_validation": len(moved["validation"]),
+        "taken_from_test_hold_out": len(moved["test"]),
+    }
+    return pinned_split, report
 
 
 def _split_report(

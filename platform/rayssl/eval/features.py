@@ -46,3 +46,24 @@ def extract_features(
     if not labels:
         raise ValueError(f"split {split!r} of {data.shards} has no labelled images to evaluate on")
     return {name: np.concatenate(f) for name, f in feats.items()}, np.concatenate(labels)
+
+
+@torch.no_grad()
+def embed_split(
+    backbone: nn.Module, data: DataConfig, split: str, run_dir: str, storage_cfg: StorageConfig, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every decodable row of `split`, labelled or not, through the backbone (no augmentation), in one
+    streamed pass on the calling process (for millions of images, `rayssl embed` runs actor pools).
+
+    Returns (index int64 [N] of each row in its split, sorted; features float32 [N, D] in that order).
+    """
+    backbone.eval()
+    indices, feats = [], []
+    for batch in image_dataset(data, split, run_dir, storage_cfg, augment=False).iter_torch_batches(batch_size=batch_size, device="cpu"):
+        indices.append(batch["index"].numpy())
+        feats.append(backbone(batch["image"]).float().numpy())
+    if not indices:
+        raise ValueError(f"split {split!r} of {data.shards} has no decodable images to embed")
+    index = np.concatenate(indices)
+    order = np.argsort(index)
+    return index[order], np.concatenate(feats)[order]

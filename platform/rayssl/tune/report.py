@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -15,9 +15,11 @@ import numpy as np
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rayssl.config import StorageConfig  # noqa: E402
+from rayssl.config import ConfigError, StorageConfig  # noqa: E402
 from rayssl.data import storage  # noqa: E402
 from rayssl.methods.supervised import SUPERVISED  # noqa: E402  (the baseline row of every sweep)
+from rayssl.tune.curve_fit import Extrapolation  # noqa: E402
+from rayssl.tune.labels_needed import MIN_FIT_BUDGETS, fit_curves, labels_needed, labels_needed_markdown, targets_of  # noqa: E402
 
 
 def summarise(draws: list[dict]) -> list[dict]:
@@ -109,66 +111,15 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
-# Accuracy levels of the "how many labels do I need?" table, as fractions of the sweep's best mean.
-LEVELS = (0.90, 0.95, 0.98)
-
-
-def labels_to_reach(points: Sequence[tuple[float, float]], target: float) -> float | None:
-    """Labels per class at which a curve first reaches `target` accuracy, interpolated linearly in
-    log(labels) between the budgets that bracket it; None if no budget reaches it.
-
-    points: (labels per class, mean accuracy), any order. A curve already at the target at its
-    smallest budget gives that budget (nothing is extrapolated below the measured range).
-    """
-    curve = sorted(points)
-    for i, (budget, acc) in enumerate(curve):
-        if acc >= target:
-            if i == 0:
-                return float(budget)
-            (b0, a0), (b1, a1) = curve[i - 1], (budget, acc)
-            t = (target - a0) / (a1 - a0)
-            return float(np.exp(np.log(b0) + t * (np.log(b1) - np.log(b0))))
-    return None
-
-
-def labels_needed(rows: list[dict], variants: list[str], baseline: str, levels: tuple[float, ...] = LEVELS) -> list[dict]:
-    """Per variant and level: labels per class to reach level x the best mean accuracy of the sweep,
-    and the labels per class saved against `baseline` (supervised only) at that accuracy.
-
-    Row: variant, level, target_acc, labels (None: not reached within the budgets), baseline_labels,
-    saved (baseline_labels - labels; None when either is not reached).
-    """
-    best = max(r["test_acc_mean"] for r in rows)
-    curves = {v: [(labels_per_class([r]), r["test_acc_mean"]) for r in rows if r["variant"] == v] for v in variants}
-    out = []
-    for level in levels:
-        target = level * best
-        reference = labels_to_reach(curves.get(baseline, []), target)
-        for v in variants:
-            labels = labels_to_reach(curves[v], target) if curves[v] else None
-            saved = reference - labels if reference is not None and labels is not None else None
-            out.append({"variant": v, "level": level, "target_acc": target, "labels": labels, "baseline_labels": reference, "saved": saved})
-    return out
-
-
-def labels_needed_markdown(needed: list[dict], variants: list[str], max_budget: float) -> str:
-    """variant x level table: 'labels per class (saved against supervised only)'."""
-    levels = sorted({n["level"] for n in needed})
-    cell = {(n["variant"], n["level"]): n for n in needed}
-    header = [f"{100 * lv:.0f}% of best ({100 * cell[variants[0], lv]['target_acc']:.1f}%)" for lv in levels]
-    lines = ["| labels per class to reach | " + " | ".join(header) + " |", "|---|" + "---:|" * len(levels)]
-    for v in variants:
-        texts = []
-        for lv in levels:
-            n = cell[v, lv]
-            text = f"{n['labels']:.1f}" if n["labels"] is not None else f"> {max_budget:g}"
-            if n["saved"] is not None and n["variant"] != SUPERVISED:
-                text += f" (saves {n['saved']:.1f})"
-            elif n["labels"] is not None and n["baseline_labels"] is None and n["variant"] != SUPERVISED:
-                text += f" (supervised only: > {max_budget:g})"
-            texts.append(text)
-        lines.append(f"| {v} | " + " | ".join(texts) + " |")
-    return "\n".join(lines)
+def how_many_markdown(rows: list[dict], variants: list[str], needed: list[dict]) -> str:
+    """The "how many labels do I need?" paragraph and table (rayssl.tune.labels_needed)."""
+    return (
+        "How many labels do I need? Labels per class at which each variant reaches the target: the median and 80% interval "
+        "of its learning curve fitted to the label draws (power law, arctan, logarithmic or algebraic root, chosen by "
+        "leave-one-budget-out error; Mahmood et al., arXiv 2207.01725), marked extrapolated past the largest budget; "
+        f"interpolated between budgets where fewer than {MIN_FIT_BUDGETS} were run. Saved: against supervised only.\n\n"
+        + labels_needed_markdown(needed, variants, max(labels_per_class([r]) for r in rows), SUPERVISED)
+    )
 
 
 def compute_markdown(compute: dict) -> str:
@@ -187,16 +138,18 @@ def compute_markdown(compute: dict) -> str:
     )
 
 
-def annotation(needed: list[dict], variants: list[str], compute: dict | None, level: float = 0.95) -> str:
-    """The PNG's corner note: labels per class each variant needs for `level` x the best accuracy, and the cost."""
-    at_level = [n for n in needed if n["level"] == level]
-    if not at_level:
+def annotation(needed: list[dict], variants: list[str], compute: dict | None) -> str:
+    """The PNG's corner note: labels per class each variant needs for the middle target, and the cost."""
+    targets = list(dict.fromkeys(n["target_acc"] for n in needed))
+    if not targets:
         return ""
-    lines = [f"labels/class for {100 * level:.0f}% of best ({100 * at_level[0]['target_acc']:.1f}%):"]
-    for v in variants:
-        n = next((n for n in at_level if n["variant"] == v), None)
-        if n is not None:
-            lines.append(f"  {v}: {n['labels']:.1f}" if n["labels"] is not None else f"  {v}: not reached")
+    target = targets[len(targets) // 2]
+    first = next(n for n in needed if n["target_acc"] == target)
+    name = f"{100 * first['level']:.0f}% of best ({100 * target:.1f}%)" if first["level"] is not None else f"{100 * target:.1f}%"
+    lines = [f"labels/class for {name}:"]
+    for n in (n for n in needed if n["target_acc"] == target and n["variant"] in variants):
+        text = "not reached" if n["labels"] is None else f"{n['labels']:.1f}" + (" (extrapolated)" if n["extrapolated"] else "")
+        lines.append(f"  {n['variant']}: {text}")
     if compute:
         lines.append(
             f"{compute['wall_s'] / 60:.0f} min wall, {compute['cpu_hours']:.2f} CPU-h"
@@ -205,14 +158,19 @@ def annotation(needed: list[dict], variants: list[str], compute: dict | None, le
     return "\n".join(lines)
 
 
-def plot_figure(rows: list[dict], variants: list[str], title: str, note: str = "") -> plt.Figure:
-    """Accuracy vs labels per class (log axis, ticks at the budgets run), one errorbar line per variant."""
+def plot_figure(
+    rows: list[dict], variants: list[str], title: str, note: str = "", fits: dict[str, Extrapolation] | None = None
+) -> plt.Figure:
+    """Accuracy vs labels per class (log axis, ticks at the budgets run), one errorbar line per variant;
+    a fitted variant's curve continues past its last budget, dashed, with its 80% band (fits)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for v in variants:
         points = sorted((labels_per_class([r]), r["test_acc_mean"], r["test_acc_std"]) for r in rows if r["variant"] == v)
         if points:
             budgets, means, stds = zip(*points)
-            ax.errorbar(budgets, [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3, label=v)
+            line = ax.errorbar(budgets, [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3, label=v)
+            if fits and v in fits:
+                _plot_extrapolation(ax, fits[v], budgets[-1], line.lines[0].get_color())
     ax.set_xscale("log")
     ticks = {labels_per_class([r]): budget_label(r) for r in rows}
     ax.set_xticks(sorted(ticks), labels=[ticks[t] for t in sorted(ticks)])  # the budgets, not 2x10^0, 3x10^0 ...
@@ -238,8 +196,17 @@ def plot_figure(rows: list[dict], variants: list[str], title: str, note: str = "
     return fig
 
 
-def plot_png(rows: list[dict], variants: list[str], title: str, note: str = "") -> bytes:
-    fig = plot_figure(rows, variants, title, note)
+def _plot_extrapolation(ax: plt.Axes, fit: Extrapolation, last_budget: float, color: Any) -> None:
+    """The fitted median past the last budget, dashed, and its band, in the variant's colour."""
+    labels = np.array(fit.band["labels"])
+    beyond = labels >= last_budget
+    pct = {k: 100 * np.array(fit.band[k])[beyond] for k in ("median", "low", "high")}
+    ax.plot(labels[beyond], pct["median"], ls="--", color=color, lw=1)
+    ax.fill_between(labels[beyond], pct["low"], pct["high"], color=color, alpha=0.12, lw=0)
+
+
+def plot_png(rows: list[dict], variants: list[str], title: str, note: str = "", fits: dict[str, Extrapolation] | None = None) -> bytes:
+    fig = plot_figure(rows, variants, title, note, fits)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -254,24 +221,46 @@ def write_report(
     storage_cfg: StorageConfig,
     title: str,
     compute: dict | None = None,
+    target_acc: float | None = None,
 ) -> str:
     """Write label_efficiency.{json,md,png} under sweep_dir; returns the markdown tables.
 
     compute: the sweep's wall time and reserved CPU/GPU-hours (rayssl.tune.sweep.compute_used).
+    target_acc: the accuracy to find the labels for (None: 90, 95 and 98% of the best mean).
     """
-    needed = labels_needed(rows, variants, SUPERVISED)
-    table = (
-        markdown(rows, variants) + "\n\nHow many labels do I need? Labels per class at which each variant's mean first reaches "
-        "a fraction of the sweep's best mean accuracy (interpolated on the log scale between budgets), and the labels per class "
-        "saved against supervised only at that accuracy:\n\n"
-        + labels_needed_markdown(needed, variants, max(labels_per_class([r]) for r in rows))
-    )
+    targets = targets_of(rows, target_acc)
+    fits = fit_curves(rows, variants, targets)
+    needed = labels_needed(rows, variants, SUPERVISED, targets, fits)
+    table = markdown(rows, variants) + "\n\n" + how_many_markdown(rows, variants, needed)
     if compute is not None:
         table += "\n\n" + compute_markdown(compute)
-    report = {"title": title, "variants": variants, "rows": rows, "labels_needed": needed, "compute": compute, "draws": draws}
+    curves = {v: {"form": f.form, "budgets": f.budgets, "lobo_errors": f.lobo_errors, "band": f.band} for v, f in fits.items()}
+    report = {
+        "title": title,
+        "variants": variants,
+        "rows": rows,
+        "labels_needed": needed,
+        "curves": curves,
+        "compute": compute,
+        "draws": draws,
+    }
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.json"), json.dumps(report, indent=2).encode(), storage_cfg)
     storage.write_bytes(storage.join(sweep_dir, "label_efficiency.md"), (f"{title}\n\n{table}\n").encode(), storage_cfg)
     storage.write_bytes(
-        storage.join(sweep_dir, "label_efficiency.png"), plot_png(rows, variants, title, annotation(needed, variants, compute)), storage_cfg
+        storage.join(sweep_dir, "label_efficiency.png"),
+        plot_png(rows, variants, title, annotation(needed, variants, compute), fits),
+        storage_cfg,
     )
     return table
+
+
+def show_sweep(sweep_dir: str, storage_cfg: StorageConfig, target_acc: float | None = None) -> str:
+    """`rayssl runs show SWEEP`: the finished sweep's table and its "how many labels" answers, refitted
+    for target_acc (None: 90, 95 and 98% of the best mean) from label_efficiency.json; writes nothing."""
+    if target_acc is not None and not 0 < target_acc <= 1:
+        raise ConfigError(f"--target-acc must be an accuracy in (0, 1], got {target_acc}")
+    report = json.loads(storage.read_bytes(storage.join(sweep_dir, "label_efficiency.json"), storage_cfg))
+    rows, variants = report["rows"], report["variants"]
+    targets = targets_of(rows, target_acc)
+    needed = labels_needed(rows, variants, SUPERVISED, targets, fit_curves(rows, variants, targets))
+    return f"{report['title']}\n\n{markdown(rows, variants)}\n\n{how_many_markdown(rows, variants, needed)}"

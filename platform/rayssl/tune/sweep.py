@@ -40,6 +40,7 @@ from rayssl.train.launch import with_absolute_paths as finetune_absolute
 from rayssl.tune.grouped_asha import GroupedASHAScheduler
 from rayssl.tune.progress import SweepProgress
 from rayssl.tune.report import summarise, write_report
+from rayssl.tune.selection import BALANCED, selection_uri, write_selections
 
 # A trial whose validation accuracy ends below this multiple of chance has collapsed.
 COLLAPSE_FACTOR = 2.0
@@ -73,10 +74,11 @@ def trial_config(cfg: SweepConfig, params: dict[str, Any], trial_name: str) -> F
         alpha=params["alpha"], beta=params["beta"], ivae_unlabelled=params["ivae_unlabelled"], ivae_label_only=params["ivae_label_only"]
     )
     trial = row.configure(cfg.finetune, sample)
+    picks = selection_uri(cfg, params["budget"], params["label_seed"]) if cfg.selection != BALANCED else ""
     return dataclasses.replace(
         trial,
         run=dataclasses.replace(trial.run, name=trial_name, storage_path=storage.join(cfg.storage_path, cfg.name, "trials")),
-        semisup=dataclasses.replace(trial.semisup, labels_per_class=params["budget"], label_seed=params["label_seed"]),
+        semisup=dataclasses.replace(trial.semisup, labels_per_class=params["budget"], label_seed=params["label_seed"], labelled_ids=picks),
         optim=dataclasses.replace(trial.optim, lr=params["lr"]),
     )
 
@@ -243,13 +245,13 @@ def select_best(results: list[tuple[dict, dict]], num_classes: int) -> dict[tupl
     return best
 
 
-def labelled_per_class(cfg: FinetuneConfig) -> float:
-    """Labels per class a trial trained on: its budget, or for "all" the mean over classes with labels
-    (the label plan is cheap to recompute: label columns only, no image)."""
-    if cfg.semisup.labels_per_class != "all":
-        return float(cfg.semisup.labels_per_class)
+def labelled_per_class(cfg: FinetuneConfig) -> tuple[float, int]:
+    """(labels per class a trial trained on, classes its labelled set covers). Labels per class: its
+    budget, or for "all" the mean over classes with labels (the label plan is cheap to recompute:
+    label columns only, no image); a selected set covers only the classes its picks happen to hold."""
     counts = [n for n in select_labels(cfg.data, cfg.semisup, cfg.storage).report["labelled"].values() if n]
-    return float(np.mean(counts))
+    per_class = float(np.mean(counts)) if cfg.semisup.labels_per_class == "all" else float(cfg.semisup.labels_per_class)
+    return per_class, len(counts)
 
 
 def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
@@ -263,6 +265,7 @@ def with_absolute_paths(cfg: SweepConfig) -> SweepConfig:
         storage_path=absolute(cfg.storage_path),
         finetune=finetune_absolute(cfg.finetune),
         pretrained={name: absolute(uri) for name, uri in cfg.pretrained.items()},
+        selection_run=absolute(cfg.selection_run) if cfg.selection_run else "",
     )
 
 
@@ -294,6 +297,8 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     sweep_dir = storage.join(cfg.storage_path, cfg.name)
     if cfg.leak_check != "off":
         check_leaks(cfg, sweep_dir)
+    if cfg.selection != BALANCED:
+        write_selections(cfg)
     results = _run_trials(cfg)
     selected = _selected_trials(cfg, results)
     # All selected trials in one pass over the test split (one Ray Data read, not one per row).
@@ -304,7 +309,9 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     rows = summarise(draws)
     dataset = cfg.finetune.data.shards.rstrip("/").rsplit("/", 1)[-1]
     title = f"Label efficiency: {dataset} (sweep {cfg.name})"
-    table = write_report(sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, title, compute_used(results, cfg))
+    table = write_report(
+        sweep_dir, rows, draws, variant_names(cfg), cfg.finetune.storage, title, compute_used(results, cfg), cfg.target_acc
+    )
     print(
         f"\nLabel efficiency (test accuracy of the trials selected on validation, mean ± std over label draws; written to {sweep_dir}):\n{table}\n",
         flush=True,
@@ -358,11 +365,14 @@ def _draw(
     """One label draw's row of label_efficiency.json: the selected trial's settings and accuracies."""
     budget, variant, label_seed = key
     row = {r.label: r for r in registry.sweep_rows(cfg)}[variant]
+    per_class, classes_covered = labelled_per_class(trial_cfg)
     draw = {
         "budget": budget,
         "variant": variant,
         "label_seed": label_seed,
-        "labels_per_class": labelled_per_class(trial_cfg),
+        "labels_per_class": per_class,
+        "classes_covered": classes_covered,
+        "selection": cfg.selection,
         "alpha": trial_cfg.inversion.alpha,
         "beta": trial_cfg.inversion.beta,
         "consistency": trial_cfg.fixmatch.weight,
