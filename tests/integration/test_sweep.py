@@ -188,7 +188,7 @@ def test_sweep_writes_table_plot_and_retries_a_crashed_trial(ray_local, local_sh
 def test_sweep_trains_each_draw_on_the_images_its_selection_picked(ray_local, nat_run, local_shards, tmp_path):
     runs = tmp_path / "runs"
     selection = ["selection=typiclust", f"selection_run={nat_run[1].run_dir}"]
-    cfg = sweep_config(local_shards, str(runs), *selection, "inversion=false", "label_seeds=[0]", "leak_check=off")
+    cfg = sweep_config(local_shards, str(runs), *selection, "inversion=false", "label_seeds=[0]", 'leak_check="off"')
     rows = run_sweep(cfg)
     assert [(r["variant"], r["draws"]) for r in rows] == [("supervised only", 1)]
     picks = (runs / "sweep" / "selection" / "typiclust_budget2_draw0.csv").read_text().splitlines()
