@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -55,3 +56,10 @@ class ShardSet:
         return pa.concat_tables(
             [pq.read_table(path, filesystem=self.filesystem, columns=columns, filters=filter_expr) for path in self._paths(split)]
         )
+
+    def sample_ids(self, split: str) -> np.ndarray:
+        """object [N]: the sample id of each row of `split` by its index (position = index)."""
+        table = self.read_columns(split, ["sample_id", "index"])
+        ids = np.empty(len(table), dtype=object)
+        ids[table.column("index").to_numpy()] = table.column("sample_id").to_pylist()
+        return ids

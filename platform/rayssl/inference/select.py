@@ -66,7 +66,7 @@ def select_run(run_uri: str, opts: SelectOptions, storage_cfg: StorageConfig = S
     check_options(opts)
     run = read_run(run_uri, storage_cfg)
     shards = ShardSet.open(run.cfg.data.shards, storage_cfg, check=False)
-    ids = _train_ids(shards)
+    ids = shards.sample_ids("train")
     covered = _already_labelled(opts.labels, ids, shards, run, storage_cfg)  # a bad table fails before any embedding
     index, vectors = _read_embeddings(opts.embeddings, ids, storage_cfg) if opts.embeddings else _embed(run, opts, storage_cfg)
     classes = shards.manifest.get("classes")
@@ -93,14 +93,6 @@ def select_run(run_uri: str, opts: SelectOptions, storage_cfg: StorageConfig = S
         "clusters": len(set(picked.clusters.tolist()) - {-1}),
         "details": picked.details,
     }
-
-
-def _train_ids(shards: ShardSet) -> np.ndarray:
-    """object [N]: the sample id of each train index (position = index)."""
-    table = shards.read_columns("train", ["sample_id", "index"])
-    ids = np.empty(len(table), dtype=object)
-    ids[table.column("index").to_numpy()] = table.column("sample_id").to_pylist()
-    return ids
 
 
 def _already_labelled(uri: str, ids: np.ndarray, shards: ShardSet, run: RunModel, storage_cfg: StorageConfig) -> np.ndarray:

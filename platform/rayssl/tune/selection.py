@@ -42,7 +42,7 @@ def write_selections(cfg: SweepConfig) -> None:
         return
     shards = ShardSet.open(data.shards, storage_cfg, check=False)
     index, vectors = _train_embeddings(cfg)
-    ids = _sample_ids(shards, index)
+    ids = shards.sample_ids("train")[index]
     for budget, seed in missing:
         plan = select_labels(data, dataclasses.replace(cfg.finetune.semisup, label_seed=seed), storage_cfg, shards)
         held_out = np.concatenate([plan.split.validation, plan.split.test])
@@ -64,10 +64,3 @@ def _train_embeddings(cfg: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
     # The backbone sees images as it was pretrained on them (size, channels), from the sweep's shards.
     view = dataclasses.replace(pretrain_cfg.data, shards=data.shards)
     return embed_split(backbone, view, "train", out, storage_cfg)
-
-
-def _sample_ids(shards: ShardSet, index: np.ndarray) -> np.ndarray:
-    """object [N]: the sample id of each train index in `index`."""
-    table = shards.read_columns("train", ["sample_id", "index"])
-    by_index = dict(zip(table.column("index").to_numpy().tolist(), table.column("sample_id").to_pylist()))
-    return np.array([by_index[i] for i in index.tolist()], dtype=object)
