@@ -10,6 +10,7 @@ Model selection on validation only; test accuracy mean ± std over the 3 seeds.
     .venv/bin/python bench/selection.py                       # every dataset and strategy (resumes finished sweeps)
     .venv/bin/python bench/selection.py --datasets mnist      # one dataset
     .venv/bin/python bench/selection.py --report-only         # tables from the finished sweeps
+A sweep whose directory is not here keeps its rows from the last bench/results/selection.json.
 
 Before it: the shards and the SimCLR runs the configs name (`rayssl pretrain --config configs/simclr_mnist_small_cnn.yaml`,
 `... configs/simclr_cifar10_small_cnn.yaml`).
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", default="bench/results/selection")
     args = parser.parse_args()
+    # Rows of sweeps that are not on this machine (run elsewhere, runs/ cleaned) are kept from the last report.
+    previous = json.loads(Path(f"{args.out}.json").read_text())["rows"] if Path(f"{args.out}.json").exists() else []
     rows = []
     for dataset in CONFIGS:
         for strategy in STRATEGIES:
@@ -179,6 +182,8 @@ def main() -> None:
                 run_sweep(cfg)
             if result.exists():
                 rows += rows_of(dataset, strategy, json.loads(result.read_text()), cfg.finetune.semisup.num_classes)
+            else:
+                rows += [r for r in previous if (r["dataset"], r["strategy"]) == (dataset, strategy)]
     checks = check_targets(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"rows": rows, "targets": checks, "reference": REFERENCE}, indent=2) + "\n")

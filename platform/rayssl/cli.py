@@ -169,6 +169,7 @@ def _add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--embeddings", default="", help="`rayssl embed` output of the run's shards (default: embed here)")
     select.add_argument("--seed", type=int, default=0)
     select.add_argument("--purity-clusters", type=int, help="ProbCover: k-means clusters for choosing delta (default: the classes)")
+    select.add_argument("--delta", type=float, help="ProbCover: ball radius on unit embeddings, in place of the purity rule")
     select.add_argument("--out", required=True, help="CSV URI (rank, sample_id, cluster); the contact sheet goes next to it as .png")
     select.add_argument("--s3-endpoint")
 
@@ -367,7 +368,9 @@ def _inference(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     from rayssl.inference.select import SelectOptions, check_options, select_run
 
-    opts = SelectOptions(args.budget, args.out, args.strategy, args.labels, args.embeddings, args.seed, args.purity_clusters)
+    opts = SelectOptions(
+        args.budget, args.out, args.strategy, args.labels, args.embeddings, args.seed, args.purity_clusters, delta=args.delta
+    )
     check_options(opts)  # before Ray starts
     if not args.embeddings:
         from rayssl.config import RayInitConfig

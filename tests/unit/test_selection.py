@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 
 from rayssl import selection
 from rayssl.selection import neighbours
-from rayssl.selection.neighbours import GraphTooLargeError, RowIndex, radius_graph
+from rayssl.selection.neighbours import GraphTooLargeError, RadiusGraph, RowIndex, ball_recall, radius_graph
 from rayssl.selection.probcover import greedy_cover, purity_delta
 from rayssl.selection.typiclust import typicality
 
@@ -137,8 +137,11 @@ def test_delta_is_the_largest_with_purity_095():
     angles = np.concatenate([[0.0], 0.01 * np.arange(1, 100)])
     x = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     pseudo = np.array([1] + [0] * 99)
-    delta, purity, rule = purity_delta(x, pseudo, RowIndex.build(x, 0), np.random.default_rng(0))
-    assert rule == "purity" and delta == pytest.approx(2 * np.sin(0.025), rel=1e-4)
+    delta, to_other, found_by = purity_delta(x, pseudo, RowIndex.build(x, 0), np.random.default_rng(0))
+    purity = float(np.mean(to_other >= delta))
+    # rows near the lone point see it among their 50 neighbours; rows far along the arc need the cluster search
+    assert found_by["neighbours"] > 0 and found_by["cluster_search"] > 0 and sum(found_by.values()) == 100
+    assert delta == pytest.approx(2 * np.sin(0.025), rel=1e-4)
 
     def brute_purity(radius: float) -> float:  # open balls, as faiss's range search
         dist = cdist(x.astype(np.float64), x.astype(np.float64))
@@ -148,14 +151,39 @@ def test_delta_is_the_largest_with_purity_095():
     assert brute_purity(delta * 1.001) < 0.95
 
 
-def test_delta_falls_back_to_the_knn_bound_when_clusters_are_far_apart():
+def test_delta_searches_the_other_clusters_when_no_neighbour_is_of_another_cluster():
+    """Two clusters of 300 rows far apart: no row sees the other cluster among its 50 neighbours, so every
+    row's distance to it comes from the per-cluster search, and delta is their exact 5th percentile."""
     rng = np.random.default_rng(5)
-    x = unit(np.concatenate([np.eye(4)[i] + 0.05 * rng.standard_normal((100, 4)) for i in (0, 1)]))
-    pseudo = np.repeat([0, 1], 100)
-    delta, purity, rule = purity_delta(x, pseudo, RowIndex.build(x, 0), np.random.default_rng(0))
-    assert rule == "knn_bound" and purity == 1.0  # no row sees the other cluster among its 50 neighbours
-    between = cdist(x[:100], x[100:]).min()
-    assert 0 < delta < between  # still pure, and within a cluster's reach
+    x = unit(np.concatenate([np.eye(4)[i] + 0.1 * rng.standard_normal((300, 4)) for i in (0, 1)]))
+    pseudo = np.repeat([0, 1], 300)
+    delta, to_other, found_by = purity_delta(x, pseudo, RowIndex.build(x, 0), np.random.default_rng(0))
+    purity = float(np.mean(to_other >= delta))
+    assert found_by == {"neighbours": 0, "cluster_search": 600}
+    between = cdist(x.astype(np.float64), x.astype(np.float64))[pseudo[:, None] != pseudo[None, :]].reshape(600, 300).min(axis=1)
+    assert delta == pytest.approx(np.sort(between)[30], rel=1e-5) and purity == pytest.approx(0.95)
+
+
+def test_a_given_delta_replaces_the_purity_rule_and_its_purity_is_measured():
+    x, truth = three_clusters()
+    ruled = selection.select("probcover", x, 3, purity_clusters=3).details
+    given = selection.select("probcover", x, 3, purity_clusters=3, delta=0.05).details
+    assert ruled["delta_from"] == "purity rule" and given["delta_from"] == "given"
+    assert given["delta"] == 0.05 and given["purity_rule_delta"] == pytest.approx(ruled["delta"])
+    assert given["mean_degree"] < ruled["mean_degree"]  # smaller balls than the rule's
+    assert given["purity"] >= ruled["purity"]  # a smaller radius is never less pure
+
+
+def test_ball_recall_counts_the_rows_a_graph_lost():
+    rng = np.random.default_rng(8)
+    x = unit(rng.standard_normal((500, 3)))
+    graph = radius_graph(x, RowIndex.build(x, 0), 0.5, np.random.default_rng(0))
+    assert ball_recall(x, graph, np.random.default_rng(1), rows=500) == 1.0
+    keep_first_half = [graph.neighbours[a : a + (b - a) // 2] for a, b in zip(graph.indptr[:-1], graph.indptr[1:], strict=True)]
+    halved = np.concatenate([[0], np.cumsum([len(k) for k in keep_first_half])])
+    truncated = RadiusGraph(halved, np.concatenate(keep_first_half), graph.radius)
+    expected = truncated.edges / graph.edges
+    assert ball_recall(x, truncated, np.random.default_rng(1), rows=500) == pytest.approx(expected)
 
 
 def brute_cover(x: np.ndarray, radius: float, budget: int, labelled: np.ndarray) -> list[int]:
@@ -227,6 +255,7 @@ def test_typicality_is_one_over_mean_distance_to_k_nearest():
         ({"candidates": np.arange(603)}, "candidates must be a bool mask"),
         ({"strategy": "coreset"}, "strategy must be one of random, kcenter, typiclust, probcover"),
         ({"strategy": "probcover", "purity_clusters": 1}, "purity_clusters must be between 2"),
+        ({"strategy": "probcover", "delta": 2.5}, r"delta must be in \(0, 2\]"),
         ({"embeddings": np.zeros(8, np.float32)}, r"2-d array \[N, D\]"),
     ],
 )

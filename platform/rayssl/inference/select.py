@@ -47,6 +47,7 @@ class SelectOptions:
     embeddings: str = ""  # `rayssl embed` output of the run's shards (else computed here)
     seed: int = 0
     purity_clusters: int | None = None  # ProbCover's k-means for delta (default: the shards' classes, else 10)
+    delta: float | None = None  # ProbCover's radius, in place of the purity rule
     per_row: int = 10  # contact sheet columns
 
 
@@ -56,6 +57,8 @@ def check_options(opts: SelectOptions) -> None:
         raise ConfigError(f"--strategy: {opts.strategy!r} is not one of {', '.join(selection.STRATEGIES)}")
     if opts.budget < 1:
         raise ConfigError(f"--budget must be >= 1, got {opts.budget}")
+    if opts.delta is not None and not 0 < opts.delta <= 2:
+        raise ConfigError(f"--delta must be in (0, 2] (distances between unit embeddings), got {opts.delta}")
     if not opts.out.endswith(".csv"):
         raise ConfigError(f"--out must name a .csv file (the contact sheet goes next to it), got {opts.out}")
 
@@ -73,7 +76,7 @@ def select_run(run_uri: str, opts: SelectOptions, storage_cfg: StorageConfig = S
     purity_clusters = opts.purity_clusters or (len(classes) if classes else 10)
     try:
         picked = selection.select(
-            opts.strategy, vectors, opts.budget, labelled=covered[index], seed=opts.seed, purity_clusters=purity_clusters
+            opts.strategy, vectors, opts.budget, labelled=covered[index], seed=opts.seed, purity_clusters=purity_clusters, delta=opts.delta
         )
     except ValueError as exc:  # a budget above the unlabelled images, a zero embedding row: the user's to fix, in one line
         raise ConfigError(f"rayssl select {run.run_dir}: {exc}") from None

@@ -39,6 +39,7 @@ def select(
     candidates: np.ndarray | None = None,
     seed: int = 0,
     purity_clusters: int = 10,
+    delta: float | None = None,
 ) -> Selection:
     """`budget` rows of embeddings (float [N, D], L2-normalised here) to label next, by `strategy`.
 
@@ -47,10 +48,12 @@ def select(
     picked. candidates: bool [N] rows that may be picked (default: every row not labelled); rows neither
     labelled nor candidates (a validation set) still count in densities, clusters and graphs, but are
     never picked and cover nothing. seed: every random choice (k-means, subsamples, random picks).
-    purity_clusters: ProbCover's k-means clusters whose purity sets delta.
+    purity_clusters: ProbCover's k-means clusters whose purity sets delta. delta: ProbCover's ball radius
+    (Euclidean, on unit rows: 0 < delta <= 2) when given, in place of the purity rule (the authors' code
+    takes it as a parameter; the rule gives tiny balls on embeddings whose classes touch).
 
     ValueError (one line) on an unknown strategy, a malformed array or mask, a zero or non-finite row,
-    budget < 1 or above the number of candidates, purity_clusters outside [2, N]; GraphTooLargeError
+    budget < 1 or above the number of candidates, purity_clusters outside [2, N], delta outside (0, 2]; GraphTooLargeError
     (a ValueError) when ProbCover's delta would give more than 200M edges.
     """
     if strategy not in STRATEGIES:
@@ -63,6 +66,8 @@ def select(
     budget = check_budget(budget, candidates)
     if strategy == "probcover" and not 2 <= purity_clusters <= n:
         raise ValueError(f"purity_clusters must be between 2 and the {n} embedding rows, got {purity_clusters}")
+    if delta is not None and not 0 < delta <= 2:
+        raise ValueError(f"delta must be in (0, 2] (distances between unit rows), got {delta}")
     clusters: np.ndarray | None = None
     details: dict = {}
     if strategy == "random":
@@ -75,7 +80,9 @@ def select(
             elif strategy == "typiclust":
                 picks, clusters, details = typiclust(unit_rows(x, in_place=copied), budget, labelled, candidates, seed)
             else:
-                picks, clusters, details = probcover(unit_rows(x, in_place=copied), budget, labelled, candidates, seed, purity_clusters)
+                picks, clusters, details = probcover(
+                    unit_rows(x, in_place=copied), budget, labelled, candidates, seed, purity_clusters, delta
+                )
     # Every strategy's contract, checked once here: a broken pick must not reach the annotators.
     if len(picks) != budget or len(np.unique(picks)) != budget or not candidates[picks].all():
         raise RuntimeError(f"{strategy} broke its contract: {len(picks)} picks, {len(np.unique(picks))} distinct, not all candidates")

@@ -46,6 +46,8 @@ IVF_KMEANS_ITERATIONS = 10
 QUERY_BLOCK = 16_384  # rows per search call: bounds the [block, k] outputs
 BLOCK_EDGES = 8_000_000  # a radius search block aims at this many edges (faiss's int64 + float32 each)
 EDGE_CAP = 200_000_000  # int32 neighbours: 800 MB
+RECALL_ROWS = 200  # rows whose balls are counted exactly to measure an IVF radius graph's recall
+RECALL_TARGET = 0.95
 SMALL_WORK = 1e9  # multiply-adds below which a faiss call runs on one thread (threads_for): ~0.1 s on one core
 
 
@@ -140,7 +142,12 @@ class RowIndex:
 
     index: Any  # faiss.IndexFlatL2 or faiss.IndexIVFFlat (whose *_preassigned methods faiss's stubs lack)
     probes: np.ndarray | None  # int64 [N, nprobe] the IVF lists each row is searched in; None when exact
-    description: str
+
+    @property
+    def description(self) -> str:
+        if self.probes is None:
+            return "exact (IndexFlatL2)"
+        return f"IVF (IndexIVFFlat, nlist={self.index.nlist}, nprobe={self.index.nprobe})"
 
     @classmethod
     def build(cls, x: np.ndarray, seed: int) -> RowIndex:
@@ -150,7 +157,7 @@ class RowIndex:
         if n <= EXACT_MAX_ROWS:
             flat = faiss.IndexFlatL2(d)
             flat.add(x)
-            return cls(flat, None, "exact (IndexFlatL2)")
+            return cls(flat, None)
         nlist = int(round(IVF_LISTS_PER_SQRT_N * math.sqrt(n)))
         rng = np.random.default_rng(seed)
         coarse = faiss.Kmeans(d, nlist, niter=IVF_KMEANS_ITERATIONS, seed=faiss_seed(rng), min_points_per_centroid=1)
@@ -159,13 +166,21 @@ class RowIndex:
         quantizer.add(trained(coarse))
         ivf = faiss.IndexIVFFlat(quantizer, d, nlist)
         ivf.nprobe = min(IVF_NPROBE, nlist)
-        probes = np.empty((n, ivf.nprobe), np.int64)
-        for lo in range(0, n, QUERY_BLOCK):
+        index = cls(ivf, np.empty((n, 0), np.int64))
+        index.reprobe(x, ivf.nprobe, add=True)
+        return index
+
+    def reprobe(self, x: np.ndarray, nprobe: int, add: bool = False) -> None:
+        """Route every row of x [N, D] to its nprobe nearest IVF lists (`probes`), and add the rows to
+        their nearest list first when `add`: one coarse search serves both."""
+        quantizer, self.index.nprobe = self.index.quantizer, nprobe
+        self.probes = np.empty((len(x), nprobe), np.int64)
+        for lo in range(0, len(x), QUERY_BLOCK):
             block = np.ascontiguousarray(x[lo : lo + QUERY_BLOCK])
-            probes[lo : lo + len(block)] = quantizer.search(block, ivf.nprobe)[1]
-            lists = np.ascontiguousarray(probes[lo : lo + len(block), 0])  # named: swig_ptr does not keep its array alive
-            ivf.add_core(len(block), faiss.swig_ptr(block), None, faiss.swig_ptr(lists))
-        return cls(ivf, probes, f"IVF (IndexIVFFlat, nlist={nlist}, nprobe={ivf.nprobe})")
+            self.probes[lo : lo + len(block)] = quantizer.search(block, nprobe)[1]
+            if add:
+                lists = np.ascontiguousarray(self.probes[lo : lo + len(block), 0])  # named: swig_ptr does not keep its array alive
+                self.index.add_core(len(block), faiss.swig_ptr(block), None, faiss.swig_ptr(lists))
 
     def knn(self, x: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances float32 [R, k], neighbour rows int64 [R, k]) of rows [R] of x, nearest first; the row
@@ -181,6 +196,15 @@ class RowIndex:
             dist[lo : lo + len(block)] = np.where(ids >= 0, np.sqrt(np.maximum(sq, 0)), np.inf)
             found[lo : lo + len(block)] = ids
         return dist, found
+
+    def nearest(self, queries: np.ndarray) -> np.ndarray:
+        """float32 [Q]: the distance from each of queries [Q, D] (any vectors) to its nearest indexed row; inf
+        where an IVF search found none."""
+        out = np.empty(len(queries), np.float32)
+        for lo in range(0, len(queries), QUERY_BLOCK):
+            sq, ids = self.index.search(np.ascontiguousarray(queries[lo : lo + QUERY_BLOCK], dtype=np.float32), 1)
+            out[lo : lo + len(ids)] = np.where(ids[:, 0] >= 0, np.sqrt(np.maximum(sq[:, 0], 0)), np.inf)
+        return out
 
     def within(self, x: np.ndarray, rows: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """(lims int64 [R + 1], neighbour rows int64 [E]) closer than `radius` (Euclidean) to rows [R] of x."""
@@ -238,6 +262,50 @@ def radius_graph(x: np.ndarray, index: RowIndex, radius: float, rng: np.random.G
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     return RadiusGraph(indptr, np.concatenate(parts) if parts else np.zeros(0, np.int32), float(radius))
+
+
+def exact_ball_sizes(x: np.ndarray, rows: np.ndarray, radius: float) -> np.ndarray:
+    """int64 [R]: how many other rows of x [N, D] (unit rows) are closer than radius to each of rows [R],
+    counted exactly against the database in blocks (R x block distances at a time)."""
+    sizes = np.zeros(len(rows), np.int64)
+    for lo in range(0, len(x), QUERY_BLOCK * 4):
+        sq = np.maximum(2 - 2 * (x[rows] @ x[lo : lo + QUERY_BLOCK * 4].T), 0)  # unit rows: |a - b|^2 = 2 - 2 a.b
+        sizes += (sq < radius**2).sum(axis=1)
+    return sizes - 1  # each row is in its own ball; graphs leave it out
+
+
+def ball_recall(x: np.ndarray, graph: RadiusGraph, rng: np.random.Generator, rows: int = RECALL_ROWS) -> float:
+    """The fraction of the true ball members (other rows closer than graph.radius) that graph holds, over
+    a seeded sample of rows of x [N, D]. 1.0 for an exact index; an IVF searches only its nprobe nearest
+    lists and loses the members that lie in others."""
+    sample = sample_rows(len(x), rows, rng)
+    true = int(exact_ball_sizes(x, sample, graph.radius).sum())
+    return min(1.0, float(np.diff(graph.indptr)[sample].sum()) / true) if true else 1.0
+
+
+def calibrate_nprobe(x: np.ndarray, index: RowIndex, radius: float, rng: np.random.Generator) -> float:
+    """Double an IVF index's nprobe (re-routing every row, RowIndex.reprobe) until its radius search
+    holds >= RECALL_TARGET of the true ball members on a seeded sample of rows, or every list is
+    searched; returns the sample's recall at the nprobe kept (1.0 for an exact index). Why: a fixed
+    nprobe of 8 lists of ~sqrt(N)/4 rows scans a few hundred rows per query; on 60,000 MNIST SimCLR
+    embeddings it held 59% of the members of balls of ~60 rows (and 18% at ~550)."""
+    if index.probes is None:
+        return 1.0
+    sample = sample_rows(len(x), RECALL_ROWS, rng)
+    true = max(1, int(exact_ball_sizes(x, sample, radius).sum()))
+    routed, nlist = index.index.nprobe, index.index.nlist
+    nprobe = routed
+    while True:
+        index.index.nprobe = nprobe  # the preassigned search checks its probes' width against it
+        probes = index.index.quantizer.search(np.ascontiguousarray(x[sample]), nprobe)[1]
+        lims, _, _ = index.index.range_search_preassigned(x[sample], float(radius) ** 2, probes, None)
+        recall = min(1.0, (int(lims[-1]) - len(sample)) / true)
+        if recall >= RECALL_TARGET or nprobe >= nlist:
+            break
+        nprobe = min(nlist, nprobe * 2)
+    if nprobe != routed:
+        index.reprobe(x, nprobe)
+    return recall
 
 
 def _too_large(radius: float, edges: int, when: str) -> str:
