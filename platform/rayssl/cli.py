@@ -282,6 +282,13 @@ def _finetune(args: argparse.Namespace) -> int:
         f"({report['images']} test images: {report['test_images']})\nper-class test accuracy: {per_class}\n"
         f"confusion matrix and labels used: {outcome.run_dir}/test_report.json, confusion.png, labels.json"
     )
+    never = report.get("classes_never_labelled")
+    if never and never["images"]:
+        print(
+            f"classes never labelled {never['classes']} ({never['images']} test images): matched accuracy "
+            f"{never['matched_accuracy']:.4f} (Hungarian; matching true -> predicted {never['matching']}), "
+            f"accuracy {never['accuracy']:.4f}, cross-entropy {never['cross_entropy']:.4f} nats"
+        )
     return 0
 
 

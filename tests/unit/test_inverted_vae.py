@@ -1,5 +1,6 @@
-"""The inverted VAE's bounds on a tiny model, against hand-computed values and plain Monte Carlo;
-Gumbel-Softmax gradients; validation of label-only tables."""
+"""The inverted VAE's bounds on a tiny model, against hand-computed values, exact enumeration and
+plain Monte Carlo; where each bound's gradient goes (exact vs relaxed reverse samples, Gumbel-Softmax);
+the uniform-box prior; binarised inputs; validation of label-only tables and of the ivae section."""
 
 from __future__ import annotations
 
@@ -12,8 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import RelaxedBernoulli
 
+from rayssl.config import ConfigError, FinetuneConfig, load_config
 from rayssl.data.label_only import LabelOnlyError, label_vectors
-from rayssl.methods.inverted_vae import gaussian_kl, generate, labelled_bound, reverse_bound, unlabelled_bound
+from rayssl.methods.inverted_vae import (
+    BOX,
+    gaussian_kl,
+    generate,
+    labelled_bound,
+    posterior_sample,
+    prior_sample,
+    reverse_bound,
+    summed_unlabelled_bound,
+    unlabelled_bound,
+)
 from rayssl.models.inverted_vae import InvertedVAE
 
 LOG2, LOG3 = math.log(2), math.log(3)
@@ -54,13 +66,13 @@ def test_unlabelled_bound_by_hand():
     assert value.item() == pytest.approx(RECONSTRUCTION + KL_Z + kl_y, abs=1e-5)
 
 
-def test_reverse_bound_matches_plain_monte_carlo():
+def test_relaxed_reverse_bound_matches_plain_monte_carlo():
     vae = tiny_vae()
     with torch.no_grad():
         vae.head.weight.copy_(torch.tensor([[2.0, -1.0], [-1.0, 1.5]]))  # q(y|x~) now depends on x~
     y = torch.tensor([0.0, 1.0])
     torch.manual_seed(0)
-    estimate = reverse_bound(vae, y.repeat(200_000, 1), temperature=0.5).mean().item()
+    estimate = reverse_bound(vae, y.repeat(200_000, 1), "relaxed_bernoulli", temperature=0.5).mean().item()
 
     # Plain Monte Carlo of E_{x~ ~ RelaxedBernoulli(0.5, decoder logits)}[-log q(y | x~) + log q(x~ | y, z)], another seed
     torch.manual_seed(1)
@@ -72,20 +84,132 @@ def test_reverse_bound_matches_plain_monte_carlo():
     assert estimate == pytest.approx((minus_log_q_y + log_q_x).mean().item(), abs=0.01)
 
 
-def test_reverse_bound_trains_decoder_and_classifier_through_the_class_likelihood_only():
+def test_exact_reverse_bound_matches_the_sum_over_all_four_images():
+    vae = tiny_vae()
+    with torch.no_grad():
+        vae.head.weight.copy_(torch.tensor([[2.0, -1.0], [-1.0, 1.5]]))
+    y = torch.tensor([0.0, 1.0])
+    torch.manual_seed(0)
+    estimate = reverse_bound(vae, y.repeat(200_000, 1)).mean().item()  # the default: exact Bernoulli pixels
+
+    # E_{x~ ~ Bernoulli(1/2, 3/4)}[-log q(y | x~) + log q(x~)], summed over the four binary images
+    exact = 0.0
+    for a in (0.0, 1.0):
+        for b in (0.0, 1.0):
+            p = (0.5) * (0.75 if b else 0.25)
+            class_logits = torch.tensor([2 * a - 1, 2 * b - 1]) @ vae.head.weight.detach().T + vae.head.bias.detach()
+            exact += p * (-F.log_softmax(class_logits, dim=0)[1].item() + math.log(p))
+    assert estimate == pytest.approx(exact, abs=0.01)
+
+
+def test_exact_bernoulli_reverse_bound_trains_the_classifier_and_not_the_decoder():
+    torch.manual_seed(0)
+    vae = InvertedVAE(nn.Flatten(), feature_dim=4, num_classes=3, image_shape=(1, 2, 2), latent_dim=2, hidden=8)
+    y = F.one_hot(torch.tensor([0, 2, 1, 1]), 3).float()
+    reverse_bound(vae, y, "bernoulli").sum().backward()
+    assert vae.head.weight.grad is not None and vae.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in [*vae.decoder.parameters(), *vae.encoder.parameters()])
+
+    vae.zero_grad(set_to_none=True)  # the relaxed sample, by contrast, sends the class likelihood into the decoder
+    reverse_bound(vae, y, "relaxed_bernoulli", 0.5).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())
+
+
+def test_relaxed_reverse_bound_trains_decoder_and_classifier_through_the_class_likelihood_only():
     torch.manual_seed(0)
     vae = InvertedVAE(nn.Flatten(), feature_dim=4, num_classes=3, image_shape=(1, 2, 2), latent_dim=2, hidden=8)
     y = F.one_hot(torch.tensor([0, 2, 1]), 3).float()
     torch.manual_seed(1)
-    reverse_bound(vae, y, 0.5).sum().backward()
+    reverse_bound(vae, y, "relaxed_bernoulli", 0.5).sum().backward()
     bound_grads = [p.grad.clone() for p in (vae.decoder[0].weight, vae.head.weight)]
     vae.zero_grad()
     torch.manual_seed(1)  # the same z and x~: only -log q(y | x~) carries gradient
-    _, x_tilde = generate(vae, y, 0.5)
+    _, x_tilde = generate(vae, y, "relaxed_bernoulli", 0.5)
     (-(y * F.log_softmax(vae(x_tilde), dim=1)).sum()).backward()
     for bound, likelihood in zip(bound_grads, (vae.decoder[0].weight.grad, vae.head.weight.grad)):
         assert bound.abs().sum() > 0
         torch.testing.assert_close(bound, likelihood)
+
+
+def two_class_vae(head_bias: torch.Tensor) -> InvertedVAE:
+    """2 classes, 2 pixels, 1 latent. q(y|x) = softmax(head_bias) whatever x; q(z|x,y) = N(1, 1) whatever
+    x and y; decoder logits (log 3, -log 3) for y = 0 and (0, 0) for y = 1, whatever z."""
+    vae = InvertedVAE(nn.Flatten(), feature_dim=2, num_classes=2, image_shape=(1, 1, 2), latent_dim=1, hidden=3)
+    vae.encoder, vae.decoder = nn.Linear(4, 2), nn.Linear(3, 2)  # [x, y] -> (mu, logvar); [y, z] -> logits
+    with torch.no_grad():
+        vae.encoder.weight.zero_()
+        vae.encoder.bias.copy_(torch.tensor([1.0, 0.0]))
+        vae.decoder.weight.copy_(torch.tensor([[LOG3, 0.0, 0.0], [-LOG3, 0.0, 0.0]]))
+        vae.decoder.bias.zero_()
+        vae.head.weight.zero_()
+    vae.head.bias = nn.Parameter(head_bias)
+    return vae
+
+
+def test_summed_unlabelled_bound_by_hand():
+    # x = pixels (1, 0). y = 0: -log p(x|y,z) = -log 3/4 - log 3/4 = 2 log 4/3; y = 1: 2 log 2; KL(z) = 0.5 (mu 1, var 1).
+    # Summed over y under q(y|x) = (3/4, 1/4), plus KL(q(y|x) || uniform):
+    # 3/4 (2 log 4/3 + 0.5) + 1/4 (2 log 2 + 0.5) + 3/4 log 3/4 + 1/4 log 1/4 + log 2 = 1.40891
+    vae = two_class_vae(torch.tensor([LOG3, 0.0]))
+    x = torch.tensor([[[[1.0, -1.0]]]])
+    value = summed_unlabelled_bound(vae, x)
+    by_hand = 0.75 * (2 * math.log(4 / 3) + 0.5) + 0.25 * (2 * LOG2 + 0.5) + 0.75 * math.log(0.75) + 0.25 * math.log(0.25) + LOG2
+    assert value.item() == pytest.approx(by_hand, abs=1e-5) and by_hand == pytest.approx(1.40891, abs=1e-5)
+
+    # q(y|x) gets the exact gradient of the sum: that of the same formula with q = softmax(bias)
+    (grad,) = torch.autograd.grad(value.sum(), vae.head.bias)
+    b = torch.tensor([LOG3, 0.0], requires_grad=True)
+    q = torch.softmax(b, dim=0)
+    formula = q[0] * (2 * math.log(4 / 3) + 0.5) + q[1] * (2 * LOG2 + 0.5) + (q * q.log()).sum() + LOG2
+    (expected,) = torch.autograd.grad(formula, b)
+    assert grad.abs().sum() > 0
+    torch.testing.assert_close(grad, expected)
+
+
+def test_summed_bound_is_the_labelled_bound_when_q_is_certain():
+    vae = two_class_vae(torch.tensor([30.0, 0.0]))  # q(y=0|x) = 1 - 1e-13
+    x = torch.tensor([[[[1.0, -1.0]]]])
+    summed = summed_unlabelled_bound(vae, x).item()
+    assert summed == pytest.approx(labelled_bound(vae, x, torch.tensor([[1.0, 0.0]])).item(), abs=1e-5)
+    assert summed == pytest.approx(2 * math.log(4 / 3) + 0.5 + LOG2, abs=1e-5)
+
+
+def test_uniform_box_kl_estimate_is_unbiased_and_z_stays_in_the_box():
+    mu, logvar = torch.tensor([[0.7]]).repeat(400_000, 1), torch.tensor([[math.log(0.64)]]).repeat(400_000, 1)
+    torch.manual_seed(0)
+    z, kl = posterior_sample(mu, logvar, "uniform_box")
+    assert z.abs().max() < BOX and z.std() > 0.3
+    # KL(q(z) || U(-BOX, BOX)) = E_u~N(0.7, 0.8^2)[log N(u) - log sigmoid(u) - log sigmoid(-u)], by quadrature on u
+    u = torch.linspace(0.7 - 8 * 0.8, 0.7 + 8 * 0.8, 200_001, dtype=torch.float64)
+    log_n = -0.5 * ((u - 0.7) / 0.8) ** 2 - math.log(0.8) - 0.5 * math.log(2 * math.pi)
+    integrand = log_n.exp() * (log_n - F.logsigmoid(u) - F.logsigmoid(-u))
+    exact = torch.trapezoid(integrand, u).item()
+    assert exact > 0 and kl.mean().item() == pytest.approx(exact, abs=0.01)
+    # and p(z) is the box: uniform draws, mean 0, variance BOX^2 / 3
+    draws = prior_sample(400_000, 1, "uniform_box", torch.device("cpu"))
+    assert draws.abs().max() < BOX and draws.var().item() == pytest.approx(BOX**2 / 3, rel=0.01)
+
+
+def test_binarize_rounds_every_image_the_model_reads():
+    torch.manual_seed(0)
+    vae = InvertedVAE(nn.Flatten(), feature_dim=4, num_classes=3, image_shape=(1, 2, 2), latent_dim=2, hidden=8, binarize=True)
+    x = torch.tensor([[[[-0.9, -0.1], [0.2, 0.95]]]])
+    rounded = torch.tensor([[[[-1.0, -1.0], [1.0, 1.0]]]])
+    torch.testing.assert_close(vae(x), vae(rounded))
+    assert vae.pixels(x).tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    y = torch.tensor([[1.0, 0.0, 0.0]])
+    torch.testing.assert_close(vae.encode(x, y), vae.encode(rounded, y))
+    vae.binarize = False
+    assert not torch.allclose(vae(x), vae(rounded))
+
+
+def test_ivae_section_refuses_relaxed_samples_of_binarised_images():
+    with pytest.raises(ConfigError, match=r"^ivae.reverse_sample: relaxed_bernoulli needs binarize: false"):
+        load_config(FinetuneConfig, None, ["method=inverted_vae", "ivae.binarize=true", "ivae.reverse_sample=relaxed_bernoulli"])
+    with pytest.raises(ConfigError, match=r"ivae.decoder_hidden\[1\]: must be > 0"):
+        load_config(FinetuneConfig, None, ["ivae.decoder_hidden=[250, 0]"])
+    cfg = load_config(FinetuneConfig, None, ["method=inverted_vae"])
+    assert (cfg.ivae.reverse_sample, cfg.ivae.unlabelled_bound, cfg.ivae.prior) == ("bernoulli", "relaxed", "gaussian")
 
 
 def test_gumbel_softmax_sample_passes_gradients_to_the_classifier():

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from rayssl.config import OptimConfig
 from rayssl.data.labels import LeakageError, check_no_leakage, draw_labels
 from rayssl.methods.fixmatch import fixmatch_loss
 from rayssl.methods.inversion import (
@@ -15,7 +16,7 @@ from rayssl.methods.inversion import (
     reconstruction_loss,
     sigmoid_rampup,
 )
-from rayssl.train.steps import warmup_cosine
+from rayssl.train.steps import build_optimizer, clip_gradients, warmup_cosine
 
 
 def two_layer_net() -> tuple[nn.Module, nn.Module]:
@@ -91,6 +92,18 @@ def test_warmup_cosine_schedule():
     f = warmup_cosine(warmup=10, total=110)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+
+
+def test_gradients_are_clipped_by_total_norm_then_elementwise():
+    net = nn.Linear(1, 2, bias=False)
+    net.weight.grad = torch.tensor([[3.0], [4.0]])  # norm 5
+    clip_gradients(net, OptimConfig(clip_grad_norm=2.5, clip_grad_value=1.8))
+    # scaled to norm 2.5: (1.5, 2.0); then clipped to +-1.8: (1.5, 1.8). The other order gives (1.77, 1.77).
+    assert net.weight.grad.flatten().tolist() == pytest.approx([1.5, 1.8], abs=1e-5)
+    net.weight.grad = torch.tensor([[3.0], [-4.0]])
+    clip_gradients(net, OptimConfig())  # 0: off
+    assert net.weight.grad.flatten().tolist() == [3.0, -4.0]
+    assert build_optimizer(OptimConfig(eps=1e-4), net.parameters()).param_groups[0]["eps"] == 1e-4
 
 
 def test_sigmoid_rampup_by_hand():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rayssl.config.rules import FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, check, require
+from rayssl.config.rules import FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, NONEMPTY, POSITIVE, check, require
 
 # Backbones made of `blocks`: the layers the multiscale inversion loss reconstructs one by one.
 BLOCK_BACKBONES = ("cnn", "small_cnn", "large_cnn")
@@ -116,15 +116,21 @@ class ModelConfig:
 
     # cnn: VGG-style with batch norm (pretraining default); small_cnn / large_cnn: the ReLU/max-pool
     # nets of the network-inversion papers (rayssl.models.inversion_nets); resnet18 (CIFAR stem,
-    # small images); resnet50 (ImageNet stem, 224 px); vit.
-    name: Literal["cnn", "small_cnn", "large_cnn", "resnet18", "resnet50", "vit"] = "cnn"
+    # small images); resnet50 (ImageNet stem, 224 px); vit; mlp: fully connected layers on the
+    # flattened image (mlp_hidden, mlp_activation).
+    name: Literal["cnn", "small_cnn", "large_cnn", "resnet18", "resnet50", "vit", "mlp"] = "cnn"
     width: int = 32  # channels of the first CNN stage
     embed_dim: int = 128  # size of the feature vector the CNN/ResNet backbone returns
     batch_norm: bool = False  # small_cnn / large_cnn only (cnn always has it); see inversion_nets
     vit: ViTConfig = field(default_factory=ViTConfig)
+    # mlp only: the widths of its hidden layers, each a linear layer + mlp_activation; the features
+    # are the last one's output. Gemp et al.'s MNIST classifier is 784-50-50-10 with tanh: [50, 50].
+    mlp_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    mlp_activation: Literal["relu", "tanh"] = "relu"  # mlp only: the hidden layers' nonlinearity
 
     def __post_init__(self) -> None:
-        check(self, POSITIVE, "width", "embed_dim")
+        check(self, POSITIVE, "width", "embed_dim", "mlp_hidden")
+        check(self, NONEMPTY, "mlp_hidden")
 
 
 @dataclass(frozen=True)
@@ -133,10 +139,16 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
     momentum: float = 0.9  # SGD only
+    eps: float = 1e-8  # AdamW's epsilon (the denominator's floor; Gemp et al.'s Adam: 1e-4)
+    # Gradient clipping before each optimiser step (after the workers' gradients are averaged), in
+    # this order: scale all gradients together to a total L2 norm of at most clip_grad_norm, then
+    # clip every element to +-clip_grad_value (Gemp et al.: 5 and 1). 0: off.
+    clip_grad_norm: float = 0.0
+    clip_grad_value: float = 0.0
 
     def __post_init__(self) -> None:
-        check(self, POSITIVE, "lr")
-        check(self, NON_NEGATIVE, "weight_decay")
+        check(self, POSITIVE, "lr", "eps")
+        check(self, NON_NEGATIVE, "weight_decay", "clip_grad_norm", "clip_grad_value")
         check(self, HALF_OPEN_UNIT, "momentum")
 
 

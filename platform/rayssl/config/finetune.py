@@ -108,18 +108,42 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class InvertedVAEConfig:
-    """The inverted semi-supervised VAE (Gemp et al., arXiv 1608.05983): loss weights of its bounds
-    (rayssl.methods.inverted_vae) and where its label-only records come from."""
+    """The inverted semi-supervised VAE (Gemp et al., arXiv 1608.05983): its networks, the estimators
+    and loss weights of its bounds (rayssl.methods.inverted_vae) and where its label-only records come from."""
 
     latent_dim: int = 16  # width of the latent z
-    hidden: int = 500  # width of the encoder's and decoder's two hidden layers
-    temperature: float = 0.5  # Gumbel-Softmax (y) and relaxed-Bernoulli (generated pixels) temperature
+    # Prior of z. gaussian: N(0, I), KL in closed form. uniform_box: uniform on (-pi/2, pi/2)^latent_dim,
+    # the posterior a Gaussian squashed into the box by a scaled sigmoid, KL estimated from the sample
+    # (Gemp et al.'s code: LogisticFlowLayer, no prior term).
+    prior: Literal["gaussian", "uniform_box"] = "gaussian"
+    hidden: int = 500  # width of the encoder's and decoder's two hidden layers (unless encoder_hidden / decoder_hidden)
+    # The hidden widths of q(z|x,y) and of p(x|y,z), input side first; empty: [hidden, hidden].
+    # Gemp et al.'s MNIST networks: encoder [10, 10], decoder [250, 500].
+    encoder_hidden: list[int] = field(default_factory=list)
+    decoder_hidden: list[int] = field(default_factory=list)
+    activation: Literal["softplus", "tanh"] = "softplus"  # of the encoder's and decoder's hidden layers (Gemp et al.: tanh)
+    # Round every image to black or white (pixel intensity > 1/2) wherever the model reads one
+    # (training, validation, test): the bounds then score binary pixels, as in Gemp et al.'s binarised MNIST.
+    binarize: bool = False
+    # Temperature of the Gumbel-Softmax y of the relaxed unlabelled bound, and of the generated pixels
+    # when reverse_sample is relaxed_bernoulli.
+    temperature: float = 0.5
+    # The unlabelled bound's y. relaxed: one Gumbel-Softmax sample of q(y|x) (one decoder pass per
+    # image). summed: M2's exact sum over every class, sum_y q(y|x) [bound of (x, y)] - H(q(y|x))
+    # (Kingma et al. 2014, eq. 7): num_classes encoder and decoder passes per image, no sampling noise in y.
+    unlabelled_bound: Literal["relaxed", "summed"] = "relaxed"
+    # The reverse bound's generated image x~. bernoulli: exact Bernoulli pixels, drawn without gradient,
+    # so -log q(y|x~) trains the classifier only (Gemp et al.'s code). relaxed_bernoulli: a
+    # reparameterised relaxed sample (temperature), through which -log q(y|x~) also trains the decoder
+    # to draw what the classifier reads as y (the two can agree on patterns no digit has).
+    reverse_sample: Literal["bernoulli", "relaxed_bernoulli"] = "bernoulli"
     labelled: float = 1.0  # weight of the labelled bound
     classification: float = 50.0  # weight of -log q(y|x) on labelled images (M2's alpha; the bounds are in nats over all pixels)
     unlabelled: float = 1.0  # weight of the unlabelled (forward) bound
     # Weight of the reverse bound on label-only records (0 = plain M2). Its gradient is a few nats of
     # class likelihood against ~100-200 nats of pixel likelihood in the forward bounds: at 300 MNIST
-    # steps the classifier agreed with y on 15% of the decoder's images at weight 10, 42% at 50.
+    # steps with relaxed_bernoulli samples, the classifier agreed with y on 15% of the decoder's images
+    # at weight 10, 42% at 50.
     label_only: float = 50.0
     # Label-only records: a parquet or CSV file (or folder of them) at any URI the shards accept, with
     # an integer column `label`, or soft labels as a list column `probs` or columns p0 .. p{K-1}.
@@ -127,8 +151,13 @@ class InvertedVAEConfig:
     label_only_batch_size: int = 64  # label-only records drawn per step per worker
 
     def __post_init__(self) -> None:
-        check(self, POSITIVE, "latent_dim", "hidden", "temperature", "label_only_batch_size")
+        check(self, POSITIVE, "latent_dim", "hidden", "encoder_hidden", "decoder_hidden", "temperature", "label_only_batch_size")
         check(self, NON_NEGATIVE, "labelled", "classification", "unlabelled", "label_only")
+        require(
+            not (self.binarize and self.reverse_sample == "relaxed_bernoulli"),
+            "reverse_sample",
+            "relaxed_bernoulli needs binarize: false (rounding the relaxed pixels would stop their gradient into the decoder)",
+        )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from rayssl.data.pipeline import image_dataset  # noqa: E402
 from rayssl.data.shards import read_manifest  # noqa: E402
 from rayssl.data.transforms import normalise  # noqa: E402
 from rayssl.eval.features import K, extract_features  # noqa: E402
+from rayssl.eval.matching import metrics_on_classes  # noqa: E402
 from rayssl.train import checkpoints  # noqa: E402
 from rayssl.train.pretrained import build_classifier  # noqa: E402
 
@@ -78,7 +79,9 @@ def score_on_test_split(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) 
 
 def write_test_report(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class accuracy and the confusion matrix of one fine-tuned
-    checkpoint on the test images; written to <run_dir>/test_report.json and confusion.png."""
+    checkpoint on the test images, plus (`classes_never_labelled`, when semisup.labelled_classes
+    leaves classes out) the matched accuracy and cross-entropy on the classes it had no label of
+    (rayssl.eval.matching); written to <run_dir>/test_report.json and confusion.png."""
     logits, labels, test_images = logits_on_test({"classifier": load_classifier(cfg, checkpoint_uri)}, cfg, run_dir)
     manifest_classes = read_manifest(cfg.data.shards, cfg.storage).get("classes")
     names = class_names(cfg, manifest_classes)
@@ -87,9 +90,18 @@ def write_test_report(cfg: FinetuneConfig, checkpoint_uri: str, run_dir: str) ->
         "test_images": test_images,
         **classification_report(logits["classifier"].argmax(axis=1), labels, names),
     }
+    unlabelled = classes_never_labelled(cfg)
+    if unlabelled:  # e.g. the inverted VAE's protocol: matched accuracy and cross-entropy on 5-9
+        report["classes_never_labelled"] = metrics_on_classes(logits["classifier"], labels, unlabelled)
     storage.write_bytes(storage.join(run_dir, "test_report.json"), json.dumps(report, indent=2).encode(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, "confusion.png"), confusion_png(np.array(report["confusion_matrix"]), names), cfg.storage)
     return report
+
+
+def classes_never_labelled(cfg: FinetuneConfig) -> list[int]:
+    """The classes a run had no labelled image of: those outside semisup.labelled_classes (none when it is empty)."""
+    chosen = set(cfg.semisup.labelled_classes)
+    return [c for c in range(cfg.semisup.num_classes) if chosen and c not in chosen]
 
 
 def class_names(cfg: FinetuneConfig, manifest_classes: list[str] | None) -> list[str]:

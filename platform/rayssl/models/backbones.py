@@ -46,6 +46,26 @@ def _small_image_resnet18(channels: int, embed_dim: int) -> nn.Module:
     return net
 
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+def mlp(sizes: list[int], activation: str, last_activation: bool = False) -> nn.Sequential:
+    """Linear layers of widths sizes[0] -> sizes[1] -> ... -> sizes[-1], `activation` between them
+    (and after the last one when last_activation): [B, sizes[0]] -> [B, sizes[-1]]."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def _flat_mlp(pixels: int, hidden: list[int], activation: str) -> nn.Module:
+    """[B, C, H, W] -> [B, hidden[-1]]: the flattened image through each hidden layer and its activation
+    (a classifier's head on top makes e.g. Gemp et al.'s 784-50-50-10)."""
+    return nn.Sequential(nn.Flatten(), mlp([pixels, *hidden], activation, last_activation=True))
+
+
 def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Module:
     """[B, channels, image_size, image_size] -> [B, feature_dim(cfg)]."""
     if cfg.name == "cnn":
@@ -63,10 +83,12 @@ def build_backbone(cfg: ModelConfig, channels: int, image_size: int) -> nn.Modul
         return net
     if cfg.name == "vit":
         return ViTFeatures(ViTEncoder(cfg.vit, channels, image_size))
+    if cfg.name == "mlp":
+        return _flat_mlp(channels * image_size * image_size, cfg.mlp_hidden, cfg.mlp_activation)
     raise ValueError(f"unknown model.name {cfg.name!r}")
 
 
 def feature_dim(cfg: ModelConfig) -> int:
     """Length of the feature vector build_backbone(cfg, ...) returns."""
-    dims = {"vit": cfg.vit.width, "small_cnn": 4 * cfg.width, "large_cnn": 2 * cfg.width}
+    dims = {"vit": cfg.vit.width, "small_cnn": 4 * cfg.width, "large_cnn": 2 * cfg.width, "mlp": cfg.mlp_hidden[-1]}
     return dims.get(cfg.name, cfg.embed_dim)

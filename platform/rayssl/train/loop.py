@@ -49,7 +49,7 @@ from rayssl.logs import get_logger
 from rayssl.train import checkpoints, ledger, runs
 from rayssl.train.collectives import all_gather, all_reduce, average_gradients, distributed, equal_lengths
 from rayssl.train.spec import WorkerSpec
-from rayssl.train.steps import EpochFn, JobStep, build_job_step
+from rayssl.train.steps import EpochFn, JobStep, build_job_step, clip_gradients
 from rayssl.train.tensorboard import RunWriter
 from rayssl.train.workers import InProcessWorker, RayTrainWorker, Worker
 
@@ -228,6 +228,7 @@ class _RoundRunner:
         loss.backward()
         if not job.wrap_ddp:
             average_gradients(job.model)
+        clip_gradients(job.model, self.cfg.optim)  # after the average (DDP's happens in backward): every rank clips the same gradient
         job.optimizer.step()
         job.after_step()
         n = len(batch["index"])

@@ -77,7 +77,19 @@ def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.o
     one_kernel = True if fused else None  # None, not False: torch picks its default implementation, as when not passed
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=one_kernel)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=one_kernel)
+    return torch.optim.AdamW(params, lr=o.lr, eps=o.eps, weight_decay=o.weight_decay, fused=one_kernel)
+
+
+def clip_gradients(model: nn.Module, o: OptimConfig) -> None:
+    """Clip the gradients the next optimiser step applies, as optim.clip_grad_norm / clip_grad_value say
+    (0: off): first all of them together to a total L2 norm, then each element to +-clip_grad_value
+    (Gemp et al.'s order: lasagne.updates.total_norm_constraint, then T.clip). Call after the workers'
+    gradients are averaged, so every worker clips the same gradient the same way."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if o.clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, o.clip_grad_norm)
+    if o.clip_grad_value > 0:
+        torch.nn.utils.clip_grad_value_(params, o.clip_grad_value)
 
 
 def fused_optimizer(cfg: PretrainConfig | FinetuneConfig) -> bool:
