@@ -63,3 +63,9 @@ def test_every_row_comes_from_a_registered_method_and_pretrained_rows_start_from
     fixmatch = trial(cfg, FIXMATCH)
     assert fixmatch.fixmatch.weight == 1.0 and fixmatch.inversion.alpha == 0.0  # the base's weight is 0: FixMatch's row uses 1
     assert fixmatch.run.storage_path == "/sweeps/s/trials" and fixmatch.run.name == "t"
+
+
+def test_rows_from_scratch_start_from_the_base_configs_init_and_pretrained_rows_from_their_run():
+    cfg = load_config(SweepConfig, None, ["fixmatch=true", "pretrained.NAT=/runs/nat", "finetune.init=/runs/simclr"])
+    assert trial(cfg, SUPERVISED).init == "/runs/simclr" and trial(cfg, FIXMATCH).init == "/runs/simclr"
+    assert trial(cfg, "NAT-pretrained + inversion").init == "/runs/nat"

@@ -37,11 +37,12 @@ class SweepRow:
 def trial_with(
     base: FinetuneConfig, *, alpha: float = 0.0, beta: float = 0.0, fixmatch: float = 0.0, init: str | None = None
 ) -> FinetuneConfig:
-    """The base config as a classifier run with exactly these loss weights (every other term off)."""
+    """The base config as a classifier run with exactly these loss weights (every other term off), from
+    `init` when given (a pretrained row), else from the base's own finetune.init (none: from scratch)."""
     return dataclasses.replace(
         base,
         method="classifier",
-        init=init,
+        init=base.init if init is None else init,
         inversion=dataclasses.replace(base.inversion, alpha=alpha, beta=beta),
         fixmatch=dataclasses.replace(base.fixmatch, weight=fixmatch),
     )
