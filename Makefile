@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RAYSSL := $(VENV)/bin/rayssl
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart head stop-head lint test test-unit test-integration bench bench-mnist bench-own-labels tensorboard docs clean
+.PHONY: quickstart head stop-head lint test test-unit test-integration bench bench-mnist bench-own-labels bench-gpu bench-gpu-tiny tensorboard docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,17 @@ bench-mnist: $(STAMP)
 # export -> predict), with the balanced-draw and imbalance comparisons: about an hour on 2 cores.
 bench-own-labels: $(STAMP)
 	$(PY) bench/own_labels.py
+
+# Every GPU check in one command (docs/gpu.md): at most 8 minutes on one H100 with 16 cores, each item in its own
+# process with its own time limit; writes bench/results/gpu_<device>.{json,md}. Needs no data outside the repo
+# (it writes its own synthetic JPEG corpus to the local disk; the few-label item uses ../shared/data/mnist if there).
+bench-gpu: $(STAMP)
+	$(PY) bench/gpu.py
+
+# The same items on the CPU with tiny models and 80 images, in under 3 minutes, into bench/out/ (never bench/results);
+# tests/integration/test_bench_gpu.py runs it too.
+bench-gpu-tiny: $(STAMP)
+	$(PY) bench/gpu.py --tiny
 
 # The two generated docs pages: every config key (from the classes in rayssl.config) and the benchmark
 # results (from bench/results); tests/unit/test_config_reference.py and test_benchmarks_page.py fail when they are stale.
