@@ -57,6 +57,13 @@ PAGES = {
         "`.venv/bin/python bench/selection.py` (one sweep per dataset and strategy)",
         "",
     ),
+    "selection_probe": Page(
+        "Selection against a linear probe",
+        "The same strategies at 10 and 20 labels scored by a logistic regression on the frozen SimCLR embeddings they pick from.",
+        "`rayssl embed` of each SimCLR run, then `.venv/bin/python bench/selection_probe.py`",
+        "On CIFAR-10 the 2-epoch SimCLR embedding's clusters do not follow the classes (TypiClust's 10 picks hold "
+        "5.7 classes, random's 6.7), so no strategy that reads it can beat random there, whatever the learner.",
+    ),
     "selection_scale": Page(
         "Selection at scale",
         "Wall time and peak memory of each strategy on 100,000 synthetic embeddings of width 512.",
