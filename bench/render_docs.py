@@ -66,14 +66,14 @@ PAGES = {
     ),
     "selection_scale": Page(
         "Selection at scale",
-        "Wall time and peak memory of each strategy on 100,000 synthetic embeddings of width 512.",
-        "`.venv/bin/python bench/selection_scale.py --n 100000`",
+        "Wall time and peak memory of each strategy on 100,000 and 1,000,000 synthetic embeddings of width 512.",
+        "`.venv/bin/python bench/selection_scale.py --n 100000` (and `--n 1000000 --only random kcenter typiclust probcover`)",
         "",
     ),
     "labels_needed": Page(
         "Extrapolation backtest",
         "Learning curves fitted on small budgets, predicting the large ones: median, 80% interval, measured.",
-        "`.venv/bin/python bench/labels_needed.py --datasets mnist`",
+        "`.venv/bin/python bench/labels_needed.py` (runs `configs/sweep_curve_cifar10.yaml` unless finished)",
         "",
     ),
     "mnist_5labels": Page(
