@@ -7,7 +7,12 @@ libjpeg-turbo decode_jpeg in batches of 64 + crop and resize on tensors; nvJPEG 
 Synthetic ImageNet-like JPEGs (bench/synthetic_imagenet.py), generated at run time, held in memory;
 one process, one thread. Target: >= 2x at 224 px.
 
-    .venv/bin/python bench/decode_jpeg.py [--n 500] [--rounds 5]
+Two more columns decode only the crop box through libjpeg-turbo's TurboJPEG 3 API (bench/turbojpeg_crop.py):
+PyTurboJPEG's lossless crop then scaled decode, and a decode-time cropping region
+(tj3SetCroppingRegion). They need PyTurboJPEG (the `bench` extra) and libturbojpeg >= 3.0, which
+the project's set-up does not install: without them the table says "unavailable: <reason>".
+
+    .venv/bin/python bench/decode_jpeg.py [--n 500] [--rounds 5] [--sizes 224 128 64] [--turbojpeg-lib PATH]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from rayssl.data.decode import ImageSpec, decode_image  # noqa: E402
 from rayssl.data.device_decode import DeviceDecoder  # noqa: E402
 from rayssl.data.pipeline import ReadHeaders  # noqa: E402
 from synthetic_imagenet import synthetic_jpeg  # noqa: E402
+from turbojpeg_crop import TurboCrop, open_turbojpeg  # noqa: E402
 
 
 def plain(data: bytes, size: int) -> np.ndarray:
@@ -88,41 +94,79 @@ def replaced(hook: str, replacement: Callable) -> Iterator[None]:
         setattr(decode, hook, original)
 
 
+def measure(files: list[bytes], spec: ImageSpec, rounds: int, run_dir: str, turbo: TurboCrop | str) -> dict[str, str]:
+    """The table's cells for one spec: images/s per column (medians of `rounds` interleaved passes)
+    and each path's ratio to plain (the median of the per-pass ratios)."""
+    size = spec.size
+    passes: dict[str, Callable[[list[bytes]], None]] = {
+        "plain": each(lambda d: plain(d, size)),
+        "ours": each(lambda d: decode_image(d, spec)),
+        "device": lambda f: device_path(f, spec, run_dir),
+    }
+    if isinstance(turbo, TurboCrop):
+        passes["lossless"] = each(lambda d: turbo.lossless_crop(d, spec))
+        passes["region"] = each(lambda d: turbo.region_decode(d, spec))
+    columns: dict[str, list[float]] = {name: [] for name in ("plain", "pil", "full", *passes)}
+    for _ in range(rounds):  # interleaved, so a slow spell of the machine hits every column alike
+        with replaced("_decode_jpeg_fast", lambda data, spec: None):
+            columns["pil"].append(timed(passes["ours"], files))
+        with replaced("_dct_factor", lambda box, spec: 1):
+            columns["full"].append(timed(passes["ours"], files))
+        for name, run in passes.items():
+            columns[name].append(timed(run, files))
+    plain_rate = np.array(columns["plain"])
+    cells = {name: f"{np.median(values):.0f}" for name, values in columns.items()}
+    for name in passes.keys() - {"plain"}:
+        cells[name + "/plain"] = f"{np.median(np.array(columns[name]) / plain_rate):.2f}x"
+    if not isinstance(turbo, TurboCrop):
+        cells["lossless"] = cells["region"] = cells["lossless/plain"] = cells["region/plain"] = "unavailable"  # why: above the table
+    return cells
+
+
+def turbo_difference(files: list[bytes], spec: ImageSpec, turbo: TurboCrop) -> str:
+    """The largest mean |difference| (grey levels) of either turbojpeg path's output from ours, same boxes."""
+    worst = 0.0
+    for data in files:
+        outputs = []
+        for decoder in (decode_image, turbo.lossless_crop, turbo.region_decode):
+            torch.manual_seed(len(data))  # the same random box for the three decodes
+            outputs.append(decoder(data, spec).astype(np.int16))
+        worst = max(worst, *(float(np.abs(o - outputs[0]).mean()) for o in outputs[1:]))
+    return f"{worst:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5, help="passes per column, interleaved; medians reported")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 128, 64])
+    parser.add_argument("--turbojpeg-lib", default=None, help="libturbojpeg >= 3.0 for the turbojpeg columns (default: searched)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     files = [synthetic_jpeg(rng) for _ in range(args.n)]
+    turbo = open_turbojpeg(args.turbojpeg_lib)
     print(
         f"{len(files)} synthetic JPEGs, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; images/s on one core, "
-        f"median of {args.rounds} interleaved passes (ratios: median of the per-pass ratios)"
+        f"median of {args.rounds} interleaved passes (ratios: median of the per-pass ratios); turbojpeg: "
+        + ((args.turbojpeg_lib or "found on the loader's path") if isinstance(turbo, TurboCrop) else turbo)
     )
     print(
         "| output | crop | plain decode + resize | ours, PIL decoder | ours, no DCT scaling | ours | ours / plain "
-        "| device path on the CPU | device / plain |"
+        "| device path on the CPU | device / plain | turbojpeg lossless crop + scaled decode | lossless / plain "
+        "| turbojpeg region decode | region / plain | turbojpeg vs ours, mean abs diff |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     run_dir = tempfile.mkdtemp(prefix="decode_jpeg_")  # where a quarantine would go: none expected
-    for size in (224, 128, 64):
+    for size in args.sizes:
         for crop in ("random_crop", "center_crop"):
             spec = ImageSpec(size, 3, crop)
-            columns: dict[str, list[float]] = {"plain": [], "pil": [], "full": [], "ours": [], "device": []}
-            for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every column alike
-                columns["plain"].append(timed(each(lambda d, size=size: plain(d, size)), files))
-                with replaced("_decode_jpeg_fast", lambda data, spec: None):
-                    columns["pil"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
-                with replaced("_dct_factor", lambda box, spec: 1):
-                    columns["full"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
-                columns["ours"].append(timed(each(lambda d, spec=spec: decode_image(d, spec)), files))
-                columns["device"].append(timed(lambda f, spec=spec: device_path(f, spec, run_dir), files))
-            med = {name: float(np.median(values)) for name, values in columns.items()}
-            ratio = {name: float(np.median(np.array(columns[name]) / np.array(columns["plain"]))) for name in ("ours", "device")}
+            cells = measure(files, spec, args.rounds, run_dir, turbo)
+            diff = turbo_difference(files[:50], spec, turbo) if isinstance(turbo, TurboCrop) else "-"
             print(
-                f"| {size} px | {crop} | {med['plain']:.0f} | {med['pil']:.0f} | {med['full']:.0f} | {med['ours']:.0f} "
-                f"| {ratio['ours']:.2f}x | {med['device']:.0f} | {ratio['device']:.2f}x |",
+                f"| {size} px | {crop} | {cells['plain']} | {cells['pil']} | {cells['full']} | {cells['ours']} "
+                f"| {cells['ours/plain']} | {cells['device']} | {cells['device/plain']} | {cells['lossless']} "
+                f"| {cells['lossless/plain']} | {cells['region']} | {cells['region/plain']} | {diff} |",
                 flush=True,
             )
 

@@ -3,8 +3,10 @@
 Both read the same shards and run the same decode function (DecodeAndTransform); Ray Data's
 path is read_parquet -> map_batches -> iter_torch_batches, as in training; the baseline is a
 multiprocessing pool of 2 that reads each shard with pyarrow, decodes it and hands the arrays
-to the parent, which turns them into torch tensors. Prints images/s for both and the ratio
-(target >= 0.9). MNIST shards, or photo shards at 224 px with crop-then-resize decoding:
+to the parent, which turns them into torch tensors. Both consumers then normalise what the stage
+shipped as a training worker does (rayssl.data.transforms.model_inputs: uint8 images, here without
+augmentation, become float32 in [-1, 1]). Prints images/s for both and the ratio (target >= 0.9).
+MNIST shards, or photo shards at 224 px with crop-then-resize decoding:
 
     .venv/bin/rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
     .venv/bin/python bench/ingest.py [--shards data/shards/mnist] [--repeats 2]
@@ -28,6 +30,7 @@ from rayssl.config import DataConfig, StorageConfig
 from rayssl.data.decode import image_spec
 from rayssl.data.pipeline import DECODE_BATCH_ROWS, DecodeAndTransform, image_dataset
 from rayssl.data.shards import list_shards
+from rayssl.data.transforms import model_inputs
 
 RUN_DIR = "bench/out/ingest"
 BATCH = 256
@@ -45,14 +48,14 @@ def plain_loop(data: DataConfig, pool: mp.pool.Pool) -> int:
     images = 0
     for batches in pool.imap_unordered(_decode_shard, [(p, data) for p in paths]):
         for b in batches:
-            images += len(torch.from_numpy(b["image"]))
+            images += len(model_inputs({"image": torch.from_numpy(b["image"])})["image"])
     return images
 
 
 def ray_data(data: DataConfig) -> int:
     images = 0
     for batch in image_dataset(data, "train", RUN_DIR, StorageConfig()).iter_torch_batches(batch_size=BATCH, device="cpu"):
-        images += len(batch["image"])
+        images += len(model_inputs(batch)["image"])
     return images
 
 

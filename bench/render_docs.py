@@ -213,6 +213,19 @@ unsupervised bounds pulling q(y|x) towards what helps reconstruction. Open.""",
         "per class), class-balanced batches against plain sampling.",
         "`.venv/bin/python bench/own_labels.py` (about an hour on 2 cores; `make bench-own-labels`)",
     ),
+    "peers": Page(
+        "Against a peer: SimCLR with LightlySSL",
+        "`rayssl pretrain` against LightlySSL's SimCLR loop (NTXentLoss, SimCLRTransform, a torch DataLoader) on the "
+        "same cores: steady-state images/s and kNN accuracy at equal wall times.",
+        "`pip install -e '.[bench]'`, then `.venv/bin/python bench/peers.py [--minutes 5 15]` (about 35 min on a 2-core "
+        "CPU; `--tiny` checks the script in 2–3 min, into bench/out/)",
+        """The same small_cnn, projection head, global batch (512 images × 2 views), views, AdamW and
+temperature (configs/simclr_cifar10_small_cnn.yaml); one run each, one after the other, so no
+spread is measured. "At T min" is each runner's newest epoch-end checkpoint by then: RaySSL
+checkpoints once per epoch, and its start-up (Ray, the Train workers, the first Ray Data tasks)
+counts against it. RaySSL's two workers each normalise over 256 images' views (no sync batch
+norm); the peer's one process over all 512.""",
+    ),
     "predict_throughput": Page(
         "Predict throughput",
         "`rayssl predict` images/s against a plain PyTorch loop with the same model, decode and cores, 20,000 images, interleaved passes.",
@@ -264,11 +277,12 @@ Side-by-side ratios measured in one run each (not committed as results pages; re
 | NAT state per worker at N = 1.28 M (d = 128) | `bench/nat_scale.py` | 4.9 MiB (a stored target matrix: 626 MiB) | < 50 MB ✓ |
 | NAT reassign at B = 256, N = 1.28 M vs 60 k | `bench/nat_scale.py` | 8.15 vs 8.11 ms (ratio 1.00) | independent of N ✓ |
 | MAE step at mask 0.75 vs 0 | `bench/mae_sparsity.py` | 0.351 measured vs 0.343 FLOP ratio | within 1.2× ✓ |
-| Ray Data ingest vs a 2-process pyarrow loop, MNIST | `bench/ingest.py` | 0.98–1.14 | ≥ 0.9 ✓ |
-| the same at 224 px (synthetic ImageNet-like JPEGs, random crop) | `bench/ingest.py --crop random_crop` | 241–309 vs 222–229 img/s: 1.05–1.39 | ≥ 0.9 ✓ |
+| Ray Data ingest vs a 2-process pyarrow loop, MNIST, uint8 shipped | `bench/ingest.py` | 0.62–0.78 (6,075–7,700 vs 9,797–9,930 img/s); float32 shipped, measured alongside: 1.31–1.46 (7,238–7,842 vs 4,963–5,988) | ≥ 0.9 ✗ |
+| the same at 224 px (synthetic ImageNet-like JPEGs, random crop; 1,600 images) | `bench/ingest.py --crop random_crop` | uint8: 167–231 vs 202–248 img/s: 0.83–0.93; float32, alongside: 194–206 vs 128–146: 1.41–1.52 | ≥ 0.9 ✗ |
 | peak RSS streaming 100,000 images at 224 px | `bench/ingest_memory.py --shards DIR` | flat: all Ray workers 5,504 → 5,538 MB from 10 k to 100 k images (+0.6%) | flat ✓ |
 | JPEG decode per core, crop-then-resize vs plain PIL decode + resize | `bench/decode_jpeg.py` | 224 px: 1.58× random crop / 1.69× centre (519 / 502 vs 330 / 308 img/s); 128 px: 1.68× / 1.96×; 64 px: 1.83× / 1.72× | ≥ 2× at 224 ✗ |
 | `data.decode: device` on the CPU device vs plain | `bench/decode_jpeg.py` | 224 px: 1.25× / 1.34× | – (nvJPEG on a GPU: not measured) |
+| decoding the crop box only (libturbojpeg ≥ 3.0; not in the platform) vs plain | `bench/decode_jpeg.py --sizes 224 --turbojpeg-lib PATH` | 224 px: decode-time crop region 1.88× / 1.90× (ours 1.59× / 1.65× in the same run); PyTurboJPEG's lossless crop + scaled decode 1.06× / 1.11× | ≥ 2× at 224 ✗ |
 | Ray Train step vs plain DDP (2 procs, gloo) | `bench/train_overhead.py` | wall 1.052 (median of 3 rounds; 1.030 without the dashboard); CPU time of the training thread 0.964 | ≤ 1.05 ✗ (by 0.002) |
 | fine-tuning input: memory vs Ray Data stream (FixMatch, 750 steps) | `bench/finetune_input.py --steps 750 --repeats 2` | 1.13× steps/s; start-up + first round 35.8 vs 72.2 s; whole run 0.66× | – |
 | sweep wall time against the ideal N·t/2 (18 trials at concurrency 2): trials in their Tune actor vs a Ray Train worker group each | `bench/tune_overhead.py --trials 6` | in process 63.0 s (ratio 0.49), worker group 232.1 s (1.79): 0.27× the wall time | < 1.2 ✓ (in process) |
@@ -280,10 +294,20 @@ What bounds them:
   which ImageNet-sized photos (short side ~375 px) rarely give, and entropy decoding is not reduced
   at all. Profiled on one core: libjpeg-turbo's full-scale decode takes ~2.1 ms of ~2.9 ms per image.
   Reaching 2× needs a decode that skips what lies outside the crop (libjpeg-turbo's partial decode,
-  which neither simplejpeg nor PIL exposes).
-- **Ingest at 224 px** is not bound by the decode: one core decodes a batch at 3.7 ms per image, but
-  each output image is a 602 KB float32 tensor moved between processes. Shipping uint8 and
-  normalising on the worker would move 4× fewer bytes (not built).
+  which neither simplejpeg nor PIL exposes). TurboJPEG 3's decode-time cropping region does: 1.18×
+  our path in the same run, 2.30× / 2.50× plain in a quieter run of 300 images. It is not adopted:
+  it needs libturbojpeg ≥ 3.0, which the project's set-up cannot install (PyTurboJPEG is a ctypes
+  wrapper that ships no library and does not expose the cropping region; Debian 12's libturbojpeg0 is
+  2.1.5; the one wheel found that bundles a 3.0, `turbojpeg` 0.0.2, holds a beta without a Python API
+  for it). PyTurboJPEG's own crop-then-scaled-decode is slower than our path: its lossless crop
+  entropy-decodes the whole file and re-encodes the cut before the decode.
+- **Ingest**: the CPU stage ships uint8 wherever a view stays on the uint8 grid (no augmentation;
+  whole-pixel shifts, flips, nearest warps, erasing), 4× fewer bytes (a 224 px image: 150 KB, not
+  602 KB), and the worker normalises after moving it to its device. The ratio fell because the
+  baseline pickles every batch through a pipe and gained 1.7–2× from the smaller arrays, while Ray
+  Data, which passes blocks through shared memory, kept its rate: what bounds it is not the bytes
+  moved (not profiled further). Views with interpolating or photometric steps (SimCLR's) stay
+  float32. The before and after runs came one after the other, on 2 cores shared with other benchmarks.
 - **Ray Train's step** does no more work than the plain loop's; what its wall time adds is waiting for
   a core while Ray's own processes (GCS, raylet, dashboard, Train controller) keep ~0.18 of the 2
   cores busy. On a node with cores to spare beyond its workers this should not reach the step (not

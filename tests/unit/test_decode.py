@@ -90,6 +90,8 @@ def test_decode_stage_adds_an_independent_second_view(tmp_path):
     )
     out = stage(batch)
     assert out["image"].shape == out["image_view2"].shape == (4, 1, 8, 8)
+    # Both views are exact in uint8 (no augmentation; whole-pixel moves, nearest rotation, zero erasing): shipped as such.
+    assert out["image"].dtype == out["image_view2"].dtype == np.uint8
     assert not np.allclose(out["image"], out["image_view2"])  # erased with p=1: the views differ
     assert "image_view2" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
 

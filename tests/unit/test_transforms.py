@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from rayssl.config import AugmentConfig
-from rayssl.data.transforms import ImageTransform, normalise
+from rayssl.data.transforms import ImageTransform, model_inputs, normalise
 
 
 def _dot_images(n: int, size: int = 16) -> np.ndarray:
@@ -76,3 +76,58 @@ def test_elastic_distortion_moves_pixels_a_little_and_per_image():
     # The bar's ink stays near its column (displacements of a pixel or two, not across the image).
     cols = np.nonzero(out[:, 0] > 0)[2]
     assert np.abs(cols - 13.5).max() <= 6
+
+
+def _worker_side(transform: ImageTransform, images: np.ndarray, seed: int) -> tuple[np.ndarray, torch.Tensor]:
+    """(what the CPU stage ships, what the worker's model gets from it) for uint8 [N, H, W, C] images."""
+    torch.manual_seed(seed)
+    staged = transform.stage(images)
+    return staged, model_inputs({"image": torch.from_numpy(staged), "index": torch.arange(len(images))})["image"]
+
+
+def _cpu_side(transform: ImageTransform, images: np.ndarray, seed: int) -> np.ndarray:
+    """The float32 [N, C, H, W] the CPU stage shipped before it shipped uint8."""
+    torch.manual_seed(seed)
+    return transform(images)
+
+
+def test_stage_ships_uint8_and_the_worker_normalises_it_as_the_cpu_did():
+    images = np.random.default_rng(0).integers(0, 256, (8, 6, 6, 3), dtype=np.uint8)
+    staged, normalised = _worker_side(ImageTransform(6, None, 3), images, 0)
+    assert staged.dtype == np.uint8 and staged.shape == (8, 3, 6, 6) and staged.flags.c_contiguous
+    np.testing.assert_array_equal(staged, images.transpose(0, 3, 1, 2))
+    assert normalised.dtype == torch.float32
+    np.testing.assert_allclose(normalised.numpy(), _cpu_side(ImageTransform(6, None, 3), images, 0), rtol=0, atol=1e-6)
+
+
+def test_views_on_the_uint8_grid_ship_uint8_with_the_same_numerics():
+    # Whole-pixel moves, nearest warps, flips and zero erasing: the float view is k / 255 exactly, so uint8 loses nothing.
+    cfg = AugmentConfig(translate_px=2, rotate_deg=20, shear_deg=10, elastic_alpha=2.0, horizontal_flip=True, erase_p=0.5)
+    images = np.random.default_rng(1).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    transform = ImageTransform(28, cfg)
+    assert transform.exact_in_uint8
+    staged, normalised = _worker_side(transform, images, 3)
+    assert staged.dtype == np.uint8
+    np.testing.assert_allclose(normalised.numpy(), _cpu_side(transform, images, 3), rtol=0, atol=1e-6)
+
+
+def test_interpolating_or_photometric_views_stay_float32():
+    images = np.random.default_rng(2).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    for cfg in (
+        AugmentConfig(crop_scale_min=0.5),
+        AugmentConfig(color_jitter=0.5),
+        AugmentConfig(blur_p=1.0),
+        AugmentConfig(grayscale_p=1.0),
+    ):
+        transform = ImageTransform(16, cfg, 3)
+        assert not transform.exact_in_uint8, cfg
+        staged, normalised = _worker_side(transform, images, 4)
+        assert staged.dtype == np.float32
+        np.testing.assert_array_equal(normalised.numpy(), _cpu_side(transform, images, 4))
+
+
+def test_model_inputs_leaves_other_columns_alone():
+    batch = {"image": torch.zeros(2, 1, 2, 2, dtype=torch.uint8), "index": torch.tensor([3, 4]), "label": torch.tensor([0, 1])}
+    out = model_inputs(batch)
+    assert torch.equal(out["image"], torch.full((2, 1, 2, 2), -1.0))
+    assert out["index"] is batch["index"] and out["label"] is batch["label"]

@@ -19,7 +19,8 @@ on first use); they are what the pinned torchvision has, and the only batched nv
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,10 +88,11 @@ class DeviceDecoder(TrainingViews):
 
 
 def decoded_batches(
-    batches: Iterator[dict[str, np.ndarray]], decoder: DeviceDecoder, device: torch.device
+    batches: Iterator[dict[str, Any]], decoder: Callable[[dict[str, Any], torch.device], dict[str, torch.Tensor]], device: torch.device
 ) -> Generator[dict[str, torch.Tensor], None, None]:
-    """`decoder` applied to each batch of a Ray Data iterator (`iter_batches(batch_format="numpy")`);
-    closing this generator closes that iterator, so a pass left mid-way stops its prefetching."""
+    """`decoder` (a DeviceDecoder on `iter_batches(batch_format="numpy")`, or the normalisation of
+    uint8 images on `iter_torch_batches`) applied to each batch of a Ray Data iterator; closing this
+    generator closes that iterator, so a pass left mid-way stops its prefetching."""
     try:
         for batch in batches:
             yield decoder(batch, device)

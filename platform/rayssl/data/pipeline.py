@@ -30,10 +30,12 @@ DECODE_BATCH_ROWS = 256
 class DecodeAndTransform(TrainingViews):
     """Ray Data batch function: a pyarrow batch of shard rows -> numpy columns for training.
 
-    Output columns: index int64 [N_ok], image float32 [N_ok, C, H, W], label int64 [N_ok]
-    (-1 where unlabelled), and image_view2 float32 [N_ok, C, H, W] (a second view of the same
-    images, augmented independently with `second_view`) when that is given. Undecodable rows are
-    dropped here and written to the run's quarantine.
+    Output columns: index int64 [N_ok], image [N_ok, C, H, W], label int64 [N_ok] (-1 where
+    unlabelled), and image_view2 [N_ok, C, H, W] (a second view of the same images, augmented
+    independently with `second_view`) when that is given. Each image column is uint8 where its view
+    is exact in uint8, else float32 in [-1, 1] (ImageTransform.stage): the consumer passes every
+    batch through rayssl.data.transforms.model_inputs. Undecodable rows are dropped here and
+    written to the run's quarantine.
     """
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
@@ -41,9 +43,9 @@ class DecodeAndTransform(TrainingViews):
         ok, images, bad = decode_batch(batch.column("sample_id").to_pylist(), indices, batch.column("image").to_pylist(), self.spec)
         quarantine.write_records(self.run_dir, self.split, bad, self.storage_cfg)
         labels = batch.column("label").fill_null(-1).to_numpy()
-        out = {"index": indices[ok], "image": self.transform(images), "label": labels[ok]}
+        out = {"index": indices[ok], "image": self.transform.stage(images), "label": labels[ok]}
         if self.second_view is not None:
-            out["image_view2"] = self.second_view(images)
+            out["image_view2"] = self.second_view.stage(images)
         return out
 
 
@@ -115,7 +117,8 @@ class DecodeCorruptTransform:
     """Ray Data batch function for the robustness suite: every decodable row once per (corruption, severity).
 
     Output columns: variant int64 [N_ok x V] (position in `variants`), index, label, and image
-    float32 [N_ok x V, C, H, W], normalised like training's evaluation images (no augmentation).
+    uint8 [N_ok x V, C, H, W] (no augmentation), which rayssl.data.transforms.model_inputs
+    normalises like training's evaluation images.
     """
 
     def __init__(
@@ -135,9 +138,9 @@ class DecodeCorruptTransform:
             "variant": np.repeat(np.arange(len(self.variants)), len(indices)),
             "index": np.tile(indices, len(self.variants)),
             "label": np.tile(labels, len(self.variants)),
-            "image": self.transform(np.concatenate(views))
+            "image": self.transform.stage(np.concatenate(views))
             if views
-            else np.zeros((0, self.spec.channels, self.spec.size, self.spec.size), np.float32),
+            else np.zeros((0, self.spec.channels, self.spec.size, self.spec.size), np.uint8),
         }
 
 

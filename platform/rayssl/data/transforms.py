@@ -5,6 +5,12 @@ the batch and warps them together. torchvision v2 transforms draw one set of par
 call, so per-sample augmentation with them is a Python loop over images (140 us per 28-px image
 on one core, against ~12 us batched; see the closing note of issue 8). The same code runs in the
 Ray Data CPU stage and on a worker's device.
+
+The CPU stage ships uint8 where it can (`ImageTransform.stage`): no augmentation, or only steps
+whose output stays on the uint8 grid (whole-pixel moves, nearest resampling, zero fill), so the
+images cross processes in a quarter of the bytes; the worker normalises them after moving them to
+its device (`model_inputs`). Views with interpolating or photometric steps (resized crop, colour
+jitter, greyscale, blur) stay float32: rounding them to uint8 would change the training images.
 """
 
 from __future__ import annotations
@@ -68,9 +74,24 @@ def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) ->
     return K.AugmentationSequential(*steps) if steps else None
 
 
+# Steps whose output, on images k / 255, is again k / 255 (exactly, in float32) as `augmentation`
+# builds them: whole-pixel crops with zero padding, flips, nearest-resampled rotation, shear and
+# elastic warps (zeros outside), erasing with 0. The stage ships such views as uint8, losslessly.
+_ON_UINT8_GRID = (K.RandomCrop, K.RandomHorizontalFlip, K.RandomRotation, K.RandomAffine, K.RandomElasticTransform, K.RandomErasing)
+# The image columns a training or evaluation stream carries, uint8 or float32 [N, C, H, W].
+IMAGE_COLUMNS = ("image", "image_view2")
+
+
 def normalise(x: torch.Tensor) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float32 in [-1, 1]."""
     return x.float().div_(127.5).sub_(1.0)
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A stream's batch as the model takes it: uint8 image columns ([N, C, H, W], as the CPU stage
+    ships them) normalised to float32 in [-1, 1] where they are (on the worker's device after
+    `.to(device)`); float32 columns (augmented views) and the other columns unchanged."""
+    return {k: normalise(v) if k in IMAGE_COLUMNS and v.dtype == torch.uint8 else v for k, v in batch.items()}
 
 
 class ImageTransform:
@@ -79,6 +100,8 @@ class ImageTransform:
 
     def __init__(self, size: int, augment: AugmentConfig | None, channels: int = 1) -> None:
         self.augment = augmentation(size, augment, channels)
+        # Whether stage() ships uint8: every step keeps the pixels on the uint8 grid.
+        self.exact_in_uint8 = self.augment is None or all(isinstance(step, _ON_UINT8_GRID) for step in self.augment.children())
 
     @torch.no_grad()
     def tensor(self, images: torch.Tensor) -> torch.Tensor:
@@ -90,6 +113,18 @@ class ImageTransform:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, C] -> float32 [N, C, H, W]."""
         return self.tensor(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
+
+    @torch.no_grad()
+    def stage(self, images: np.ndarray) -> np.ndarray:
+        """What the Ray Data CPU stage ships, [N, C, H, W]: uint8 (augmented if there is an
+        augmentation, all of whose steps are exact in uint8), for `model_inputs` to normalise on the
+        worker, or else the float32 output of __call__. uint8 [N, H, W, C] in."""
+        if not self.exact_in_uint8:
+            return self(images)
+        chw = torch.from_numpy(images).permute(0, 3, 1, 2)
+        if self.augment is None or not len(images):
+            return np.ascontiguousarray(chw.numpy())
+        return self.augment(chw.float().div_(255.0)).mul_(255.0).round_().to(torch.uint8).numpy()
 
 
 class TrainingViews:

@@ -21,7 +21,7 @@ from rayssl.data import storage  # noqa: E402
 from rayssl.data.labelled import LabelledSet, load_labelled, select_labels  # noqa: E402
 from rayssl.data.pipeline import image_dataset  # noqa: E402
 from rayssl.data.shards import read_manifest  # noqa: E402
-from rayssl.data.transforms import normalise  # noqa: E402
+from rayssl.data.transforms import model_inputs, normalise  # noqa: E402
 from rayssl.eval.features import K, extract_features  # noqa: E402
 from rayssl.eval.matching import metrics_on_classes  # noqa: E402
 from rayssl.train import checkpoints  # noqa: E402
@@ -156,7 +156,7 @@ def predict_probabilities(
     indices, probs = [], []
     for batch in image_dataset(data, split, run_dir, cfg.storage, augment=False).iter_torch_batches(batch_size=batch_size, device="cpu"):
         indices.append(batch["index"].numpy())
-        probs.append(torch.softmax(net(batch["image"]), dim=1).numpy())
+        probs.append(torch.softmax(net(model_inputs(batch)["image"]), dim=1).numpy())
     if not indices:
         return np.zeros(0, np.int64), np.zeros((0, cfg.semisup.num_classes), np.float32)
     return np.concatenate(indices), np.concatenate(probs)

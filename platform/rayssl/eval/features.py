@@ -11,6 +11,7 @@ from torch import nn
 
 from rayssl.config import DataConfig, StorageConfig
 from rayssl.data.pipeline import image_dataset
+from rayssl.data.transforms import model_inputs
 
 K = TypeVar("K", bound=Hashable)  # a backbone's name: the caller's keys come back as they went in
 
@@ -37,7 +38,7 @@ def extract_features(
     ds = image_dataset(data, split, run_dir, storage_cfg, augment=False)
     if limit is not None:
         ds = ds.limit(limit)
-    for batch in ds.iter_torch_batches(batch_size=batch_size, device="cpu"):
+    for batch in map(model_inputs, ds.iter_torch_batches(batch_size=batch_size, device="cpu")):
         keep = batch["label"] >= 0
         if keep.any():
             for name, net in backbones.items():
@@ -61,7 +62,7 @@ def embed_split(
     indices, feats = [], []
     for batch in image_dataset(data, split, run_dir, storage_cfg, augment=False).iter_torch_batches(batch_size=batch_size, device="cpu"):
         indices.append(batch["index"].numpy())
-        feats.append(backbone(batch["image"]).float().numpy())
+        feats.append(backbone(model_inputs(batch)["image"]).float().numpy())
     if not indices:
         raise ValueError(f"split {split!r} of {data.shards} has no decodable images to embed")
     index = np.concatenate(indices)

@@ -32,6 +32,7 @@ from rayssl.config import CORRUPTION_NAMES, DataConfig, FinetuneConfig, Pretrain
 from rayssl.data import storage  # noqa: E402
 from rayssl.data.corruptions import SEVERITIES  # noqa: E402
 from rayssl.data.pipeline import corrupted_dataset  # noqa: E402
+from rayssl.data.transforms import model_inputs  # noqa: E402
 from rayssl.eval.features import K, extract_features  # noqa: E402
 from rayssl.logs import get_logger  # noqa: E402
 from rayssl.train import checkpoints  # noqa: E402
@@ -56,9 +57,8 @@ def accuracy_per_variant(
     """Accuracy of every predictor on every (corruption, severity) view of the labelled rows of `split`, in one pass."""
     correct = {name: np.zeros(len(variants)) for name in predictors}
     seen = np.zeros(len(variants))
-    for batch in corrupted_dataset(data, split, variants, seed, run_dir, storage_cfg).iter_torch_batches(
-        batch_size=batch_size, device="cpu"
-    ):
+    batches = corrupted_dataset(data, split, variants, seed, run_dir, storage_cfg).iter_torch_batches(batch_size=batch_size, device="cpu")
+    for batch in map(model_inputs, batches):  # uint8 images from the stage, normalised here
         keep = batch["label"] >= 0
         if not keep.any():
             continue

@@ -45,6 +45,7 @@ from rayssl.data import quarantine, storage
 from rayssl.data.decode import image_spec
 from rayssl.data.device_decode import DeviceDecoder, decoded_batches
 from rayssl.data.in_memory import InMemoryBatches
+from rayssl.data.transforms import model_inputs
 from rayssl.logs import get_logger
 from rayssl.train import checkpoints, ledger, runs
 from rayssl.train.collectives import all_gather, all_reduce, average_gradients, distributed, equal_lengths
@@ -165,9 +166,11 @@ def _epochs(spec: WorkerSpec, worker: Worker) -> EpochFn:
         if not shards:
             shards.append(worker.dataset())
         if decoder is None:
-            return shards[0].iter_torch_batches(
+            # The CPU stage ships uint8 images where exact (rayssl.data.transforms): normalised here, on the device.
+            moved = shards[0].iter_torch_batches(
                 batch_size=batch_size, drop_last=True, prefetch_batches=cfg.train.prefetch_batches, device=device
             )
+            return decoded_batches(iter(moved), lambda batch, _: model_inputs(batch), device)
         batches = shards[0].iter_batches(
             batch_size=batch_size, batch_format="numpy", drop_last=True, prefetch_batches=cfg.train.prefetch_batches
         )
