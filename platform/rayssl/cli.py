@@ -123,6 +123,11 @@ def _add_report_parsers(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("shards", nargs="?", help="shard set URI (default: the config's `shards`)")
     quality.add_argument("--out", help="report URI (default: the config's `out`)")
     quality.add_argument("--s3-endpoint", help="S3-compatible endpoint for both URIs")
+    quality.add_argument(
+        "--features-from",
+        metavar="RUN",
+        help="a pretraining (or fine-tuned) run whose backbone embeds every image: label issues then come from a probe on its embeddings",
+    )
     _add_config_args(quality)
 
     robustness = sub.add_parser("robustness", help="accuracy under common corruptions (5 severities each) and on a shifted domain")
@@ -300,6 +305,7 @@ def _quality(args: argparse.Namespace) -> int:
         *([f"shards={args.shards}"] if args.shards else []),
         *([f"out={args.out}"] if args.out else []),
         *([f"storage.s3_endpoint={args.s3_endpoint}"] if args.s3_endpoint else []),
+        *([f"features_from={args.features_from}"] if args.features_from else []),
     ]
     run_quality(load_config(QualityConfig, args.config, overrides))
     return 0

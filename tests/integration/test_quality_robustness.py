@@ -18,6 +18,7 @@ from rayssl.data.shards import write_shards
 from rayssl.data.sources import RawSample, SourceData, load_source
 from rayssl.eval.classifier import score_on_test_split
 from rayssl.eval.robustness import run_robustness
+from rayssl.quality.labels import FEATURE_PROBE
 from rayssl.quality.run import LeakedTestSplit, run_quality
 from rayssl.train.launch import run_finetune
 from rayssl.tune.sweep import run_sweep
@@ -68,6 +69,17 @@ def test_quality_report_finds_every_planted_defect(ray_local, s3_endpoint, tmp_p
     assert "train/041 = test/003 (near)" in storage.read_bytes(storage.join(out, "quality.md"), storage_cfg).decode()
     with Image.open(io.BytesIO(storage.read_bytes(storage.join(out, "quality.png"), storage_cfg))) as png:
         assert png.size[0] > 300
+
+
+def test_quality_judges_labels_with_a_pretraining_runs_embeddings(ray_local, local_shards, nat_run, tmp_path):
+    report = run_quality(QualityConfig(shards=local_shards, out=str(tmp_path / "quality"), features_from=nat_run[1].run_dir))
+    f = report["findings"]
+    assert f["label_issues_from"].startswith(f"{FEATURE_PROBE}, 5-fold out of sample (accuracy ")
+    # Bright-left vs bright-right blobs: the probe on the NAT backbone's embeddings can judge their labels.
+    assert f["label_probe_accuracy"] >= 0.8 and "not listed" not in f["label_issues_from"]
+    assert f["label_issues_shown"] == len(f["label_issues"]) and report["rows"] == {"train": 48, "test": 16}
+    with pytest.raises(FileNotFoundError, match=r"^features_from: .*absent is not a run directory"):
+        run_quality(QualityConfig(shards=local_shards, out=str(tmp_path / "q2"), features_from=str(tmp_path / "absent")))
 
 
 def test_sweep_refuses_a_leaking_test_split_before_any_trial(ray_local, tmp_path):
@@ -128,7 +140,8 @@ def test_robustness_of_a_fine_tuned_classifier_and_of_a_pretrained_probe(ray_loc
     assert "| gaussian_noise |" in storage.read_bytes("s3://rayssl-test/robustness/report/robustness.md", s3).decode()
     # The fine-tuned classifier also gives the quality report's label check its probabilities.
     quality = run_quality(QualityConfig(shards=local_shards, out=str(tmp_path / "quality"), finetune_run=outcome.run_dir))
-    assert quality["findings"]["label_issues_from"] == "the fine-tuned classifier's probabilities"
+    assert quality["findings"]["label_issues_from"].startswith("the fine-tuned classifier's probabilities (accuracy ")
+    assert quality["findings"]["label_probe_accuracy"] == pytest.approx(clean, abs=1e-4)  # the gate judges its test accuracy
     assert len(quality["findings"]["label_issues"]) <= 64 * (1 - clean) + 8  # few images disagree with a classifier this accurate
     assert "| gaussian_noise |" in (out / "robustness.md").read_text() and (out / "robustness.png").stat().st_size > 1000
 

@@ -121,7 +121,7 @@ def test_label_issues_find_flipped_labels_on_separable_features():
     flipped = [3, 50, 100]
     noisy[flipped] = (labels[flipped] + 1) % 3
     probs = out_of_sample_probabilities(features.astype(np.float32), noisy, 3)
-    positions, suggested = label_issues(noisy, probs)
+    positions, suggested, _ = label_issues(noisy, probs)
     assert sorted(positions.tolist()) == flipped
     assert sorted(zip(positions.tolist(), suggested.tolist())) == [(p, int(labels[p])) for p in flipped]
 
@@ -141,6 +141,7 @@ def sigs_of(images: list[np.ndarray], splits: list[str], labels: list[int]) -> S
         std=np.array([x.std for x in s]),
         entropy=np.array([x.entropy for x in s]),
         analysis=np.stack([x.analysis for x in s]),
+        thumb=np.stack([x.thumb for x in s]),
         rows_read={},
     )
 

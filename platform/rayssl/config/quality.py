@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rayssl.config.common import RayInitConfig, StorageConfig
-from rayssl.config.rules import NON_NEGATIVE, NONEMPTY, OPEN_UNIT, POSITIVE, check, require
+from rayssl.config.rules import FRACTION, NON_NEGATIVE, NONEMPTY, OPEN_UNIT, POSITIVE, check, require
 from rayssl.data.corruptions import CORRUPTIONS as CORRUPTION_NAMES  # the suite's names (rayssl robustness)
 
 
@@ -20,14 +20,29 @@ class QualityConfig:
     neighbours: int = 10  # near-duplicate candidates per image from the thumbnail index
     max_changed_fraction: float = 0.05  # near duplicates: structure pixels changed after alignment (see quality.signatures)
     align_radius: int = 2  # px searched in each direction when aligning a candidate pair
+    # Near-duplicate rule: "digits" (structure pixels off a background, aligned within align_radius),
+    # "photos" (colour thumbnails, a threshold calibrated on edits planted in the corpus: quality.photos),
+    # or "auto": photos when most images are colour.
+    near_duplicates: str = "auto"
+    calibration_images: int = 600  # corpus images the photo rule plants edits on to calibrate its threshold
+    calibration_quantile: float = 0.01  # the photo threshold: this quantile of the planted pairs' scores
+    max_near_duplicate_fraction: float = 0.02  # the photo threshold rises until at most this fraction of images is flagged
     min_per_class: int = 10  # classes with fewer labelled images are listed
-    label_issues: bool = True  # likely mislabelled images (cleanlab), from a fine-tuned run or a kNN on thumbnails
+    label_issues: bool = True  # likely mislabelled images (cleanlab): from finetune_run, a probe on features_from, or a kNN on thumbnails
     finetune_run: str = ""  # a fine-tuned run directory whose classifier gives the predicted probabilities
+    # A pretraining (or fine-tuned) run directory: its backbone embeds every image; a 5-fold kNN probe on
+    # the embeddings gives the label check's probabilities (unless finetune_run is set).
+    features_from: str = ""
+    min_probe_accuracy: float = 0.8  # label issues are listed only when their classifier is this accurate, and clearly above chance
+    label_issues_shown: int = 50  # label issues listed in quality.md, most suspicious first (quality.json has all)
     examples_per_finding: int = 8  # images per row of the contact sheet
 
     def __post_init__(self) -> None:
-        check(self, POSITIVE, "neighbours", "min_per_class", "examples_per_finding")
-        check(self, OPEN_UNIT, "max_changed_fraction")
+        check(self, POSITIVE, "neighbours", "min_per_class", "examples_per_finding", "label_issues_shown")
+        check(self, OPEN_UNIT, "max_changed_fraction", "calibration_quantile", "max_near_duplicate_fraction")
+        check(self, POSITIVE, "calibration_images")
+        check(self, (lambda v: v in ("auto", "digits", "photos"), "one of auto, digits, photos"), "near_duplicates")
+        check(self, FRACTION, "min_probe_accuracy")
         check(self, NON_NEGATIVE, "align_radius")
         require(bool(self.shards), "shards", "must name a shard set URI")
 

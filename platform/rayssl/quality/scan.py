@@ -2,7 +2,8 @@
 
     read_parquet(split shards) -> map_batches(SignBatch) -> iter_batches on the driver
 
-The driver keeps only the signature columns (about 900 bytes per image at 28 px analysis size),
+The driver keeps only the signature columns (about 1,700 bytes per image: the 28 px grey analysis image
+and the 16 px colour thumbnail),
 never the encoded images; undecodable rows go to the report's quarantine like training's.
 """
 
@@ -17,6 +18,7 @@ from rayssl.data import quarantine, storage
 from rayssl.data.decode import DecodeError, QuarantineRecord
 from rayssl.data.ray_data import quiet_ray_data
 from rayssl.data.shards import list_shards, read_manifest
+from rayssl.quality.photos import THUMB_SIZE
 from rayssl.quality.signatures import ANALYSIS_SIZE, Signatures, signature
 
 BATCH_ROWS = 256
@@ -26,7 +28,7 @@ class SignBatch:
     """Ray Data batch function: shard rows -> one signature row per decodable image.
 
     Output columns: index int64, sample_id str, label int64 (-1 unlabelled), pixel_sha str,
-    height/width int64, mode str, mean/std/entropy float64, analysis uint8 [N, S, S].
+    height/width int64, mode str, mean/std/entropy float64, analysis uint8 [N, S, S], thumb uint8 [N, 3, 16, 16].
     """
 
     def __init__(self, split: str, out_uri: str, storage_cfg: StorageConfig) -> None:
@@ -34,7 +36,8 @@ class SignBatch:
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
         columns: dict[str, list] = {
-            k: [] for k in ("index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")
+            k: []
+            for k in ("index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis", "thumb")
         }
         bad = []
         labels = batch.column("label").fill_null(-1).to_pylist()
@@ -58,11 +61,13 @@ class SignBatch:
                 ("std", sig.std),
                 ("entropy", sig.entropy),
                 ("analysis", sig.analysis),
+                ("thumb", sig.thumb),
             ):
                 columns[key].append(value)
         quarantine.write_records(self.out_uri, self.split, bad, self.storage_cfg)
-        out = {k: np.asarray(v) for k, v in columns.items() if k != "analysis"}
+        out = {k: np.asarray(v) for k, v in columns.items() if k not in ("analysis", "thumb")}
         out["analysis"] = np.stack(columns["analysis"]) if columns["analysis"] else np.zeros((0, ANALYSIS_SIZE, ANALYSIS_SIZE), np.uint8)
+        out["thumb"] = np.stack(columns["thumb"]) if columns["thumb"] else np.zeros((0, 3, THUMB_SIZE, THUMB_SIZE), np.uint8)
         return out
 
 
@@ -73,7 +78,21 @@ def scan(shards_uri: str, out_uri: str, storage_cfg: StorageConfig) -> Signature
     quiet_ray_data()
     parts: dict[str, list] = {
         k: []
-        for k in ("split", "index", "sample_id", "label", "pixel_sha", "height", "width", "mode", "mean", "std", "entropy", "analysis")
+        for k in (
+            "split",
+            "index",
+            "sample_id",
+            "label",
+            "pixel_sha",
+            "height",
+            "width",
+            "mode",
+            "mean",
+            "std",
+            "entropy",
+            "analysis",
+            "thumb",
+        )
     }
     rows_read = {}
     for split in manifest["splits"]:
@@ -101,5 +120,6 @@ def scan(shards_uri: str, out_uri: str, storage_cfg: StorageConfig) -> Signature
         std=cat["std"].astype(np.float64),
         entropy=cat["entropy"].astype(np.float64),
         analysis=cat["analysis"].astype(np.uint8).reshape(-1, ANALYSIS_SIZE, ANALYSIS_SIZE),
+        thumb=cat["thumb"].astype(np.uint8).reshape(-1, 3, THUMB_SIZE, THUMB_SIZE),
         rows_read=rows_read,
     )

@@ -2,7 +2,8 @@
 
 A signature is what the checks need from one image, small enough to keep for every sample of a
 corpus: a hash of the decoded pixels, the original size and mode, brightness statistics, and a
-small grey "analysis image" (centred on its centre of mass) that near-duplicate checks compare.
+small grey "analysis image" (centred on its centre of mass) that the digits near-duplicate check compares,
+and a 16 x 16 colour thumbnail that the photo check compares.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from rayssl.data.decode import decode_pixels
+from rayssl.quality.photos import thumbnail
 
 # Grey analysis images are this many pixels a side: MNIST's native size. Near-duplicate
 # verification compares these; 28 x 28 bytes per sample is what the scan keeps for every image.
@@ -39,6 +41,7 @@ class Signature:
     std: float
     entropy: float  # bits, of the 256-bin grey histogram
     analysis: np.ndarray  # uint8 [ANALYSIS_SIZE, ANALYSIS_SIZE], grey, centred on its centre of mass
+    thumb: np.ndarray  # uint8 [3, 16, 16] colour thumbnail (grey repeated): what photo near-duplicates compare
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Signatures:
     std: np.ndarray
     entropy: np.ndarray
     analysis: np.ndarray  # uint8 [N, S, S]
+    thumb: np.ndarray  # uint8 [N, 3, 16, 16] (quality.photos.thumbnail)
     rows_read: dict[str, int]  # per split, decodable or not (the manifest's counts)
 
 
@@ -85,6 +89,7 @@ def signature(data: bytes | None) -> Signature:
         std=float(grey.std()),
         entropy=float(-(nonzero * np.log2(nonzero)).sum()),
         analysis=centred(small),
+        thumb=thumbnail(pixels),
     )
 
 
