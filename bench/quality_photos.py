@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import lzma
+import shutil
 import time
 from pathlib import Path
 
@@ -184,7 +185,9 @@ def markdown(result: dict) -> str:
         f"Train/test pairs: {plain['leaks']} (over {plain['test_images_in_leaks']} test images); near-duplicate groups: "
         f"{plain['near_duplicate_groups']}; exact duplicate groups: {plain['exact_duplicate_groups']}; likely label issues: "
         f"{plain['label_issues']} of {plain['images']} images ({100 * plain['label_issues'] / plain['images']:.2f}%; "
-        f"target < 2%). Label issues: {plain['label_issues_from']}. Contact sheet: `{plain['contact_sheet']}`.",
+        f"target < 2%). Label issues: {plain['label_issues_from']}.",
+        "",
+        f"![The plain CIFAR-10 report's contact sheet]({Path(plain['contact_sheet']).name})",
         "",
         f"Throughput: the whole report on plain CIFAR-10 took {plain['wall_s']:.0f} s; one warm training-ingest pass "
         f"(decode + augment + normalise) over the same 60,000 images {result['ingest_s']:.0f} s: ratio "
@@ -210,7 +213,7 @@ def plain_summary(report: dict, wall: float) -> dict:
         "exact_duplicate_groups": len(f["exact_duplicates"]),
         "label_issues": len(f["label_issues"]),
         "label_issues_from": f["label_issues_from"],
-        "contact_sheet": str(OUT / "plain" / "quality.png"),
+        "contact_sheet": str(RESULTS / "quality_photos_sheet.png"),
     }
 
 
@@ -245,6 +248,8 @@ def main() -> None:
             }
         )
     plain_report, plain_wall = report_on(shards["plain"], "plain")
+    RESULTS.mkdir(exist_ok=True)
+    shutil.copyfile(OUT / "plain" / "quality.png", RESULTS / "quality_photos_sheet.png")  # the report's own contact sheet
     result = {
         "train": len(rows["train"]),
         "test": len(rows["test"]),

@@ -294,6 +294,7 @@ OTHER_RESULTS = {
     "(`.venv/bin/python bench/export_speed.py [--reps 30]`; discussed in "
     "[export.md](export.md#why-torchexport-measured))",
     "mae_mnist_reconstructions": "MAE reconstructions on MNIST after 3 epochs (shown in [methods.md](methods.md))",
+    "quality_photos_sheet": "the contact sheet of `rayssl quality` on plain CIFAR-10, in colour (shown in quality_photos.md)",
     "tensorboard_fixmatch_mnist": "TensorBoard scalars of a FixMatch run on MNIST (`bench/tensorboard_png.py`; shown in "
     "[operations.md](operations.md))",
 }
