@@ -76,7 +76,7 @@ bench-own-labels: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) bench/gpu.py
 
-# The same items on the CPU with tiny models and 80 images, in under 3 minutes, into bench/out/ (never bench/results);
+# The same items on the CPU with tiny models and 80 images, in ~5 minutes on 2 cores, into bench/out/ (never bench/results);
 # tests/integration/test_bench_gpu.py runs it too.
 bench-gpu-tiny: $(STAMP)
 	$(PY) bench/gpu.py --tiny

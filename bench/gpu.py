@@ -3,7 +3,7 @@ time limit, written to one JSON and one markdown table (docs/gpu.md says how to 
 
     .venv/bin/python bench/gpu.py                   # make bench-gpu: <= 8 min on one H100 + 16 cores
                                                     #   -> bench/results/gpu_<device>.{json,md}
-    .venv/bin/python bench/gpu.py --tiny            # make bench-gpu-tiny: CPU, tiny models, 80 images, < 3 min
+    .venv/bin/python bench/gpu.py --tiny            # make bench-gpu-tiny: CPU, tiny models, 80 images, ~5 min on 2 cores
                                                     #   -> bench/out/gpu_cpu.{json,md} (never bench/results)
     .venv/bin/python bench/gpu.py --only mae,nat    # some of the items below
 
@@ -17,6 +17,8 @@ Items, in the issue's numbering (run in that order, except that few_labels runs 
   6 compile         torch.compile on against off for item 2's step: compile time and steady-state images/s
   7 few_labels      MNIST, 5 labels per class, the platform's best recipe (FixMatch) for the time left
   8 predict         `rayssl predict` (predict_run) of a ResNet-50 classifier over the corpus: images/s
+  9 peers           SimCLR on CIFAR-10, RaySSL against LightlySSL's loop (bench/peers.py) on the GPU for equal wall
+                    times: images/s of both, kNN at that time (skipped without the [bench] extra or the data)
 
 How it runs: this process writes a synthetic ImageNet-like JPEG corpus (bench/synthetic_imagenet.py) as
 shards on the local disk, has one local Ray started (no dashboard, a token of its own) and held by a small
@@ -94,6 +96,7 @@ CLASSES = 10  # of the synthetic corpus: labels round-robin, so predict and the 
 ROUND = 1  # the round index the timed steps run as: NAT reassigns in rounds 0, 3, 6, ...; round 1 is a plain one
 CONFIGS = {"mae": "configs/mae_vitb16_gpu.yaml", "nat": "configs/nat_resnet50_gpu.yaml"}
 MNIST = "../shared/data/mnist"  # relative to the repository; bench/few_labels.py's headline data
+CIFAR = "../shared/data/cifar10"  # the peers item's (bench/peers.py)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Scale:
     nat: tuple[str, ...]
     predict: tuple[str, ...]
     few_labels: tuple[str, ...]
+    peers_minutes: float  # each runner's wall time in the peers item, at most (bench/peers.py --minutes)
 
 
 GPU = Scale(
@@ -128,11 +132,12 @@ GPU = Scale(
     decode_images=8192,
     predict_passes=2,
     cpus_per_worker=2,
-    budget_s=470.0,
+    budget_s=480.0,
     mae=(),
     nat=(),
     predict=("model.name=resnet50", "model.embed_dim=2048", "data.image_size=224", "data.crop=random_crop"),
     few_labels=("semisup.labels_per_class=5",),
+    peers_minutes=1.0,
 )
 TINY = Scale(
     image_size=32,
@@ -145,7 +150,9 @@ TINY = Scale(
     decode_images=60,
     predict_passes=1,
     cpus_per_worker=1,
-    budget_s=600.0,  # a tiny run takes under 3 minutes on 2 free cores: the limits only catch a hang, on a busy machine too
+    # A tiny run takes ~5 minutes on 2 free cores, ~9 with the peers item (LightlySSL installed): the limits only
+    # catch a hang, on a busy machine too.
+    budget_s=900.0,
     mae=(
         "data.image_size=32",
         "data.batch_size=8",
@@ -171,6 +178,8 @@ TINY = Scale(
         "schedule.warmup_steps=2",
         "train.num_to_keep=2",
     ),
+    # RaySSL's first epoch ends ~60 s after launch on 2 cores (Ray Train's start-up): the peer gets as long.
+    peers_minutes=1.5,
 )
 
 
@@ -185,6 +194,7 @@ class Context:
     train_rows: int
     deadline: float  # time.time() at which the item is killed
     mnist: str
+    cifar: str
 
     @property
     def scale(self) -> Scale:
@@ -894,6 +904,38 @@ def item_few_labels(ctx: Context, rec: Recorder) -> None:
     rec(test_acc_pct=100 * score_on_test_split(cfg, checkpoint, run_dir_of(cfg)))
 
 
+PEERS_EVAL_S = (60, 45)  # (GPU, tiny): kept after both runs for peers.evaluate (kNN of both runs' checkpoints)
+
+
+def item_peers(ctx: Context, rec: Recorder) -> None:
+    import peers  # bench/peers.py: the same comparison as bench/results/peers.md, shorter
+
+    if why := peers.lightly_missing():
+        raise Skipped(why)
+    if not Path(ctx.cifar).is_dir():
+        raise Skipped(f"no data at {ctx.cifar}")
+    out, device = Path(ctx.workdir) / "peers", "cuda" if use_gpu(ctx) else "cpu"
+    shards = ["--shards", str(out / "cifar10_shards")]
+    if not ctx.tiny:  # --tiny writes its own 1,024 rows
+        started = time.perf_counter()
+        write_shards(load_source("cifar10", ctx.cifar), shards[1], rows_per_shard=5_000, source_name="cifar10")
+        rec(shards_build_s=round(time.perf_counter() - started, 1))
+    # Equal wall times, one runner after the other; what is left after both goes to scoring their checkpoints.
+    minutes = min(ctx.scale.peers_minutes, (ctx.deadline - time.time() - PEERS_EVAL_S[ctx.tiny]) / 120)
+    if minutes < 0.25:
+        raise Skipped(f"out of time ({minutes * 60:.0f} s per runner left, too short for an epoch)")
+    argv = ["--minutes", f"{minutes:.2f}", "--cifar", ctx.cifar, "--out", str(out), "--device", device, *shards]
+    s = peers.settings_of(peers.parse_args([*argv, *(["--tiny"] if ctx.tiny else [])]))
+    rec(minutes_per_runner=round(minutes, 2), global_batch=s.global_batch, peer_loader_workers=s.loader_workers, device=device)
+    result = peers.compare(s)
+    at = f"{s.minutes[-1]:g}min"
+    rec(**{key: result[key] for key in ("images_per_s_rayssl", "images_per_s_peer", "rayssl_over_peer", "knn_random_init")})
+    rec(knn_rayssl=result[f"knn_rayssl_at_{at}"], knn_peer=result[f"knn_peer_at_{at}"])
+    rec(epochs_rayssl=result[f"epochs_rayssl_at_{at}"], epochs_peer=result[f"epochs_peer_at_{at}"])
+    if missing := [runner for runner in ("rayssl", "peer") if not result[f"epochs_{runner}_at_{at}"]]:
+        raise RuntimeError(f"no epoch of {' and '.join(missing)} ended within {minutes:.2f} min: see {out}/*.log")
+
+
 # --- the items' table ----------------------------------------------------------------------------------------------
 
 
@@ -993,7 +1035,7 @@ ITEMS = (
             ("compile_s", "compile time, s"),
         ),
         (150, 150),
-        (60, 25),
+        (40, 25),
     ),
     Item(
         8,
@@ -1004,6 +1046,23 @@ ITEMS = (
         (("images_per_s", "images/s"), ("images", "images"), ("export_s", "export, s")),
         (90, 150),
         (40, 40),
+    ),
+    Item(
+        9,
+        "peers",
+        "SimCLR on CIFAR-10 against LightlySSL's loop (bench/peers.py)",
+        "RaySSL >= 1.0x the peer's images/s, kNN at equal wall time within the peer's spread (2 CPU cores: 1.26x, 51.57% vs 50.48%)",
+        item_peers,
+        (
+            ("images_per_s_rayssl", "RaySSL, images/s"),
+            ("images_per_s_peer", "LightlySSL's loop, images/s"),
+            ("rayssl_over_peer", "RaySSL / peer"),
+            ("knn_rayssl", "RaySSL kNN at the equal wall time"),
+            ("knn_peer", "LightlySSL kNN at the equal wall time"),
+            ("minutes_per_runner", "minutes per runner"),
+        ),
+        (190, 300),
+        (40, 60),
     ),
     Item(
         7,
@@ -1018,7 +1077,7 @@ ITEMS = (
             ("steps_per_s", "steps/s"),
         ),
         (float("inf"), float("inf")),
-        (60, 60),
+        (50, 60),
     ),
 )
 BY_KEY = {item.key: item for item in ITEMS}
@@ -1252,7 +1311,8 @@ def run_suite(args: argparse.Namespace) -> Path:
                 left = budget - (time.time() - started)
                 result: dict[str, Any] = {"status": f"skipped: out of time ({left:.0f} s of the budget left, kept for the items after it)"}
             else:
-                ctx = Context(item.key, tiny, str(work), report["corpus"]["shards"], scale.train_images, time.time() + limit, args.mnist)
+                shards, deadline = report["corpus"]["shards"], time.time() + limit
+                ctx = Context(item.key, tiny, str(work), shards, scale.train_images, deadline, args.mnist, args.cifar)
                 result = run_item(item, ctx, logs, head.ensure())
             report["items"][item.key] = result
             report["total_s"] = round(time.time() - started, 1)
@@ -1268,10 +1328,11 @@ def run_suite(args: argparse.Namespace) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="CPU, tiny models, a few dozen images (< 3 min)")
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny models, a few dozen images (~5 min on 2 cores)")
     parser.add_argument("--out", help="where gpu_<device>.{json,md} go (default: bench/results; --tiny: bench/out)")
     parser.add_argument("--only", help=f"comma-separated items, of: {','.join(BY_KEY)}")
     parser.add_argument("--mnist", default=str((REPO / MNIST).resolve()), help="MNIST's IDX files, for few_labels (default: %(default)s)")
+    parser.add_argument("--cifar", default=str((REPO / CIFAR).resolve()), help="CIFAR-10's binary files, for peers (default: %(default)s)")
     parser.add_argument("--logs", help="each item's log (default: bench/out/gpu_logs; --tiny: <out>/gpu_logs)")
     parser.add_argument("--workdir", help="where the corpus and runs go, on a local disk (default: the system's temp dir)")
     parser.add_argument("--keep-workdir", action="store_true")

@@ -19,6 +19,11 @@ test split, by the project's own evaluation (rayssl.eval.features + rayssl.eval.
     .venv/bin/rayssl shards build --source cifar10 --path ../shared/data/cifar10 --out data/shards/cifar10
     .venv/bin/python bench/peers.py [--minutes 5 15]   # about 2 x 15 + 3 min; bench/results/peers.{json,md}
     .venv/bin/python bench/peers.py --tiny             # 2-3 min, start-ups mostly: 1,024 images, batch 64; bench/out/peers_tiny/
+    .venv/bin/python bench/peers.py --device cuda --minutes 1   # one GPU: one worker, batch 512 (make bench-gpu's item 9)
+
+On a GPU (--device cuda) both runners train on it with the step RaySSL's loop takes there (bf16 autocast,
+channels_last, fused AdamW: train.precision, channels_last, fused_optimizer), RaySSL with one Ray Train
+worker, the peer with its DataLoader's workers on every core; the global batch is 512.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import lzma
 import os
 import platform
 import shutil
@@ -34,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,7 @@ import torch
 
 from rayssl.config import PretrainConfig, StorageConfig, load_config
 from rayssl.data.shards import write_shards
-from rayssl.data.sources import SourceData, load_source
+from rayssl.data.sources import SourceData, cifar10_arrays, load_source
 from rayssl.eval.features import extract_features
 from rayssl.eval.probes import knn_accuracy
 from rayssl.methods import build_method
@@ -55,6 +60,7 @@ from rayssl.train.pretrained import load_pretrained_backbone
 CONFIG = "configs/simclr_cifar10_small_cnn.yaml"
 CIFAR = "../shared/data/cifar10"
 TINY_ROWS = (1024, 512)  # train, test images of the tiny shards
+GPU_OVERRIDES = ["data.batch_size=512", "train.num_workers=1"]  # --device cuda: one worker, one GPU, SimCLR's usual batch
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,12 @@ class Settings:
     loader_workers: int
     cifar: str  # the raw CIFAR-10 files the peer reads
     tiny: bool = False
+    device: str = "cpu"  # "cuda": both runners train on the GPU
     cfg: PretrainConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cfg", load_config(PretrainConfig, CONFIG, [f"data.shards={self.shards}", *self.overrides]))
+        overrides = [f"data.shards={self.shards}", *self.overrides, f"train.use_gpu={str(self.device == 'cuda').lower()}"]
+        object.__setattr__(self, "cfg", load_config(PretrainConfig, CONFIG, overrides))
 
     @property
     def deadline_s(self) -> float:
@@ -82,13 +90,16 @@ class Settings:
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    """Full run: CIFAR-10 shards, results in bench/results. Tiny: 1,024 train images, batch 64, bench/out/peers_tiny."""
+    """Full run: CIFAR-10 shards, results in bench/results. Tiny: 1,024 train images, batch 64, bench/out/peers_tiny.
+    --device cuda adds GPU_OVERRIDES; --out replaces the output folder (results go there too)."""
+    gpu = GPU_OVERRIDES if args.device == "cuda" else []
     if not args.tiny:
-        return Settings(args.minutes, args.shards, Path("bench/out/peers"), Path("bench/results"), [], args.loader_workers, args.cifar)
-    out = Path("bench/out/peers_tiny")
+        out, results = (Path(args.out), Path(args.out)) if args.out else (Path("bench/out/peers"), Path("bench/results"))
+        return Settings(args.minutes, args.shards, out, results, gpu, args.loader_workers, args.cifar, device=args.device)
+    out = Path(args.out or "bench/out/peers_tiny")
     shards = tiny_shards(args.cifar, out / "shards")
-    overrides = ["data.batch_size=64", f"eval.max_train_samples={TINY_ROWS[0]}"]
-    return Settings(args.minutes, shards, out, out, overrides, args.loader_workers, args.cifar, tiny=True)
+    overrides = ["data.batch_size=64", f"eval.max_train_samples={TINY_ROWS[0]}", *gpu[1:]]
+    return Settings(args.minutes, shards, out, out, overrides, args.loader_workers, args.cifar, tiny=True, device=args.device)
 
 
 def tiny_shards(cifar: str, out: Path) -> str:
@@ -100,11 +111,13 @@ def tiny_shards(cifar: str, out: Path) -> str:
     return str(out)
 
 
-def device_name() -> str:
-    """What both runners trained on: the CPU's model and core count (neither uses a GPU here)."""
+def device_name(device: str) -> str:
+    """What both runners trained on: the GPU if they used one, and the CPU's model and core count."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line), "")
-    unused = f"; {torch.cuda.get_device_name(0)} present, not used" if torch.cuda.is_available() else ""
-    return f"cpu: {model or platform.processor()}, {os.cpu_count()} logical cores{unused}"
+    cpu = f"cpu: {model or platform.processor()}, {os.cpu_count()} logical cores"
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name(0)} ({cpu})"
+    return cpu + (f"; {torch.cuda.get_device_name(0)} present, not used" if torch.cuda.is_available() else "")
 
 
 def stop_session(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
@@ -174,7 +187,8 @@ def run_peer(s: Settings) -> list[dict[str, Any]]:
     out.mkdir(parents=True)
     launched = time.time()
     command = [sys.executable, __file__, "--peer-run", str(out), "--deadline", str(launched + s.deadline_s)]
-    command += ["--loader-workers", str(s.loader_workers), "--cifar", s.cifar, *(["--tiny"] if s.tiny else [])]
+    command += ["--loader-workers", str(s.loader_workers), "--cifar", s.cifar, "--device", s.device, "--out", str(s.out)]
+    command += ["--tiny"] if s.tiny else []
     with (s.out / "peer.log").open("w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -189,13 +203,8 @@ def run_peer(s: Settings) -> list[dict[str, Any]]:
 
 def cifar_images(root: str, rows: int | None) -> np.ndarray:
     """CIFAR-10's train images, uint8 [N, 32, 32, 3], in the shards' order (the first `rows` of them)."""
-    parts = []
-    for i in range(1, 6):
-        records = np.frombuffer(lzma.open(Path(root) / f"data_batch_{i}.bin.xz").read(), np.uint8).reshape(-1, 3073)
-        parts.append(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        if rows is not None and sum(map(len, parts)) >= rows:
-            break
-    return np.ascontiguousarray(np.concatenate(parts)[:rows])
+    batches = None if rows is None else -(-rows // 10_000)  # 10,000 images per file
+    return np.ascontiguousarray(cifar10_arrays(root, "train", batches)[0][:rows])
 
 
 class TwoViews(torch.utils.data.Dataset):
@@ -230,36 +239,62 @@ def peer_loader(s: Settings, images: np.ndarray) -> torch.utils.data.DataLoader:
         normalize={"mean": [0.5] * 3, "std": [0.5] * 3},
     )
     return torch.utils.data.DataLoader(
-        TwoViews(images, transform), batch_size=s.global_batch, shuffle=True, drop_last=True, num_workers=s.loader_workers
+        TwoViews(images, transform),
+        batch_size=s.global_batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=s.loader_workers,
+        pin_memory=s.device == "cuda",
     )
+
+
+def peer_step(s: Settings) -> tuple[ContrastiveNet, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The peer's model on s.device and its training step: (view 1, view 2), float32 [B, 3, H, W] each on
+    the CPU -> the batch's NT-Xent loss (detached, on the device). On a GPU the step is the one RaySSL's
+    loop takes there: train.precision's autocast, channels_last and the fused AdamW when the config says so."""
+    from lightly.loss import NTXentLoss
+
+    device, train = torch.device(s.device), s.cfg.train
+    cuda = device.type == "cuda"
+    torch.manual_seed(train.seed)
+    c, model_cfg = s.cfg.contrastive, s.cfg.model
+    backbone = build_backbone(model_cfg, 3, s.cfg.data.image_size)
+    model = ContrastiveNet(backbone, feature_dim(model_cfg), c.projection_hidden, c.projection_dim).to(device)
+    memory_format = torch.channels_last if cuda and train.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    o = s.cfg.optim
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=o.lr, eps=o.eps, weight_decay=o.weight_decay, fused=(cuda and train.fused_optimizer) or None
+    )
+    criterion = NTXentLoss(temperature=c.temperature)
+
+    def step(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        views = torch.cat([first, second]).to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and train.precision == "bf16"):
+            z = model(views).float()  # one forward over both views: batch norm sees 2B images, as RaySSL's step
+            loss = criterion(z[: len(first)], z[len(first) :])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return model, step
 
 
 def peer_main(args: argparse.Namespace) -> None:
     """The peer's child: LightlySSL's loop until --deadline; after each whole epoch, the backbone's
     weights (epoch_<k>.pt) and a line of epochs.json {epoch, end (time.time()), images_per_s, loss}."""
-    from lightly.loss import NTXentLoss
-
     s, out = settings_of(args), Path(args.peer_run)
     images = cifar_images(s.cifar, TINY_ROWS[0] if s.tiny else None)
-    torch.manual_seed(s.cfg.train.seed)
-    c, model_cfg = s.cfg.contrastive, s.cfg.model
-    model = ContrastiveNet(
-        build_backbone(model_cfg, 3, s.cfg.data.image_size), feature_dim(model_cfg), c.projection_hidden, c.projection_dim
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s.cfg.optim.lr, eps=s.cfg.optim.eps, weight_decay=s.cfg.optim.weight_decay)
-    criterion, loader, epochs = NTXentLoss(temperature=c.temperature), peer_loader(s, images), []
+    (model, step), loader, epochs = peer_step(s), peer_loader(s, images), []
     model.train()
     while time.time() < args.deadline:
-        started, seen, loss_sum = time.time(), 0, torch.zeros(())
+        started, seen, loss_sum = time.time(), 0, torch.zeros((), device=s.device)
         for first, second in loader:
             if time.time() >= args.deadline:
                 break  # the epoch is not finished: no checkpoint, as RaySSL's run stopped mid-epoch
-            z = model(torch.cat([first, second]))  # one forward over both views: batch norm sees 2B images, as RaySSL's step
-            loss = criterion(z[: len(first)], z[len(first) :])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen, loss_sum = seen + len(first), loss_sum + loss.detach() * len(first)  # summed where it is, read once an epoch
+            loss = step(first, second)
+            seen, loss_sum = seen + len(first), loss_sum + loss * len(first)  # summed where it is, read once an epoch
         else:
             torch.save(model.backbone.state_dict(), out / f"epoch_{len(epochs) + 1}.pt")
             end = time.time()
@@ -289,7 +324,7 @@ def backbone_of(s: Settings, runner: str, epoch: dict[str, Any]) -> torch.nn.Mod
     if runner == "rayssl":
         return load_pretrained_backbone(epoch["checkpoint"], StorageConfig())[0]
     net = build_backbone(s.cfg.model, s.cfg.data.channels, s.cfg.data.image_size)
-    net.load_state_dict(torch.load(s.out / "peer" / f"epoch_{epoch['epoch']}.pt", weights_only=True))
+    net.load_state_dict(torch.load(s.out / "peer" / f"epoch_{epoch['epoch']}.pt", map_location="cpu", weights_only=True))
     return net
 
 
@@ -315,7 +350,7 @@ def summary(s: Settings, runs: dict[str, list[dict[str, Any]]], knn: dict[str, f
 
     rates = {runner: steady_rate(epochs) for runner, epochs in runs.items()}
     result: dict[str, Any] = {
-        "device": device_name(),
+        "device": device_name(s.device),
         "config": CONFIG,
         "overrides": s.overrides,
         "tiny": s.tiny,
@@ -380,6 +415,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shards", default="data/shards/cifar10")
     parser.add_argument("--cifar", default=CIFAR, help="the raw CIFAR-10 files the peer reads (binary version, xz)")
     parser.add_argument("--loader-workers", type=int, default=os.cpu_count() or 2, help="the peer's DataLoader workers")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: both on one GPU, one worker, batch 512")
+    parser.add_argument("--out", help="runs and results here (default bench/out/peers, results in bench/results)")
     parser.add_argument("--peer-run", help=argparse.SUPPRESS)  # the peer's child process: its output folder
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)  # the peer's child: time.time() to stop at
     args = parser.parse_args(argv)
@@ -387,16 +424,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    if args.peer_run:
-        peer_main(args)
-        return
-    try:
-        import lightly  # noqa: F401
-    except ImportError:
-        raise SystemExit("LightlySSL is not installed: pip install -e '.[bench]'") from None
-    s = settings_of(args)
+def compare(s: Settings) -> dict[str, Any]:
+    """Both runners until the last of s.minutes, one after the other, then kNN of each at every s.minutes:
+    summary()'s dict, also written as s.results/peers.{json,md}."""
     s.out.mkdir(parents=True, exist_ok=True)
     started, runs = time.perf_counter(), {}
     for runner, run in (("rayssl", run_rayssl), ("peer", run_peer)):
@@ -407,6 +437,26 @@ def main() -> None:
     (s.results / "peers.json").write_text(json.dumps(result, indent=1))
     (s.results / "peers.md").write_text(markdown(result))
     print(markdown(result), f"\n{time.perf_counter() - started:.0f} s in all; written to {s.results}/peers.{{json,md}}", flush=True)
+    return result
+
+
+def lightly_missing() -> str | None:
+    """Why the peer cannot run here (LightlySSL is a bench-only extra), or None."""
+    try:
+        import lightly  # noqa: F401
+    except ImportError:
+        return "LightlySSL is not installed: pip install -e '.[bench]'"
+    return None
+
+
+def main() -> None:
+    args = parse_args()
+    if args.peer_run:
+        peer_main(args)
+        return
+    if why := lightly_missing():
+        raise SystemExit(why)
+    compare(settings_of(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import lzma
 import shutil
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from quality_defects import score
 from rayssl.config import DataConfig, QualityConfig, StorageConfig
 from rayssl.data.pipeline import image_dataset
 from rayssl.data.shards import write_shards
-from rayssl.data.sources import RawSample, SourceData, encode_png
+from rayssl.data.sources import RawSample, SourceData, cifar10_arrays, encode_png
 from rayssl.quality.edits import PHOTO_EDITS
 from rayssl.quality.run import run_quality
 
@@ -43,13 +42,8 @@ PER_EDIT, LEAKS, EXACT, FLIPPED_FRACTION, CORRUPT = 50, 100, 100, 0.02, 50
 
 
 def cifar(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (uint8 [50000, 32, 32, 3], labels), "test": (... [10000, ...], labels)} from the binary xz files."""
-
-    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        records = np.concatenate([np.frombuffer(lzma.open(root / n).read(), np.uint8).reshape(-1, 3073) for n in names])
-        return np.ascontiguousarray(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), records[:, 0].astype(np.int64)
-
-    return {"train": read([f"data_batch_{i}.bin.xz" for i in range(1, 6)]), "test": read(["test_batch.bin.xz"])}
+    """{"train": (uint8 [50000, 32, 32, 3], labels), "test": (... [10000, ...], labels)} from the binary files."""
+    return {split: cifar10_arrays(root, split) for split in ("train", "test")}
 
 
 def plant(data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> tuple[dict[str, list], dict]:

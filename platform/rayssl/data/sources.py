@@ -145,13 +145,18 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
 
 
-def _cifar10(root: Path) -> SourceData:
-    def batches(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        parts = [_read_cifar_batch(_find_any(root, name)) for name in names]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+CIFAR10_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
 
-    train = batches([f"data_batch_{i}.bin" for i in range(1, 6)])
-    test = batches(["test_batch.bin"])
+
+def cifar10_arrays(root: str | Path, split: str, batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's binary files (each optionally .xz) of one split -> (uint8 [N, 32, 32, 3], int64 labels [N]),
+    in the shards' order; `batches` reads only the first files of 10,000 images each (benchmarks' small runs)."""
+    parts = [_read_cifar_batch(_find_any(Path(root), name)) for name in CIFAR10_FILES[split][:batches]]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _cifar10(root: Path) -> SourceData:
+    train, test = cifar10_arrays(root, "train"), cifar10_arrays(root, "test")
     names_file = root / "labels.txt"
     classes = names_file.read_text().split() if names_file.exists() else [str(i) for i in range(10)]
     return SourceData(splits={"train": _array_split("train", *train), "test": _array_split("test", *test)}, classes=classes)
