@@ -15,8 +15,10 @@ from torch.distributions import RelaxedBernoulli
 
 from rayssl.config import ConfigError, FinetuneConfig, load_config
 from rayssl.data.label_only import LabelOnlyError, label_vectors
+from rayssl.methods.base import FinetuneBatch
 from rayssl.methods.inverted_vae import (
     BOX,
+    InvertedVAEObjective,
     gaussian_kl,
     generate,
     labelled_bound,
@@ -164,6 +166,35 @@ def test_summed_unlabelled_bound_by_hand():
     (expected,) = torch.autograd.grad(formula, b)
     assert grad.abs().sum() > 0
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("bound", ["summed", "relaxed"])
+def test_unlabelled_bound_reaches_the_classifier_only_when_told(bound: str) -> None:
+    torch.manual_seed(0)
+    vae = InvertedVAE(nn.Flatten(), feature_dim=4, num_classes=3, image_shape=(1, 2, 2), latent_dim=2, hidden=8)
+    batch = FinetuneBatch(
+        labelled=torch.rand(2, 1, 2, 2) * 2 - 1,
+        labels=torch.tensor([0, 2]),
+        unlabelled=torch.rand(5, 1, 2, 2) * 2 - 1,
+        strong=None,
+        label_only=None,
+        rows=5,
+        step=0,
+    )
+    head_grads = {}
+    for trains in (True, False):
+        sets = ["method=inverted_vae", f"ivae.unlabelled_bound={bound}", f"ivae.unlabelled_trains_classifier={str(trains).lower()}"]
+        # Only the unlabelled bound: the labelled terms' weights are 0, so any gradient comes from it.
+        sets += ["ivae.labelled=0", "ivae.classification=0", "ivae.label_only=0", "semisup.num_classes=3"]
+        objective = InvertedVAEObjective(load_config(FinetuneConfig, None, sets), vae)
+        vae.zero_grad(set_to_none=True)
+        parts, stats = objective.loss_terms(vae, batch, None)
+        sum(parts).backward()
+        assert "unlabelled_bound" in stats
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())  # it trains the decoder either way
+        head_grads[trains] = vae.head.weight.grad
+    assert head_grads[True] is not None and head_grads[True].abs().sum() > 0
+    assert head_grads[False] is None or not head_grads[False].any()
 
 
 def test_summed_bound_is_the_labelled_bound_when_q_is_certain():

@@ -132,6 +132,11 @@ class InvertedVAEConfig:
     # image). summed: M2's exact sum over every class, sum_y q(y|x) [bound of (x, y)] - H(q(y|x))
     # (Kingma et al. 2014, eq. 7): num_classes encoder and decoder passes per image, no sampling noise in y.
     unlabelled_bound: Literal["relaxed", "summed"] = "relaxed"
+    # Whether the unlabelled bound's gradient reaches q(y|x). true: M2 (the bound also trains the
+    # classifier, towards the classes under which the decoder explains x best, and towards a flat
+    # q(y|x) through the KL). false: q(y|x) only weighs the classes (detached), so the encoder and
+    # decoder learn from unlabelled images and the classifier from labels and x~ alone.
+    unlabelled_trains_classifier: bool = True
     # The reverse bound's generated image x~. bernoulli: exact Bernoulli pixels, drawn without gradient,
     # so -log q(y|x~) trains the classifier only (Gemp et al.'s code). relaxed_bernoulli: a
     # reparameterised relaxed sample (temperature), through which -log q(y|x~) also trains the decoder

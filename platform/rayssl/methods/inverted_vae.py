@@ -28,7 +28,9 @@ became flat grey and the classifier agreed with y on 10% of them, chance).
 
 The fine-tuning method (`InvertedVAEObjective`, config section `ivae`, `method: inverted_vae`) adds
 the labelled bound + classification loss, the unlabelled bound on unlabelled images and the reverse
-bound on label-only records, each weighted by its ivae.* weight.
+bound on label-only records, each weighted by its ivae.* weight. With
+ivae.unlabelled_trains_classifier false, q(y|x) enters the unlabelled bound detached: it weighs the
+classes (summed) or draws y~ (relaxed), and the bound trains the encoder and decoder only.
 
 Images come in normalised to [-1, 1]; the Bernoulli likelihood reads them as intensities in [0, 1]
 (rounded to 0 or 1 with ivae.binarize: InvertedVAE.pixels).
@@ -239,10 +241,12 @@ class InvertedVAEObjective(FinetuneObjective):
         parts = [v.labelled * labelled + v.classification * ce]
         stats = {"ce": ce.detach() * n, "labelled_bound": labelled.detach() * n}  # sums over the batch's rows
         if len(batch.unlabelled) and v.unlabelled > 0:
+            logits = vae(batch.unlabelled)
+            logits = logits if v.unlabelled_trains_classifier else logits.detach()
             forward = (
-                summed_unlabelled_bound(vae, batch.unlabelled)
+                summed_unlabelled_bound(vae, batch.unlabelled, logits)
                 if v.unlabelled_bound == "summed"
-                else unlabelled_bound(vae, batch.unlabelled, v.temperature)
+                else unlabelled_bound(vae, batch.unlabelled, v.temperature, logits)
             ).mean()
             parts.append(v.unlabelled * forward)
             stats["unlabelled_bound"] = forward.detach() * n
