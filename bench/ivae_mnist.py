@@ -94,7 +94,8 @@ def modes(args: argparse.Namespace) -> dict[str, Mode]:
                     "ivae.unlabelled_trains_classifier=true",
                 ],
                 # With a 16-d z the decoder draws digits from z alone and ignores y (1 in 4 generated images is of its
-                # class): x~ is then mostly mislabelled for the classifier. The authors' 2-d z leaves class to y.
+                # class): x~ is then mostly mislabelled for the classifier. The authors' 2-d z leaves class to y
+                # (69% of generated images of their class) but lost 7 points of test accuracy (80.06 +- 3.91%).
                 "inverted VAE, 2-d z, unlabelled bound trains q(y|x)": [
                     f"ivae.label_only_data={LABEL_ONLY}",
                     "ivae.unlabelled_trains_classifier=true",
