@@ -908,6 +908,8 @@ PEERS_EVAL_S = (60, 45)  # (GPU, tiny): kept after both runs for peers.evaluate 
 
 
 def item_peers(ctx: Context, rec: Recorder) -> None:
+    """bench/peers.py's comparison for the time this item has: on the GPU (one worker, batch 512) or, --tiny, on
+    the CPU with its 1,024 images; records both rates, their ratio and both kNN accuracies at the equal wall time."""
     import peers  # bench/peers.py: the same comparison as bench/results/peers.md, shorter
 
     if why := peers.lightly_missing():
