@@ -22,6 +22,7 @@ from rayssl.config import FinetuneConfig, load_config
 from rayssl.data.in_memory import InMemoryBatches, decode_split
 from rayssl.data.labelled import load_labelled, select_labels
 from rayssl.data.transforms import normalise
+from rayssl.methods import registry
 from rayssl.train.steps import FinetuneData, FinetuneStep
 
 
@@ -72,7 +73,7 @@ def main() -> None:
         ),
     )
     # the platform's in-memory unlabelled batches (rayssl.data.in_memory), in this process
-    unlabelled = InMemoryBatches(train.indices, train.images, cfg.data, s.strong_augment if s.consistency > 0 else None, cfg.train.seed)
+    unlabelled = InMemoryBatches(train.indices, train.images, cfg.data, registry.strong_view(cfg), cfg.train.seed)
     torch.manual_seed(cfg.train.seed + 1000)
     cpu = torch.device("cpu")
     epoch = unlabelled.epoch

@@ -94,6 +94,12 @@ def test_decode_stage_adds_an_independent_second_view(tmp_path):
     assert out["image"].dtype == out["image_view2"].dtype == np.uint8
     assert not np.allclose(out["image"], out["image_view2"])  # erased with p=1: the views differ
     assert "image_view2" not in DecodeAndTransform(ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig())(batch)
+    # FixMatch's strong view (RandAugment + Cutout) is made in the same CPU stage, as float32 (photometric steps)
+    strong = DecodeAndTransform(
+        ImageSpec(8, 1), None, "train", str(tmp_path), StorageConfig(), second_view=AugmentConfig(randaugment_ops=2, cutout=0.5)
+    )(batch)
+    assert strong["image"].dtype == np.uint8 and strong["image_view2"].dtype == np.float32
+    assert ((strong["image_view2"] == 0.0).sum(axis=(1, 2, 3)) >= 4).all()  # every view carries a grey (0) cutout
 
 
 def _png_claiming(width: int, height: int) -> bytes:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rayssl.tune.labels_needed import fit_curves, labels_needed, labels_needed_markdown, labels_to_reach, targets_of
-from rayssl.tune.report import markdown, summarise
+from rayssl.tune.report import best_by_validation, best_markdown, markdown, summarise
 from rayssl.tune.sweep import select_best
 
 
@@ -28,6 +28,16 @@ def test_summary_is_mean_and_sample_std_over_draws():
     assert row["test_acc_std"] == pytest.approx(0.02)  # sqrt(((-.02)^2 + 0 + .02^2) / 2)
     assert [s["label_seed"] for s in row["selected"]] == [0, 1, 2]
     assert "92.00 ± 2.00% (n=3)" in markdown([row], ["+ inversion loss"])
+
+
+def test_the_best_variant_is_named_by_validation_not_by_test():
+    draws = [draw(0, 0.90), draw(1, 0.92)]  # "+ inversion loss": validation = test = 0.91 on average
+    for seed, (val, test) in enumerate([(0.95, 0.80), (0.93, 0.82)]):  # better on validation, worse on test
+        draws.append({**draw(seed, test, variant="+ FixMatch"), "val_acc": val})
+    rows = summarise(draws)
+    (best,) = best_by_validation(rows)
+    assert best["variant"] == "+ FixMatch" and best["val_acc_mean"] == pytest.approx(0.94) and best["test_acc_mean"] == pytest.approx(0.81)
+    assert "5 labels/class: + FixMatch (validation 94.0%; test 81.00 ± 1.41%)" in best_markdown(rows)
 
 
 def test_collapsed_draws_are_flagged_in_the_table():

@@ -7,7 +7,7 @@ from torch import nn
 
 from rayssl.config import OptimConfig
 from rayssl.data.labels import LeakageError, check_no_leakage, draw_labels
-from rayssl.methods.fixmatch import fixmatch_loss
+from rayssl.methods.fixmatch import SelfAdaptiveThreshold, fixmatch_loss
 from rayssl.methods.inversion import (
     entropy,
     inversion_reconstruction,
@@ -268,3 +268,53 @@ def test_labelled_images_take_semisup_labelled_augment_instead_of_data_augment()
     assert torch.allclose(labelled_batches["data.augment"], plain)  # data.augment is off: no view at all
     assert labelled_batches["own view"].shape == plain.shape
     assert (labelled_batches["own view"] - plain).abs().mean() > 0.05  # every sample sheared and distorted
+
+
+def test_fixmatch_schedule_and_nesterov():
+    f = warmup_cosine(warmup=0, total=100, decay="cosine_7_16")  # cos(7 pi p / 16)
+    assert f(0) == pytest.approx(1.0) and f(50) == pytest.approx(math.cos(7 * math.pi / 32)) and f(100) == pytest.approx(0.19509, abs=1e-5)
+    net = nn.Linear(1, 1)
+    assert build_optimizer(OptimConfig(name="sgd", nesterov=True), net.parameters()).param_groups[0]["nesterov"] is True
+
+
+def test_self_adaptive_thresholds_by_hand():
+    adaptive = SelfAdaptiveThreshold(num_classes=2, momentum=0.5)  # starts at tau = 1/2, p = (1/2, 1/2)
+    weak = torch.tensor([[0.8, 0.2], [0.45, 0.55]]).log()
+    adaptive.update(weak)
+    # tau = 0.5 * 0.5 + 0.5 * mean(0.8, 0.55) = 0.5875; p = 0.5 * 0.5 + 0.5 * (0.625, 0.375) = (0.5625, 0.4375)
+    assert adaptive.thresholds().tolist() == pytest.approx([0.5875, 0.5875 * 0.4375 / 0.5625])
+    strong = torch.zeros(2, 2)
+    # class 1's threshold (0.457) lets the second row (0.55) through, where a fixed 0.5875 would not
+    assert fixmatch_loss(weak, strong, adaptive.thresholds())[1].item() == 2
+    assert fixmatch_loss(weak, strong, 0.5875)[1].item() == 1
+    restored = SelfAdaptiveThreshold(num_classes=2, momentum=0.5)
+    restored.load_state_dict(adaptive.state_dict())
+    assert restored.thresholds().tolist() == adaptive.thresholds().tolist()
+
+
+def test_the_adaptive_thresholds_move_with_each_step_and_survive_a_checkpoint():
+    from rayssl.config import FinetuneConfig, from_dict
+    from rayssl.data.transforms import normalise
+    from rayssl.train.steps import FinetuneStep
+
+    cfg = from_dict(
+        FinetuneConfig,
+        {
+            "data": {"image_size": 8, "channels": 1, "batch_size": 4},
+            "model": {"name": "small_cnn", "width": 4},
+            "semisup": {"labelled_batch_size": 4, "num_classes": 2},
+            "fixmatch": {"weight": 1.0, "threshold": "self_adaptive", "threshold_momentum": 0.9},
+            "schedule": {"steps": 20, "warmup_steps": 0},
+        },
+    )
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    step = FinetuneStep(cfg, _data(images))
+    unlabelled = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))[:4]
+    batch = {"index": torch.arange(4), "image": unlabelled, "image_view2": unlabelled, "labelled_pick": torch.arange(4)}
+    step.step(step.model, batch, 0, gather=None)
+    fixmatch = next(o for o in step.objectives if o.section == "fixmatch")
+    moved = fixmatch.adaptive.thresholds()
+    assert not torch.allclose(moved, torch.full((2,), 0.5))  # one update moved them off 1/K
+    resumed = FinetuneStep(cfg, _data(images))
+    resumed.load_state_dict(step.state_dict())
+    assert next(o for o in resumed.objectives if o.section == "fixmatch").adaptive.thresholds().tolist() == moved.tolist()

@@ -50,6 +50,12 @@ class AugmentConfig:
     color_jitter: float = 0.0
     grayscale_p: float = 0.0
     blur_p: float = 0.0
+    # FixMatch's strong view (Sohn et al. 2020, table 12; rayssl.data.randaugment): this many RandAugment
+    # operations per image (FixMatch: 2), each drawn from 14 photometric and geometric ones (13 on grey
+    # images) at a random magnitude, after the steps above; 0: off. Then a grey square Cutout of side
+    # `cutout` times the image's side in every image (FixMatch: 0.5); 0: off.
+    randaugment_ops: int = 0
+    cutout: float = 0.0
 
     def __post_init__(self) -> None:
         check(self, (lambda v: 0 < v <= 1, "> 0 and <= 1"), "crop_scale_min")
@@ -57,7 +63,8 @@ class AugmentConfig:
         check(self, (lambda v: 0 <= v <= 180, "between 0 and 180"), "rotate_deg")
         check(self, (lambda v: 0 <= v < 90, ">= 0 and < 90"), "shear_deg")
         check(self, NON_NEGATIVE, "elastic_alpha")
-        check(self, FRACTION, "erase_p", "grayscale_p", "blur_p")
+        check(self, FRACTION, "erase_p", "grayscale_p", "blur_p", "cutout")
+        check(self, NON_NEGATIVE, "randaugment_ops")
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,7 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
     momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only: Nesterov momentum (FixMatch's optimiser)
     eps: float = 1e-8  # AdamW's epsilon (the denominator's floor; Gemp et al.'s Adam: 1e-4)
     # Gradient clipping before each optimiser step (after the workers' gradients are averaged), in
     # this order: scale all gradients together to a total L2 norm of at most clip_grad_norm, then

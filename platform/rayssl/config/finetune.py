@@ -78,13 +78,21 @@ class FixMatchConfig:
     """FixMatch (rayssl.methods.fixmatch): CE of strong views against confident weak-view predictions."""
 
     weight: float = 0.0  # of the FixMatch term; 0 = off
-    confidence: float = 0.95  # pseudo-label threshold
+    confidence: float = 0.95  # pseudo-label threshold (threshold: fixed)
+    # fixed: `confidence` for every class (FixMatch). self_adaptive: FreeMatch's (Wang et al. 2023,
+    # arXiv 2205.07246) class-wise thresholds from exponential moving averages of the unlabelled images'
+    # predictions: the mean top confidence times each class's mean probability over the largest one.
+    # They start at 1 / num_classes and rise as the model grows confident, so a weak start (few labels,
+    # from scratch) still gets pseudo-labels; a class the model rarely predicts gets a lower threshold.
+    threshold: Literal["fixed", "self_adaptive"] = "fixed"
+    threshold_momentum: float = 0.999  # of those moving averages (per optimiser step; FreeMatch's)
     # The strong view of each unlabelled image, made in the Ray Data CPU stage (weight > 0 only).
     strong_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(translate_px=4, rotate_deg=20.0, erase_p=0.5))
 
     def __post_init__(self) -> None:
         check(self, NON_NEGATIVE, "weight")
         check(self, FRACTION, "confidence")
+        check(self, HALF_OPEN_UNIT, "threshold_momentum")
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,10 @@ class ScheduleConfig:
     """Fine-tuning length and learning-rate schedule, in optimiser steps (independent of corpus size)."""
 
     steps: int = 2000  # optimiser steps; the unlabelled stream repeats as often as needed
-    warmup_steps: int = 100  # linear warmup, then cosine decay to zero
+    warmup_steps: int = 100  # linear warmup, then the decay below
+    # cosine: (1 + cos(pi p)) / 2 of the peak at progress p, to zero at the last step; cosine_7_16:
+    # cos(7 pi p / 16), FixMatch's (Sohn et al. 2020), to 0.195 of the peak at the last step.
+    lr_decay: Literal["cosine", "cosine_7_16"] = "cosine"
     eval_every: int = 250  # steps between validation, checkpoint and report (one Tune iteration)
     ema_decay: float = 0.0  # > 0: validation, checkpoints' eval weights and test use an EMA of the weights
     # From a pretrained backbone: the head trains alone for head_warmup_steps, then the backbone joins

@@ -23,12 +23,14 @@ import torch
 
 from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data.decode import ImageSpec
+from rayssl.data.randaugment import Cutout, RandAugment
 
 
 def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) -> K.AugmentationSequential | None:
     """The batched pipeline an AugmentConfig describes, on float [N, C, H, W] in [0, 1]; None if it does nothing.
 
-    Order as in the usual recipes: crop/translate (geometry), rotate, shear, elastic, flip, colour, blur, then erase.
+    Order as in the usual recipes: crop/translate (geometry), rotate, shear, elastic, flip, colour, blur,
+    RandAugment, then erase and Cutout (FixMatch's strong view: flip and translate, RandAugment, Cutout).
     """
     if augment is None:
         return None
@@ -69,8 +71,12 @@ def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) ->
     if augment.blur_p > 0:
         kernel = max(3, (size // 10) | 1)  # odd, ~10% of the side as in SimCLR
         steps.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=augment.blur_p))
+    if augment.randaugment_ops > 0:
+        steps.append(RandAugment(augment.randaugment_ops, channels))
     if augment.erase_p > 0:
         steps.append(K.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0.0))
+    if augment.cutout > 0:
+        steps.append(Cutout(augment.cutout))
     return K.AugmentationSequential(*steps) if steps else None
 
 

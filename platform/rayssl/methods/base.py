@@ -142,6 +142,13 @@ class FinetuneObjective:
         """(weighted loss parts, added in order; {stat name: sum over the batch's rows})."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """State beyond the model's weights that a checkpoint keeps (e.g. adaptive thresholds); {} for none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what state_dict returned ({} from a checkpoint written without it: keep the initial state)."""
+
 
 def settings(section: Any) -> str:
     """A config section's scalar settings for a log line: 'kind global, alpha 0.1' (nested sections left out)."""

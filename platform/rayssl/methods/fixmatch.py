@@ -12,19 +12,51 @@ from rayssl.methods.base import ClassifierForward, FinetuneBatch, FinetuneObject
 from rayssl.methods.sweep_rows import SweepRow, TrialSample, trial_with
 
 
-def fixmatch_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def fixmatch_loss(
+    weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FixMatch (Sohn et al. 2020): CE of the strong view against the weak view's argmax, on rows
-    whose weak confidence is >= threshold, averaged over all rows (masked rows count as zero).
+    whose weak confidence is >= the threshold (one for all, or [K]: of the row's pseudo-label's class),
+    averaged over all rows (masked rows count as zero).
 
     weak_logits, strong_logits [B, K] (no gradient flows through the weak view).
     Returns (loss, number of rows above the threshold).
     """
     probs = weak_logits.detach().softmax(dim=1)
     confidence, pseudo = probs.max(dim=1)
-    mask = (confidence >= threshold).float()
+    mask = (confidence >= (threshold[pseudo] if isinstance(threshold, torch.Tensor) else threshold)).float()
     if not len(mask):
         return strong_logits.sum() * 0, mask.sum()
     return (F.cross_entropy(strong_logits, pseudo, reduction="none") * mask).mean(), mask.sum()
+
+
+class SelfAdaptiveThreshold:
+    """FreeMatch's self-adaptive thresholds (Wang et al. 2023, arXiv 2205.07246, eqs. 6-8): moving
+    averages, with `momentum` per update, of the mean top confidence (tau, from 1 / K) and of the mean
+    probability of each class (p, from 1 / K each) of the weak views' predictions; class c's threshold
+    is tau * p[c] / max(p)."""
+
+    def __init__(self, num_classes: int, momentum: float) -> None:
+        self.momentum = momentum
+        self.confidence = torch.tensor(1.0 / num_classes)
+        self.class_probability = torch.full((num_classes,), 1.0 / num_classes)
+
+    def update(self, weak_logits: torch.Tensor) -> None:
+        """weak_logits [B, K] of this step's unlabelled images (one worker's)."""
+        probs = weak_logits.detach().float().softmax(dim=1)
+        m = self.momentum
+        self.confidence = m * self.confidence.to(probs.device) + (1 - m) * probs.max(dim=1).values.mean()
+        self.class_probability = m * self.class_probability.to(probs.device) + (1 - m) * probs.mean(dim=0)
+
+    def thresholds(self) -> torch.Tensor:
+        """[K]: each class's threshold."""
+        return self.confidence * self.class_probability / self.class_probability.max()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"confidence": self.confidence.cpu(), "class_probability": self.class_probability.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.confidence, self.class_probability = state["confidence"], state["class_probability"]
 
 
 class FixMatch(FinetuneObjective):
@@ -37,6 +69,8 @@ class FixMatch(FinetuneObjective):
     def __init__(self, cfg: FinetuneConfig, net: nn.Module) -> None:
         super().__init__(cfg, net)
         self.cfg = cfg.fixmatch
+        adaptive = self.cfg.threshold == "self_adaptive"
+        self.adaptive = SelfAdaptiveThreshold(cfg.semisup.num_classes, self.cfg.threshold_momentum) if adaptive else None
 
     @staticmethod
     def active(cfg: FinetuneConfig) -> bool:
@@ -55,8 +89,20 @@ class FixMatch(FinetuneObjective):
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         assert out is not None and batch.strong is not None
         strong_logits = model(batch.strong)
-        consistency, confident = fixmatch_loss(out.logits[out.n_labelled :], strong_logits, self.cfg.confidence)
+        weak_logits = out.logits[out.n_labelled :]
+        threshold: float | torch.Tensor = self.cfg.confidence
+        if self.adaptive is not None and len(weak_logits):
+            self.adaptive.update(weak_logits)  # FreeMatch updates before it masks
+            threshold = self.adaptive.thresholds()
+        consistency, confident = fixmatch_loss(weak_logits, strong_logits, threshold)
         return [self.cfg.weight * consistency], {"pseudo_labelled_fraction": confident * batch.rows / max(len(batch.unlabelled), 1)}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.adaptive.state_dict() if self.adaptive is not None else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.adaptive is not None and state:
+            self.adaptive.load_state_dict(state)
 
     @staticmethod
     def sweep_rows(sweep: SweepConfig) -> list[SweepRow]:

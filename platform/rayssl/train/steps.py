@@ -76,7 +76,7 @@ def build_optimizer(o: OptimConfig, params: Any, fused: bool = False) -> torch.o
     the whole update (GPU workers), else torch's default implementation."""
     one_kernel = True if fused else None  # None, not False: torch picks its default implementation, as when not passed
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=one_kernel)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, fused=one_kernel)
     return torch.optim.AdamW(params, lr=o.lr, eps=o.eps, weight_decay=o.weight_decay, fused=one_kernel)
 
 
@@ -139,13 +139,18 @@ class PretrainStep:
         return self.method.on_checkpoint(run_dir, round_index)
 
 
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """LR multiplier at step t: linear from 1/warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
+def warmup_cosine(warmup: int, total: int, decay: str = "cosine") -> Callable[[int], float]:
+    """LR multiplier at step t: linear from 1/warmup to 1 over `warmup` steps, then over the steps left
+    (progress p from 0 to 1) cosine: (1 + cos(pi p)) / 2, to 0 at `total`; or cosine_7_16:
+    cos(7 pi p / 16), FixMatch's, to 0.195 at `total`."""
 
     def factor(t: int) -> float:
         if t < warmup:
             return (t + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warmup) / max(1, total - warmup))))
+        progress = min(1.0, (t - warmup) / max(1, total - warmup))
+        if decay == "cosine_7_16":
+            return math.cos(7 * math.pi * progress / 16)
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
 
@@ -300,6 +305,9 @@ class FinetuneStep:
 
     def state_dict(self) -> dict[str, Any]:
         method: dict[str, Any] = {"scheduler": self.scheduler.state_dict()}
+        objectives = {o.section: state for o in self.objectives if (state := o.state_dict())}
+        if objectives:
+            method["objectives"] = objectives
         if self.ema is not None:
             method["train_weights"] = self.net.state_dict()
             method["ema_n_averaged"] = self.ema.n_averaged.clone()
@@ -315,6 +323,8 @@ class FinetuneStep:
             self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(method["scheduler"])
+        for objective in self.objectives:
+            objective.load_state_dict(method.get("objectives", {}).get(objective.section, {}))
 
     def on_checkpoint(self, run_dir: str, round_index: int) -> dict[str, torch.Tensor]:
         return {}
@@ -335,7 +345,7 @@ def _optimizer_and_schedule(cfg: FinetuneConfig, net: Classifier) -> tuple[torch
         ],
         fused_optimizer(cfg),
     )
-    schedule = warmup_cosine(sched.warmup_steps, sched.steps)
+    schedule = warmup_cosine(sched.warmup_steps, sched.steps, sched.lr_decay)
     head_only = sched.head_warmup_steps if cfg.init else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda t: schedule(t) if t >= head_only else 0.0, schedule])
     return optimizer, scheduler
