@@ -10,8 +10,9 @@ Python loop over the batch). Here each operation of the pool runs once per slot,
 rows that drew it, each row at its own magnitude (kornia's functional ops take a tensor of
 factors): bench/randaugment_speed.py measures the three side by side.
 
-Images are float [N, C, H, W] in [0, 1], grey (C = 1) or RGB (C = 3); random draws come from torch's
-global generator, as kornia's do (the worker loop seeds it per rank).
+Images are float [N, C, H, W] in [0, 1], grey (C = 1) or RGB (C = 3), on any device (the draws are
+made there); random draws come from torch's global generator (on the CPU; CUDA's own on a GPU), as
+kornia's do (the worker loop seeds both per rank).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def sharpness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def _shear(axis: int) -> Operation:
     def shear(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Shear by R in [-0.3, 0.3] along one axis; nearest, black outside."""
-        amount = torch.zeros(len(x), 2, dtype=x.dtype)
+        amount = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
         amount[:, axis] = _between(-0.3, 0.3, m)
         return G.shear(x, amount, mode="nearest")
 
@@ -107,7 +108,7 @@ def solarize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def _translate(axis: int) -> Operation:
     def translate(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Move by lambda in [-0.3, 0.3] of the side along one axis, in whole pixels, black outside."""
-        pixels = torch.zeros(len(x), 2, dtype=x.dtype)
+        pixels = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
         pixels[:, axis] = (_between(-0.3, 0.3, m) * x.shape[3 - axis]).round()
         return G.translate(x, pixels, mode="nearest")
 
@@ -152,8 +153,8 @@ class RandAugment(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """float [N, C, H, W] in [0, 1] -> the same shape, each image transformed by its own draws."""
         for _ in range(self.ops):
-            drawn = torch.randint(len(self.pool), (len(x),))
-            magnitude = torch.rand(len(x))
+            drawn = torch.randint(len(self.pool), (len(x),), device=x.device)
+            magnitude = torch.rand(len(x), device=x.device)
             out = x.clone()
             for k, op in enumerate(self.pool):
                 rows = (drawn == k).nonzero().squeeze(1)
@@ -176,8 +177,8 @@ class Cutout(nn.Module):
         """float [N, C, H, W] in [0, 1] -> the same shape."""
         n, _, h, w = x.shape
         half_h, half_w = self.fraction * h / 2, self.fraction * w / 2
-        cy, cx = torch.randint(h, (n, 1, 1)), torch.randint(w, (n, 1, 1))
-        ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+        cy, cx = torch.randint(h, (n, 1, 1), device=x.device), torch.randint(w, (n, 1, 1), device=x.device)
+        ys, xs = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
         # rows cy - half_h .. cy + half_h - 1: exactly fraction * h of them away from the border
         inside = (ys - cy >= -half_h) & (ys - cy < half_h) & (xs - cx >= -half_w) & (xs - cx < half_w)  # [N, H, W]
         return x.masked_fill(inside.unsqueeze(1), 0.5)
