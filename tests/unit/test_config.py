@@ -54,6 +54,7 @@ def config_class(path: Path) -> type:
     prefixes = {
         "sweep_": SweepConfig,
         "semisup_": FinetuneConfig,
+        "fixmatch_": FinetuneConfig,
         "ivae_": FinetuneConfig,
         "quality_": QualityConfig,
         "robustness_": RobustnessConfig,

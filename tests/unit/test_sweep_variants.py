@@ -69,3 +69,21 @@ def test_rows_from_scratch_start_from_the_base_configs_init_and_pretrained_rows_
     cfg = load_config(SweepConfig, None, ["fixmatch=true", "pretrained.NAT=/runs/nat", "finetune.init=/runs/simclr"])
     assert trial(cfg, SUPERVISED).init == "/runs/simclr" and trial(cfg, FIXMATCH).init == "/runs/simclr"
     assert trial(cfg, "NAT-pretrained + inversion").init == "/runs/nat"
+
+
+def test_the_image_kind_sets_every_trials_views_scaled_to_the_image():
+    photos = load_config(SweepConfig, None, ["image_kind=photos", "fixmatch=true", "finetune.data.image_size=32"])
+    fixmatch = trial(photos, FIXMATCH)
+    assert (fixmatch.data.augment.translate_px, fixmatch.data.augment.horizontal_flip) == (4, True)
+    strong = fixmatch.fixmatch.strong_augment
+    assert (strong.randaugment_ops, strong.cutout, strong.translate_px, strong.rotate_deg) == (2, 0.5, 4, 0.0)
+    symbols = trial(load_config(SweepConfig, None, ["image_kind=symbols", "finetune.data.image_size=28"]), SUPERVISED)
+    assert (symbols.data.augment.translate_px, symbols.data.augment.horizontal_flip, symbols.fixmatch.strong_augment.rotate_deg) == (
+        2,
+        False,
+        20.0,
+    )
+    # without a kind, the views are the config's own
+    assert trial(load_config(SweepConfig, None, ["finetune.data.augment.translate_px=3"]), SUPERVISED).data.augment.translate_px == 3
+    with pytest.raises(ConfigError, match="image_kind: photos sets finetune.data.augment"):
+        load_config(SweepConfig, None, ["image_kind=photos", "finetune.data.augment.translate_px=3"])

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rayssl.config.finetune import FinetuneConfig
+from rayssl.config.common import AugmentConfig
+from rayssl.config.finetune import FinetuneConfig, FixMatchConfig
 from rayssl.config.rules import NON_NEGATIVE, NONEMPTY, POSITIVE, check, require
+
+
+def image_kind_views(kind: str, image_size: int) -> tuple[AugmentConfig, AugmentConfig]:
+    """(weak view, FixMatch's strong view) for a kind of image at image_size px, scaled from the views
+    the few-label benchmarks measured (bench/few_labels.py): symbols on MNIST (±2 px at 28 px; strong:
+    ±4 px, ±20°, erasing), photos on CIFAR-10 (flip and ±12.5% of the side; strong: the same +
+    RandAugment + Cutout, FixMatch's)."""
+    if kind == "symbols":  # strokes on a plain ground: a flip or a colour change can make another symbol
+        shift = max(1, round(0.07 * image_size))
+        return AugmentConfig(translate_px=shift), AugmentConfig(translate_px=2 * shift, rotate_deg=20.0, erase_p=0.5)
+    if kind == "photos":
+        shift = max(1, round(0.125 * image_size))
+        weak = AugmentConfig(translate_px=shift, horizontal_flip=True)
+        return weak, dataclasses.replace(weak, randaugment_ops=2, cutout=0.5)
+    raise ValueError(f"unknown image kind {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -14,6 +31,11 @@ class SweepConfig:
     """Ray Tune search over label budgets x variants x label draws, alpha, beta and lr (`rayssl sweep`)."""
 
     name: str = "sweep"  # the sweep directory: <storage_path>/<name> (re-using a name resumes)
+    # What the corpus shows, for a corpus nobody tuned views for: symbols (digits, letters, icons: no
+    # flip, no photometric change) or photos (flip, RandAugment). Every trial then takes its weak view
+    # (finetune.data.augment) and FixMatch's strong view from `image_kind_views`, scaled to
+    # finetune.data.image_size; "": the views finetune sets (which image_kind must then leave alone).
+    image_kind: Literal["", "symbols", "photos"] = ""
     storage_path: str = "runs"  # where sweeps live, local or s3://
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the base every trial overrides
     # Labels per class (grid), each drawn from the labels that exist; "all": every label (finetune.semisup.labels_per_class).
@@ -94,6 +116,24 @@ class SweepConfig:
             "selection_run",
             f"{self.selection} selects on embeddings: name the pretraining run whose backbone embeds the train split",
         )
+        views_set = (
+            self.finetune.data.augment != AugmentConfig() or self.finetune.fixmatch.strong_augment != FixMatchConfig().strong_augment
+        )
+        require(
+            not (self.image_kind and views_set),
+            "image_kind",
+            f"{self.image_kind} sets finetune.data.augment and finetune.fixmatch.strong_augment: remove those, or image_kind",
+        )
         for bound in ("unlabelled", "label_only"):
             low, high = getattr(self, f"ivae_{bound}_min"), getattr(self, f"ivae_{bound}_max")
             require(low <= high, f"ivae_{bound}_max", f"must be >= ivae_{bound}_min ({low}), got {high}")
+
+    def base_finetune(self) -> FinetuneConfig:
+        """The fine-tuning config every trial starts from: `finetune`, with image_kind's views if it names one."""
+        if not self.image_kind:
+            return self.finetune
+        weak, strong = image_kind_views(self.image_kind, self.finetune.data.image_size)
+        f = self.finetune
+        return dataclasses.replace(
+            f, data=dataclasses.replace(f.data, augment=weak), fixmatch=dataclasses.replace(f.fixmatch, strong_augment=strong)
+        )

@@ -73,7 +73,7 @@ def trial_config(cfg: SweepConfig, params: dict[str, Any], trial_name: str) -> F
     sample = TrialSample(
         alpha=params["alpha"], beta=params["beta"], ivae_unlabelled=params["ivae_unlabelled"], ivae_label_only=params["ivae_label_only"]
     )
-    trial = row.configure(cfg.finetune, sample)
+    trial = row.configure(cfg.base_finetune(), sample)
     picks = selection_uri(cfg, params["budget"], params["label_seed"]) if cfg.selection != BALANCED else ""
     return dataclasses.replace(
         trial,
