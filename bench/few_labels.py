@@ -91,17 +91,24 @@ CIFAR_FIXMATCH = ["fixmatch.weight=1.0", "schedule.steps=2000", "train.num_to_ke
 # at random magnitudes) and a Cutout of half the side, in place of the config's geometric strong view. The
 # plain loop (bench/plain_finetune.py, draw 0) reached 38.2% at 1,000 steps where the geometric view's run
 # ended at 34.9% after 2,000; 4,000 steps, as it kept climbing.
-RANDAUGMENT_STRONG = "fixmatch.strong_augment={horizontal_flip: true, translate_px: 4, randaugment_ops: 2, cutout: 0.5}"
-CIFAR_FIXMATCH_RA = ["fixmatch.weight=1.0", "schedule.steps=4000", "train.num_to_keep=30", RANDAUGMENT_STRONG]
+# (The config's strong view flips and translates by 4 px already; its rotation, erasing and crop are switched off.)
+RANDAUGMENT_STRONG = [
+    "fixmatch.strong_augment.rotate_deg=0",
+    "fixmatch.strong_augment.erase_p=0",
+    "fixmatch.strong_augment.crop_scale_min=1.0",
+    "fixmatch.strong_augment.randaugment_ops=2",
+    "fixmatch.strong_augment.cutout=0.5",
+]
+CIFAR_FIXMATCH_RA = ["fixmatch.weight=1.0", "schedule.steps=4000", "train.num_to_keep=30", *RANDAUGMENT_STRONG]
 # From a good start most confident-looking predictions sit below a fixed 0.95: FreeMatch's self-adaptive
 # class-wise thresholds start at 1 / K and follow the model's own confidence. From scratch (plain loop,
 # draw 0) they lost to the fixed threshold: 35.6% / 36.5% at 500 / 1,000 steps against 37.5% / 38.2%.
-CIFAR_FIXMATCH_RA_FROM_PRETRAINED = ["fixmatch.weight=1.0", "schedule.steps=2000", "train.num_to_keep=30", RANDAUGMENT_STRONG]
+CIFAR_FIXMATCH_RA_FROM_PRETRAINED = ["fixmatch.weight=1.0", "schedule.steps=2000", "train.num_to_keep=30", *RANDAUGMENT_STRONG]
 CIFAR_FIXMATCH_RA_ADAPTIVE = [
     "fixmatch.weight=1.0",
     "schedule.steps=2000",
     "train.num_to_keep=30",
-    RANDAUGMENT_STRONG,
+    *RANDAUGMENT_STRONG,
     "fixmatch.threshold=self_adaptive",
 ]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import kornia.augmentation as K
 import torch
 from kornia.augmentation.auto import RandAugment as KorniaRandAugment
+from kornia.augmentation.auto.rand_augment.rand_augment import default_policy
 from torchvision.transforms import v2
 
 from rayssl.data.randaugment import Cutout, RandAugment
@@ -44,7 +45,11 @@ def per_image_us(augment: Callable[[torch.Tensor], torch.Tensor], images: torch.
 def contenders(channels: int, size: int) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], bool]]:
     """name -> (augment on a batch, whether it takes uint8 [N, C, H, W] instead of float in [0, 1])."""
     ours = torch.nn.Sequential(RandAugment(2, channels), Cutout(0.5))
-    kornia_batch = K.AugmentationSequential(KorniaRandAugment(n=2, m=15), K.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0)))
+    # kornia's default pool changes saturation, which fails on one channel: grey images get it without
+    policy = None if channels == 3 else [p for p in default_policy if p[0][0] != "color"]
+    kornia_batch = K.AugmentationSequential(
+        KorniaRandAugment(n=2, m=15, policy=policy), K.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    )
     tv_one = v2.Compose([v2.RandAugment(num_ops=2), v2.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=127)])
 
     def torchvision_loop(batch: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import dataclasses
 import kornia.augmentation as K
 import numpy as np
 import torch
+from torch import nn
 
 from rayssl.config import AugmentConfig, StorageConfig
 from rayssl.data.decode import ImageSpec
@@ -34,7 +35,7 @@ def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) ->
     """
     if augment is None:
         return None
-    steps: list[K.AugmentationBase2D] = []
+    steps: list[nn.Module] = []  # kornia augmentations, and RandAugment and Cutout (plain modules)
     if augment.crop_scale_min < 1.0:
         steps.append(K.RandomResizedCrop((size, size), scale=(augment.crop_scale_min, 1.0)))
     if augment.translate_px > 0:  # pad with black and crop back: an integer translation of up to +-translate_px
@@ -77,7 +78,8 @@ def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) ->
         steps.append(K.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0.0))
     if augment.cutout > 0:
         steps.append(Cutout(augment.cutout))
-    return K.AugmentationSequential(*steps) if steps else None
+    # kornia runs plain nn.Modules among its augmentations (as image-only steps); its annotation names only its own
+    return K.AugmentationSequential(*steps) if steps else None  # type: ignore[arg-type]
 
 
 # Steps whose output, on images k / 255, is again k / 255 (exactly, in float32) as `augmentation`
