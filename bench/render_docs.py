@@ -237,6 +237,19 @@ norm); the peer's one process over all 512.""",
         "`rayssl predict` images/s against a plain PyTorch loop with the same model, decode and cores, 20,000 images, interleaved passes.",
         "`.venv/bin/python bench/predict_throughput.py [--images 20000] [--passes 3] [--run RUN --input SHARDS]`",
     ),
+    "randaugment_speed": Page(
+        "RandAugment speed",
+        "FixMatch's strong view (RandAugment, 2 operations, + Cutout) per image: the platform's per-image draws "
+        "against kornia's RandAugment and a torchvision v2 loop, side by side.",
+        "`.venv/bin/python bench/randaugment_speed.py [--batch 256] [--threads 1]`",
+        """The CPU stage needs every image of a batch to draw its own operations and magnitudes.
+torchvision's v2 `RandAugment` draws once per call, so per-image draws mean one call per image, the
+slowest by far. kornia's `RandAugment` is batched but gives the whole batch the same two operations
+at one magnitude (and its default pool fails on grey images: its colour operation needs RGB).
+`rayssl.data.randaugment` runs each of the 14 operations once per slot on the rows that drew it, each
+row at its own magnitude, on kornia's functional ops; what it pays over kornia's shared draw is the
+per-call overhead of up to 28 calls on sub-batches.""",
+    ),
     "quality_photos": Page(
         "Corpus quality on photos: planted defects in CIFAR-10",
         "`rayssl quality` on all of CIFAR-10 with planted near-duplicates (6 edits), leaks, exact duplicates, flipped labels and "
