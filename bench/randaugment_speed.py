@@ -83,7 +83,7 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps({**setup, "rows": rows}, indent=2))
     lines = [
         f"RandAugment (2 operations) + Cutout per image, batches of {args.batch}, {args.threads} torch thread(s), "
-        f"median of {args.repeats} calls (2-core CPU). Only the first draws operations and magnitudes per image in a batch.",
+        f"median of {args.repeats} calls (2-core CPU). kornia's RandAugment draws one set of operations and magnitude per batch; the other two draw per image.",
         "",
         "| images | implementation | µs per image |",
         "|---|---|---:|",

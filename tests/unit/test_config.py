@@ -252,3 +252,11 @@ def test_fault_drills_come_from_the_environment_not_the_config(monkeypatch):
     monkeypatch.setenv("RAYSSL_FAULTS", '{"crash_rnak": 1}')
     with pytest.raises(ConfigError, match=r"^RAYSSL_FAULTS: expected a JSON object with keys among crash_rank, "):
         from_environment()
+
+
+def test_nesterov_needs_sgd_with_momentum():
+    with pytest.raises(ConfigError, match=r"optim\.nesterov: Nesterov momentum needs name: sgd and momentum > 0, got name 'adamw'"):
+        load_config(FinetuneConfig, None, ["optim.nesterov=true"])
+    with pytest.raises(ConfigError, match=r"optim\.nesterov: .* momentum 0\.0"):
+        load_config(FinetuneConfig, None, ["optim.name=sgd", "optim.momentum=0", "optim.nesterov=true"])
+    assert load_config(FinetuneConfig, None, ["optim.name=sgd", "optim.nesterov=true"]).optim.nesterov

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_colour_blends_with_grey_and_is_left_out_for_grey_images():
 def test_translation_moves_whole_pixels_by_a_fraction_of_the_side():
     x = torch.zeros(1, 1, 10, 10)
     x[0, 0, 5, 5] = 1.0
-    moved = ra._translate(0)(x, torch.tensor([1.0]))  # +0.3 of 10 px = 3 px to the right
+    moved = ra.POOL["translate_x"](x, torch.tensor([1.0]))  # +0.3 of 10 px = 3 px to the right
     assert moved.sum() == 1.0 and moved[0, 0, 5, 8] == 1.0
 
 
@@ -62,6 +63,21 @@ def test_randaugment_draws_per_image_and_keeps_the_range():
     # per image: a batch of identical images comes out in many different versions
     same = ra.RandAugment(2, 3)(x[:1].repeat(64, 1, 1, 1))
     assert len({tuple(v.flatten().round(decimals=4).tolist()) for v in same}) > 40
+
+
+def test_each_operation_is_applied_with_probability_p():
+    torch.manual_seed(0)
+    x = torch.rand(400, 3, 8, 8)
+    assert ra.RandAugment(2, 3, p=0.0)(x).equal(x)  # nothing applied: every image as it came
+    # p = 0.5 (FixMatch's reference code): a quarter of the images skip both operations; "identity" (1 in 14)
+    # and operations that change nothing on a given image leave a few more unchanged
+    unchanged = (ra.RandAugment(2, 3, p=0.5)(x) == x).flatten(1).all(dim=1).float().mean()
+    assert 0.2 < unchanged < 0.4
+
+
+def test_the_strong_view_pickles():
+    transform = ImageTransform(8, AugmentConfig(randaugment_ops=2, randaugment_p=0.5, cutout=0.5), 3)
+    assert len(pickle.dumps(transform)) > 0  # a DataLoader worker or multiprocessing pickles it with the stdlib
 
 
 def test_strong_view_with_randaugment_and_cutout_ships_float():

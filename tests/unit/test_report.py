@@ -35,9 +35,18 @@ def test_the_best_variant_is_named_by_validation_not_by_test():
     for seed, (val, test) in enumerate([(0.95, 0.80), (0.93, 0.82)]):  # better on validation, worse on test
         draws.append({**draw(seed, test, variant="+ FixMatch"), "val_acc": val})
     rows = summarise(draws)
-    (best,) = best_by_validation(rows)
+    table = ["supervised only", "+ inversion loss", "+ FixMatch"]
+    (best,) = best_by_validation(rows, table)
     assert best["variant"] == "+ FixMatch" and best["val_acc_mean"] == pytest.approx(0.94) and best["test_acc_mean"] == pytest.approx(0.81)
-    assert "5 labels/class: + FixMatch (validation 94.0%; test 81.00 ± 1.41%)" in best_markdown(rows)
+    assert "5 labels/class: + FixMatch (validation 94.0%; test 81.00 ± 1.41%)" in best_markdown(rows, table)
+
+
+def test_a_tie_on_validation_goes_to_the_variant_first_in_the_table():
+    # summarise sorts by name, so "+ FixMatch" comes before "supervised only" in rows; the table lists the baseline first
+    rows = summarise([draw(0, 0.80, variant="supervised only"), draw(0, 0.85, variant="+ FixMatch")])  # validation = test
+    rows = [{**r, "val_acc_mean": 0.9} for r in rows]
+    assert [r["variant"] for r in rows] == ["+ FixMatch", "supervised only"]
+    assert best_by_validation(rows, ["supervised only", "+ FixMatch"])[0]["variant"] == "supervised only"
 
 
 def test_collapsed_draws_are_flagged_in_the_table():

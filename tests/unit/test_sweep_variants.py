@@ -87,3 +87,5 @@ def test_the_image_kind_sets_every_trials_views_scaled_to_the_image():
     assert trial(load_config(SweepConfig, None, ["finetune.data.augment.translate_px=3"]), SUPERVISED).data.augment.translate_px == 3
     with pytest.raises(ConfigError, match="image_kind: photos sets finetune.data.augment"):
         load_config(SweepConfig, None, ["image_kind=photos", "finetune.data.augment.translate_px=3"])
+    with pytest.raises(ConfigError, match="remove those and finetune.semisup.labelled_augment"):
+        load_config(SweepConfig, None, ["image_kind=symbols", "finetune.semisup.labelled_augment.rotate_deg=15"])

@@ -56,6 +56,10 @@ class AugmentConfig:
     # `cutout` times the image's side in every image (FixMatch: 0.5); 0: off.
     randaugment_ops: int = 0
     cutout: float = 0.0
+    # The probability that each drawn RandAugment operation is applied (independently per image and
+    # operation). FixMatch's reference code (google-research/fixmatch, libml/augment.py): 0.5, so a
+    # quarter of the strong views get none; the paper's text names none. The benchmarks' rows ran 1.
+    randaugment_p: float = 1.0
 
     def __post_init__(self) -> None:
         check(self, (lambda v: 0 < v <= 1, "> 0 and <= 1"), "crop_scale_min")
@@ -63,7 +67,7 @@ class AugmentConfig:
         check(self, (lambda v: 0 <= v <= 180, "between 0 and 180"), "rotate_deg")
         check(self, (lambda v: 0 <= v < 90, ">= 0 and < 90"), "shear_deg")
         check(self, NON_NEGATIVE, "elastic_alpha")
-        check(self, FRACTION, "erase_p", "grayscale_p", "blur_p", "cutout")
+        check(self, FRACTION, "erase_p", "grayscale_p", "blur_p", "cutout", "randaugment_p")
         check(self, NON_NEGATIVE, "randaugment_ops")
 
 
@@ -158,6 +162,11 @@ class OptimConfig:
         check(self, POSITIVE, "lr", "eps")
         check(self, NON_NEGATIVE, "weight_decay", "clip_grad_norm", "clip_grad_value")
         check(self, HALF_OPEN_UNIT, "momentum")
+        require(
+            not self.nesterov or (self.name == "sgd" and self.momentum > 0),
+            "nesterov",
+            f"Nesterov momentum needs name: sgd and momentum > 0, got name {self.name!r}, momentum {self.momentum}",
+        )
 
 
 @dataclass(frozen=True)

@@ -117,12 +117,15 @@ class SweepConfig:
             f"{self.selection} selects on embeddings: name the pretraining run whose backbone embeds the train split",
         )
         views_set = (
-            self.finetune.data.augment != AugmentConfig() or self.finetune.fixmatch.strong_augment != FixMatchConfig().strong_augment
+            self.finetune.data.augment != AugmentConfig()
+            or self.finetune.fixmatch.strong_augment != FixMatchConfig().strong_augment
+            or self.finetune.semisup.labelled_augment is not None  # the labelled images' own view would escape image_kind
         )
         require(
             not (self.image_kind and views_set),
             "image_kind",
-            f"{self.image_kind} sets finetune.data.augment and finetune.fixmatch.strong_augment: remove those, or image_kind",
+            f"{self.image_kind} sets finetune.data.augment and finetune.fixmatch.strong_augment (and the labelled images take the "
+            "former): remove those and finetune.semisup.labelled_augment, or image_kind",
         )
         for bound in ("unlabelled", "label_only"):
             low, high = getattr(self, f"ivae_{bound}_min"), getattr(self, f"ivae_{bound}_max")

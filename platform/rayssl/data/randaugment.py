@@ -18,6 +18,7 @@ kornia's do (the worker loop seeds both per rank).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import kornia.color
 import kornia.enhance as E
@@ -90,14 +91,11 @@ def sharpness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return E.sharpness(x, _between(0.05, 0.95, m))
 
 
-def _shear(axis: int) -> Operation:
-    def shear(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Shear by R in [-0.3, 0.3] along one axis; nearest, black outside."""
-        amount = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
-        amount[:, axis] = _between(-0.3, 0.3, m)
-        return G.shear(x, amount, mode="nearest")
-
-    return shear
+def _shear(x: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
+    """Shear by R in [-0.3, 0.3] along one axis; nearest, black outside."""
+    amount = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
+    amount[:, axis] = _between(-0.3, 0.3, m)
+    return G.shear(x, amount, mode="nearest")
 
 
 def solarize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -105,14 +103,11 @@ def solarize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return E.solarize(x, _between(0.0, 1.0, m))
 
 
-def _translate(axis: int) -> Operation:
-    def translate(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Move by lambda in [-0.3, 0.3] of the side along one axis, in whole pixels, black outside."""
-        pixels = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
-        pixels[:, axis] = (_between(-0.3, 0.3, m) * x.shape[3 - axis]).round()
-        return G.translate(x, pixels, mode="nearest")
-
-    return translate
+def _translate(x: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
+    """Move by lambda in [-0.3, 0.3] of the side along one axis, in whole pixels, black outside."""
+    pixels = torch.zeros(len(x), 2, dtype=x.dtype, device=x.device)
+    pixels[:, axis] = (_between(-0.3, 0.3, m) * x.shape[3 - axis]).round()
+    return G.translate(x, pixels, mode="nearest")
 
 
 # FixMatch's RandAugment pool (arXiv 2001.07685, table 12), name -> operation.
@@ -126,11 +121,11 @@ POOL: dict[str, Operation] = {
     "posterize": posterize,
     "rotate": rotate,
     "sharpness": sharpness,
-    "shear_x": _shear(0),
-    "shear_y": _shear(1),
+    "shear_x": partial(_shear, axis=0),  # partials, not closures: the pool pickles
+    "shear_y": partial(_shear, axis=1),
     "solarize": solarize,
-    "translate_x": _translate(0),
-    "translate_y": _translate(1),
+    "translate_x": partial(_translate, axis=0),
+    "translate_y": partial(_translate, axis=1),
 }
 # Colour saturation means nothing on grey images: their pool leaves it out.
 RGB_ONLY = ("color",)
@@ -143,11 +138,11 @@ def pool_for(channels: int) -> dict[str, Operation]:
 
 class RandAugment(nn.Module):
     """`ops` operations per image, each drawn uniformly (with replacement) from `pool_for(channels)`
-    at a uniformly random magnitude in its range, applied in the order drawn."""
+    at a uniformly random magnitude in its range and applied with probability `p`, in the order drawn."""
 
-    def __init__(self, ops: int, channels: int) -> None:
+    def __init__(self, ops: int, channels: int, p: float = 1.0) -> None:
         super().__init__()
-        self.ops, self.pool = ops, list(pool_for(channels).values())
+        self.ops, self.pool, self.p = ops, list(pool_for(channels).values()), p
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,9 +150,10 @@ class RandAugment(nn.Module):
         for _ in range(self.ops):
             drawn = torch.randint(len(self.pool), (len(x),), device=x.device)
             magnitude = torch.rand(len(x), device=x.device)
-            out = x.clone()
+            applied = torch.rand(len(x), device=x.device) < self.p
+            out = x.clone()  # the rows that skip this operation keep x
             for k, op in enumerate(self.pool):
-                rows = (drawn == k).nonzero().squeeze(1)
+                rows = ((drawn == k) & applied).nonzero().squeeze(1)
                 if len(rows):
                     out[rows] = op(x[rows], magnitude[rows]).to(x.dtype)
             x = out.clamp_(0.0, 1.0)
@@ -179,6 +175,6 @@ class Cutout(nn.Module):
         half_h, half_w = self.fraction * h / 2, self.fraction * w / 2
         cy, cx = torch.randint(h, (n, 1, 1), device=x.device), torch.randint(w, (n, 1, 1), device=x.device)
         ys, xs = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
-        # rows cy - half_h .. cy + half_h - 1: exactly fraction * h of them away from the border
+        # rows within [cy - half_h, cy + half_h): fraction * h of them away from the border (when that is a whole even number)
         inside = (ys - cy >= -half_h) & (ys - cy < half_h) & (xs - cx >= -half_w) & (xs - cx < half_w)  # [N, H, W]
         return x.masked_fill(inside.unsqueeze(1), 0.5)

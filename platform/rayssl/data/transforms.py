@@ -73,7 +73,7 @@ def augmentation(size: int, augment: AugmentConfig | None, channels: int = 1) ->
         kernel = max(3, (size // 10) | 1)  # odd, ~10% of the side as in SimCLR
         steps.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=augment.blur_p))
     if augment.randaugment_ops > 0:
-        steps.append(RandAugment(augment.randaugment_ops, channels))
+        steps.append(RandAugment(augment.randaugment_ops, channels, augment.randaugment_p))
     if augment.erase_p > 0:
         steps.append(K.RandomErasing(p=augment.erase_p, scale=(0.02, 0.2), value=0.0))
     if augment.cutout > 0:

@@ -75,22 +75,23 @@ def summarise(draws: list[dict]) -> list[dict]:
     return rows
 
 
-def best_by_validation(rows: list[dict]) -> list[dict]:
+def best_by_validation(rows: list[dict], variants: list[str]) -> list[dict]:
     """Per budget, the variant whose selected trials have the best mean validation accuracy (the first
-    in table order on ties): {budget, variant, val_acc_mean, test_acc_mean, test_acc_std}. The test
-    split never chooses it, so its test accuracy is an honest estimate of what picking it gives."""
+    in `variants`, the table's order, on ties: supervised only before a method that merely equals it):
+    {budget, variant, val_acc_mean, test_acc_mean, test_acc_std}. The test split never chooses it, so
+    its test accuracy is an honest estimate of what picking it gives."""
     best: dict[int | str, dict] = {}
-    for r in rows:  # in labels-per-class order (summarise)
+    for r in sorted(rows, key=lambda r: variants.index(r["variant"])):  # stable: budgets keep their order
         if r["budget"] not in best or r["val_acc_mean"] > best[r["budget"]]["val_acc_mean"]:
             best[r["budget"]] = r
     keys = ("budget", "variant", "val_acc_mean", "test_acc_mean", "test_acc_std")
     return [{k: r[k] for k in keys} for r in best.values()]
 
 
-def best_markdown(rows: list[dict]) -> str:
+def best_markdown(rows: list[dict], variants: list[str]) -> str:
     """'Best variant by validation: 5 labels/class: + FixMatch (validation 97.0%; test 98.79 ± 0.18%)', one budget per line."""
     lines = ["Best variant by validation (the test split never chooses it):", ""]
-    for b in best_by_validation(rows):
+    for b in best_by_validation(rows, variants):
         row = next(r for r in rows if r["budget"] == b["budget"] and r["variant"] == b["variant"])
         lines.append(
             f"- {budget_label(row)} labels/class: {b['variant']} (validation {100 * b['val_acc_mean']:.1f}%; "
@@ -255,7 +256,7 @@ def write_report(
     targets = targets_of(rows, target_acc)
     fits = fit_curves(rows, variants, targets)
     needed = labels_needed(rows, variants, SUPERVISED, targets, fits)
-    table = markdown(rows, variants) + "\n\n" + best_markdown(rows) + "\n\n" + how_many_markdown(rows, variants, needed)
+    table = markdown(rows, variants) + "\n\n" + best_markdown(rows, variants) + "\n\n" + how_many_markdown(rows, variants, needed)
     if compute is not None:
         table += "\n\n" + compute_markdown(compute)
     curves = {v: {"form": f.form, "budgets": f.budgets, "lobo_errors": f.lobo_errors, "band": f.band} for v, f in fits.items()}
@@ -263,7 +264,7 @@ def write_report(
         "title": title,
         "variants": variants,
         "rows": rows,
-        "best_by_validation": best_by_validation(rows),
+        "best_by_validation": best_by_validation(rows, variants),
         "labels_needed": needed,
         "curves": curves,
         "compute": compute,
@@ -288,4 +289,6 @@ def show_sweep(sweep_dir: str, storage_cfg: StorageConfig, target_acc: float | N
     rows, variants = report["rows"], report["variants"]
     targets = targets_of(rows, target_acc)
     needed = labels_needed(rows, variants, SUPERVISED, targets, fit_curves(rows, variants, targets))
-    return f"{report['title']}\n\n{markdown(rows, variants)}\n\n{best_markdown(rows)}\n\n{how_many_markdown(rows, variants, needed)}"
+    return (
+        f"{report['title']}\n\n{markdown(rows, variants)}\n\n{best_markdown(rows, variants)}\n\n{how_many_markdown(rows, variants, needed)}"
+    )
