@@ -292,6 +292,20 @@ def test_self_adaptive_thresholds_by_hand():
     assert restored.thresholds().tolist() == adaptive.thresholds().tolist()
 
 
+def test_self_adaptive_thresholds_average_over_every_workers_batch():
+    # this worker's rows (0.8, 0.2); another worker's (0.45, 0.55) and (0.3, 0.7), added by the reduction
+    other = torch.tensor([0.55 + 0.7, 0.45 + 0.3, 0.55 + 0.7, 2.0])
+    adaptive = SelfAdaptiveThreshold(num_classes=2, momentum=0.5, reduce=lambda local: local + other)
+    adaptive.update(torch.tensor([[0.8, 0.2]]).log())
+    # over the 3 rows: mean top confidence (0.8 + 0.55 + 0.7) / 3; mean class probabilities (1.55, 1.45) / 3
+    assert adaptive.confidence.item() == pytest.approx(0.25 + 0.5 * 2.05 / 3)
+    assert adaptive.class_probability.tolist() == pytest.approx([0.25 + 0.5 * 1.55 / 3, 0.25 + 0.5 * 1.45 / 3])
+    # a worker with no unlabelled rows this step still takes part, and moves with the others
+    empty = SelfAdaptiveThreshold(num_classes=2, momentum=0.5, reduce=lambda local: local + other)
+    empty.update(torch.zeros(0, 2))
+    assert empty.confidence.item() == pytest.approx(0.25 + 0.5 * 1.25 / 2)
+
+
 def test_the_adaptive_thresholds_move_with_each_step_and_survive_a_checkpoint():
     from rayssl.config import FinetuneConfig, from_dict
     from rayssl.data.transforms import normalise

@@ -3,7 +3,10 @@ view against its weak view's prediction where that is confident (config section 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -30,23 +33,36 @@ def fixmatch_loss(
     return (F.cross_entropy(strong_logits, pseudo, reduction="none") * mask).mean(), mask.sum()
 
 
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """x summed over the workers of the training process group (x itself outside one)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
 class SelfAdaptiveThreshold:
     """FreeMatch's self-adaptive thresholds (Wang et al. 2023, arXiv 2205.07246, eqs. 6-8): moving
     averages, with `momentum` per update, of the mean top confidence (tau, from 1 / K) and of the mean
     probability of each class (p, from 1 / K each) of the weak views' predictions; class c's threshold
-    is tau * p[c] / max(p)."""
+    is tau * p[c] / max(p). The means are over every worker's batch (as FreeMatch's all-gather), so
+    every worker holds the same thresholds and rank 0's checkpoint restores them all."""
 
-    def __init__(self, num_classes: int, momentum: float) -> None:
-        self.momentum = momentum
+    def __init__(self, num_classes: int, momentum: float, reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce_sum) -> None:
+        self.momentum, self.reduce = momentum, reduce
         self.confidence = torch.tensor(1.0 / num_classes)
         self.class_probability = torch.full((num_classes,), 1.0 / num_classes)
 
     def update(self, weak_logits: torch.Tensor) -> None:
-        """weak_logits [B, K] of this step's unlabelled images (one worker's)."""
+        """weak_logits [B, K] of this worker's unlabelled images this step (B may be 0). Every worker
+        must call it every step: the sums are reduced across them."""
         probs = weak_logits.detach().float().softmax(dim=1)
-        m = self.momentum
-        self.confidence = m * self.confidence.to(probs.device) + (1 - m) * probs.max(dim=1).values.mean()
-        self.class_probability = m * self.class_probability.to(probs.device) + (1 - m) * probs.mean(dim=0)
+        # [top confidence sum, class probability sums (K), rows] over every worker
+        sums = self.reduce(torch.cat([probs.max(dim=1).values.sum()[None], probs.sum(dim=0), probs.new_tensor([len(probs)])]))
+        rows, m = sums[-1], self.momentum
+        if rows == 0:
+            return
+        self.confidence = m * self.confidence.to(probs.device) + (1 - m) * sums[0] / rows
+        self.class_probability = m * self.class_probability.to(probs.device) + (1 - m) * sums[1:-1] / rows
 
     def thresholds(self) -> torch.Tensor:
         """[K]: each class's threshold."""
@@ -91,8 +107,8 @@ class FixMatch(FinetuneObjective):
         strong_logits = model(batch.strong)
         weak_logits = out.logits[out.n_labelled :]
         threshold: float | torch.Tensor = self.cfg.confidence
-        if self.adaptive is not None and len(weak_logits):
-            self.adaptive.update(weak_logits)  # FreeMatch updates before it masks
+        if self.adaptive is not None:
+            self.adaptive.update(weak_logits)  # FreeMatch updates before it masks; every worker, even with no rows
             threshold = self.adaptive.thresholds()
         consistency, confident = fixmatch_loss(weak_logits, strong_logits, threshold)
         return [self.cfg.weight * consistency], {"pseudo_labelled_fraction": confident * batch.rows / max(len(batch.unlabelled), 1)}
