@@ -81,7 +81,8 @@ def best_by_validation(rows: list[dict], variants: list[str]) -> list[dict]:
     {budget, variant, val_acc_mean, test_acc_mean, test_acc_std}. The test split never chooses it, so
     its test accuracy is an honest estimate of what picking it gives."""
     best: dict[int | str, dict] = {}
-    for r in sorted(rows, key=lambda r: variants.index(r["variant"])):  # stable: budgets keep their order
+    order = {v: i for i, v in enumerate(variants)}  # a row outside the table (none expected) goes last
+    for r in sorted(rows, key=lambda r: order.get(r["variant"], len(order))):  # stable: budgets keep their order
         if r["budget"] not in best or r["val_acc_mean"] > best[r["budget"]]["val_acc_mean"]:
             best[r["budget"]] = r
     keys = ("budget", "variant", "val_acc_mean", "test_acc_mean", "test_acc_std")
