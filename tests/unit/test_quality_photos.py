@@ -83,13 +83,33 @@ def test_near_duplicate_pairs_find_copies_and_not_smooth_skies():
     thumbs = np.stack([photos.thumbnail(x) for x in images])
     sha = [str(hash(x.tobytes())) for x in images]
     cal = photos.calibrate([textured(100 + i) for i in range(60)], seed=0, quantile=0.02)
-    assert 0.0 < cal.threshold < 1.0 and cal.prefilter < 1.0 and cal.planted == 60
+    assert 0.0 < cal.threshold < 1.0 and cal.quick_floor < 1.0 and cal.fine_floor < 1.0 and cal.planted == 60
     pairs, threshold = photos.near_duplicate_pairs(thumbs, sha, cal, neighbours=5, max_flagged_fraction=0.2)
     assert threshold >= cal.threshold
     found = {(i, j) for i, j, _ in pairs}
     assert {(3, 36), (7, 37)} <= found
     assert not any(i >= 30 and j < 36 for i, j in found), "two smooth skies matched"
     assert (9, 38) not in found
+
+
+def test_registered_scores_align_crops_and_shifts_and_keep_skies_apart():
+    rng = np.random.default_rng(8)
+    image = textured(50)
+    copies = [crop_rescale(image, rng), translate(image, rng), horizontal_flip(crop_rescale(image, rng), rng)]
+    images = [image, *copies, textured(51), sky(1), sky(2)]
+    thumbs = np.stack([photos.thumbnail(x) for x in images])
+    scores = photos.registered_scores(thumbs, np.array([(0, 1), (2, 0), (0, 3), (0, 4), (5, 6)]))
+    assert scores[:3].min() > 0.85, scores  # copies: aligned by zoom, shift and mirror
+    assert scores[3] < 0.5 and scores[4] < 0.5, scores  # an unrelated image; two skies (the energy floor): far below ~0.88
+
+
+def test_registered_score_of_an_image_with_itself_is_the_floored_similarity():
+    thumbs = np.stack([photos.thumbnail(textured(52))] * 2)
+    band = photos._band_at(photos._standardised(thumbs[:1]))[..., 2:-2, 2:-2]
+    energy = float(band.pow(2).sum())
+    # Identity view, no shift: 2 E / (E + E + floor), the floor 0.002 per value of the 3 x 28 x 28 mask.
+    expected = 2 * energy / (2 * energy + 0.002 * 3 * 28 * 28)
+    assert photos.registered_scores(thumbs, np.array([(0, 1)]))[0] == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize(("scale", "flip"), photos.VIEWS)
@@ -106,7 +126,7 @@ def test_the_flagged_fraction_caps_the_threshold():
     images += [horizontal_flip(images[i], rng) for i in range(4)]  # 4 pairs: 8 of 24 images
     thumbs = np.stack([photos.thumbnail(x) for x in images])
     sha = [str(hash(x.tobytes())) for x in images]
-    loose = photos.Calibration(threshold=-1.0, prefilter=-1.0, planted=1, quantile=0.01, planted_recall=1.0, per_edit={})
+    loose = photos.Calibration(threshold=-1.0, quick_floor=-1.0, fine_floor=-1.0, planted=1, quantile=0.01, planted_recall=1.0, per_edit={})
     everything, _ = photos.near_duplicate_pairs(thumbs, sha, loose, neighbours=3, max_flagged_fraction=1.0)
     capped, threshold = photos.near_duplicate_pairs(thumbs, sha, loose, neighbours=3, max_flagged_fraction=8 / 24)
     assert len(everything) > 4 and threshold > -1.0

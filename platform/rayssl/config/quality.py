@@ -25,8 +25,11 @@ class QualityConfig:
     # or "auto": photos when most images are colour.
     near_duplicates: str = "auto"
     calibration_images: int = 600  # corpus images the photo rule plants edits on to calibrate its threshold
-    calibration_quantile: float = 0.01  # the photo threshold: this quantile of the planted pairs' scores
-    max_near_duplicate_fraction: float = 0.02  # the photo threshold rises until at most this fraction of images is flagged
+    calibration_quantile: float = 0.01  # the photo threshold: per edit, this quantile of its planted pairs' scores (the lowest over edits)
+    # A safety net: the photo threshold rises until at most this fraction of images is flagged (real corpora
+    # repeat themselves: ~7% of CIFAR-10's images have a copy above the calibrated threshold).
+    max_near_duplicate_fraction: float = 0.1
+    registered_per_image: float = 1.5  # photo candidates registered at 32 px, per image: the best prefilter scores first (bounds the work)
     min_per_class: int = 10  # classes with fewer labelled images are listed
     label_issues: bool = True  # likely mislabelled images (cleanlab): from finetune_run, a probe on features_from, or a kNN on thumbnails
     finetune_run: str = ""  # a fine-tuned run directory whose classifier gives the predicted probabilities
@@ -40,7 +43,7 @@ class QualityConfig:
     def __post_init__(self) -> None:
         check(self, POSITIVE, "neighbours", "min_per_class", "examples_per_finding", "label_issues_shown")
         check(self, OPEN_UNIT, "max_changed_fraction", "calibration_quantile", "max_near_duplicate_fraction")
-        check(self, POSITIVE, "calibration_images")
+        check(self, POSITIVE, "calibration_images", "registered_per_image")
         check(self, (lambda v: v in ("auto", "digits", "photos"), "one of auto, digits, photos"), "near_duplicates")
         check(self, FRACTION, "min_probe_accuracy")
         check(self, NON_NEGATIVE, "align_radius")

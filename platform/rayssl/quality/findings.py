@@ -74,7 +74,7 @@ def duplicate_findings(
         score_name, rule_text = "changed_fraction", f"digits: at most {cfg.max_changed_fraction:.0%} of structure pixels changed"
     else:
         near_pairs, threshold = photos.near_duplicate_pairs(
-            sigs.thumb, sigs.pixel_sha, calibration, cfg.neighbours, cfg.max_near_duplicate_fraction, features
+            sigs.thumb, sigs.pixel_sha, calibration, cfg.neighbours, cfg.max_near_duplicate_fraction, features, cfg.registered_per_image
         )
         score_name, rule_text = "similarity", _photo_rule(calibration, threshold, cfg, features is not None)
     # Groups join exact and near copies (a noised copy of one of two exact twins makes one group of three);
@@ -105,8 +105,8 @@ def _photo_rule(calibration: photos.Calibration, threshold: float, cfg: QualityC
     )
     candidates = "thumbnail index + the run's features" if with_features else "thumbnail index"
     return (
-        f"photos: band similarity >= {threshold:.3f} (the {calibration.quantile:.0%} quantile of {calibration.planted} edits "
-        f"planted in this corpus{raised}; candidates from the {candidates})"
+        f"photos: registered band similarity at 32 px >= {threshold:.3f} (per edit, the {calibration.quantile:.0%} quantile of "
+        f"{calibration.planted} edits planted in this corpus, the lowest over edits{raised}; candidates from the {candidates})"
     )
 
 
