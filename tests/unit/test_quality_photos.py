@@ -105,7 +105,7 @@ def test_registered_scores_align_crops_and_shifts_and_keep_skies_apart():
 
 def test_registered_score_of_an_image_with_itself_is_the_floored_similarity():
     thumbs = np.stack([photos.thumbnail(textured(52))] * 2)
-    band = photos._band_at(photos._standardised(thumbs[:1]))[..., 2:-2, 2:-2]
+    band = photos._registered_band(photos._standardised(thumbs[:1]), 1.0, False)[..., 2:-2, 2:-2]
     energy = float(band.pow(2).sum())
     # Identity view, no shift: 2 E / (E + E + floor), the floor 0.002 per value of the 3 x 28 x 28 mask.
     expected = 2 * energy / (2 * energy + 0.002 * 3 * 28 * 28)
