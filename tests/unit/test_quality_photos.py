@@ -74,6 +74,16 @@ def test_every_edit_scores_above_unrelated_images():
     assert scores[:n].min() > scores[n:].max()
 
 
+def test_fine_scores_also_score_a_pair_as_is_whatever_view_found_it():
+    image = textured(60)
+    shifted = translate(image, np.random.default_rng(9))
+    canon = photos.canonical_all(np.stack([photos.thumbnail(image), photos.thumbnail(shifted)]))
+    pair = np.array([(0, 1)])
+    as_is = photos.fine_scores(canon, pair, np.array([0], np.int8))
+    zoomed = photos.fine_scores(canon, pair, np.array([len(photos.VIEWS) - 2], np.int8))  # found at zoom 0.8, not mirrored
+    assert as_is[0] > 0.9 and zoomed[0] == pytest.approx(as_is[0])
+
+
 def test_near_duplicate_pairs_find_copies_and_not_smooth_skies():
     rng = np.random.default_rng(5)
     images = [textured(20 + i) for i in range(30)] + [sky(i) for i in range(6)]

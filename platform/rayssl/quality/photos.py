@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import faiss
@@ -129,9 +129,11 @@ def band_vectors(canon: torch.Tensor, view_id: int) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, 3 * (COARSE_SIZE // 2) ** 2, dtype=torch.float16)
 
 
-def canonical_all(thumbs: np.ndarray) -> torch.Tensor:
-    """uint8 [N, 3, S, S] -> float16 [N, 3, C, C] canonical COARSE_SIZE thumbnails, computed in blocks (1.5 KB per image)."""
-    blocks = [canonical(coarse_thumbs(thumbs[lo : lo + BLOCK])).half() for lo in range(0, len(thumbs), BLOCK)]
+def canonical_all(thumbs: np.ndarray, centred: bool = True) -> torch.Tensor:
+    """uint8 [N, 3, S, S] -> float16 [N, 3, C, C] canonical COARSE_SIZE thumbnails, computed in blocks (1.5 KB per
+    image); `centred` False leaves out the shift to the gradient centroid (standardised only)."""
+    make = canonical if centred else _standardised
+    blocks = [make(coarse_thumbs(thumbs[lo : lo + BLOCK])).half() for lo in range(0, len(thumbs), BLOCK)]
     return torch.cat(blocks) if blocks else torch.zeros(0, 3, COARSE_SIZE, COARSE_SIZE, dtype=torch.float16)
 
 
@@ -142,21 +144,20 @@ def coarse_thumbs(thumbs: np.ndarray) -> np.ndarray:
     return thumbs.reshape(n, c, COARSE_SIZE, f, COARSE_SIZE, f).mean(axis=(3, 5), dtype=np.float32)
 
 
-def candidate_pairs(canon: torch.Tensor, neighbours: int, features: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(
+    canon: torch.Tensor, neighbours: int, features: np.ndarray | None = None, uncentred: torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(pairs int64 [P, 2] as (query, other), views int8 [P]) worth scoring, one row per unordered pair: the
     direction and view whose coarse descriptors were closest. canon: float16 [N, 3, S, S] (`canonical_all`).
     features: optional float32 [N, D] unit rows; each row's own `neighbours` nearest among them are added
-    with view -1 ("score every view")."""
+    with view -1 ("score every view"). uncentred: optional float16 [N, 3, S, S] (`canonical_all(..., centred=
+    False)`): its own index, queried as is and mirrored, adds the copies whose gradient centroid moved with
+    their edited border (on CIFAR-10, a third of the 3 px translations the centred index missed)."""
     n = len(canon)
-    base = np.concatenate([coarse_descriptors(canon[lo : lo + BLOCK].float()) for lo in range(0, n, BLOCK)])
-    project = _projection(base)
-    index = _index(project(base))
     k = min(neighbours + 1, n)
-    found: list[np.ndarray] = []
-    for v, (scale, flip) in enumerate(VIEWS):
-        for lo in range(0, n, BLOCK):
-            closeness, ids = index.search(project(coarse_descriptors(view(canon[lo : lo + BLOCK].float(), scale, flip))), k)
-            found.append(_rows(lo, ids, closeness, v))
+    found = _coarse_rows(canon, k, range(len(VIEWS)))
+    if uncentred is not None:
+        found += _coarse_rows(uncentred, k, (0, 1))  # views 0 and 1: the identity, mirrored
     if features is not None:
         unit = np.ascontiguousarray(np.nan_to_num(features), dtype=np.float32)  # rows the embedder could not read match nothing
         feature_index = _index(unit)
@@ -169,6 +170,21 @@ def candidate_pairs(canon: torch.Tensor, neighbours: int, features: np.ndarray |
     _, first = np.unique(key[:, 0] * n + key[:, 1], return_index=True)
     best = rows[first]
     return best[:, :2].astype(np.int64), best[:, 2].astype(np.int8)
+
+
+def _coarse_rows(thumbs: torch.Tensor, k: int, view_ids: Iterable[int]) -> list[np.ndarray]:
+    """`_rows` of every image of thumbs float16 [N, 3, S, S] queried in each of `view_ids` against an index of
+    the unviewed coarse descriptors (PCA-projected), k nearest each."""
+    n = len(thumbs)
+    base = np.concatenate([coarse_descriptors(thumbs[lo : lo + BLOCK].float()) for lo in range(0, n, BLOCK)])
+    project = _projection(base)
+    index = _index(project(base))
+    found = []
+    for v in view_ids:
+        for lo in range(0, n, BLOCK):
+            closeness, ids = index.search(project(coarse_descriptors(view(thumbs[lo : lo + BLOCK].float(), *VIEWS[v]))), k)
+            found.append(_rows(lo, ids, closeness, v))
+    return found
 
 
 def quick_scores(canon: torch.Tensor, pairs: np.ndarray, views: np.ndarray) -> np.ndarray:
@@ -190,8 +206,8 @@ def quick_scores(canon: torch.Tensor, pairs: np.ndarray, views: np.ndarray) -> n
 
 
 def fine_scores(canon: torch.Tensor, pairs: np.ndarray, views: np.ndarray) -> np.ndarray:
-    """float32 [P]: `band_similarity` of the full-resolution bands, the query in its view, best over +-SHIFT
-    px of the other: the decision's score (a view of -1 takes the best view)."""
+    """float32 [P]: `band_similarity` of the full-resolution bands, the query in its view (or as is, whichever
+    is better), best over +-SHIFT px of the other (a view of -1 takes the best view)."""
     scores = np.full(len(pairs), -1.0, np.float32)
     size = canon.shape[-1]
     for lo in range(0, len(pairs), BLOCK):
@@ -200,7 +216,8 @@ def fine_scores(canon: torch.Tensor, pairs: np.ndarray, views: np.ndarray) -> np
         padded = F.pad(other, (SHIFT,) * 4, mode="replicate")
         shifted = [padded[:, :, dy : dy + size, dx : dx + size].flatten(1) for dy in range(2 * SHIFT + 1) for dx in range(2 * SHIFT + 1)]
         for v in range(len(VIEWS)):
-            rows = torch.from_numpy(np.flatnonzero((block_views == v) | (block_views < 0)))
+            # Every pair is also scored as is (view 0): a translated copy is often found at a zoomed view.
+            rows = torch.from_numpy(np.flatnonzero((block_views == v) | (block_views < 0) | (v == 0)))
             if len(rows) == 0:
                 continue
             seen = band(view(query[rows], *VIEWS[v])).flatten(1)
@@ -224,8 +241,8 @@ def _registered(query: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """[P]: best over REGISTER_SCALES x mirrored views of `query` [P, 3, S, S] and over shifts d up to
     REGISTER_SHIFT px of 2 sum_x A(x) B(x + d) / (sum A^2 + sum_x W(x) B(x + d)^2 + floor), A the query view's
     band inside the border mask W, B the other's band: `band_similarity` at the best alignment, every shift at
-    once by FFT (zero-padded to REGISTER_FFT: measured on CIFAR-10, a circular correlation at 32 px wraps
-    enough of the other in to cost planted crops 0.05 of score)."""
+    once by FFT (zero-padded to REGISTER_FFT: on CIFAR-10 a circular correlation at 32 px wraps enough of the
+    other in to lower the calibrated threshold, the planted crops' 1% quantile, by 0.03)."""
     size, fft = other.shape[-1], (REGISTER_FFT, REGISTER_FFT)
     mask = torch.zeros(size, size)
     mask[REGISTER_BORDER:-REGISTER_BORDER, REGISTER_BORDER:-REGISTER_BORDER] = 1.0
@@ -240,7 +257,7 @@ def _registered(query: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     for scale in REGISTER_SCALES:
         for flip in (False, True):
             # The band of the zoomed view, not the zoom of the band: a copy's band was taken after its zoom
-            # (measured: the cheaper order costs planted crops ~0.04 of score and lets look-alikes in).
+            # (on CIFAR-10 the cheaper order lowers the calibrated threshold by 0.016, closer to the look-alikes).
             seen = _registered_band(query, scale, flip) * mask
             product = (torch.fft.rfft2(seen, s=fft).conj() * other_spectrum).sum(1)  # summed over channels
             score = 2 * window(torch.fft.irfft2(product, s=fft)) / (seen.pow(2).sum((1, 2, 3))[:, None, None] + other_energy + floor)
@@ -264,7 +281,7 @@ def _register_matrices(size: int, scale: float, flip: bool) -> tuple[tuple[torch
 
 
 def _standardised(thumbs: np.ndarray) -> torch.Tensor:
-    """uint8 [N, 3, S, S] -> float32, each channel mean 0 and std 1 (std floored at STD_FLOOR levels)."""
+    """[N, 3, S, S] (uint8 or float) -> float32, each channel mean 0 and std 1 (std floored at STD_FLOOR levels)."""
     x = torch.from_numpy(np.ascontiguousarray(thumbs)).float()
     x = x - x.mean(dim=(2, 3), keepdim=True)
     return x / x.std(dim=(2, 3), keepdim=True).clamp_min(STD_FLOOR)
@@ -327,17 +344,16 @@ def near_duplicate_pairs(
     """((i, j, score) with i < j, not pixel-identical, for pairs at or above the threshold; the threshold).
 
     Candidates pass the quick and the fine floor, and at most `registered_per_image` x N of them (the best
-    fine scores) are registered (`registered_scores`, ~1 ms a pair on one core): the work stays linear in N
-    whatever the floors admit. The
-    threshold is the calibrated one, raised only where more than `max_flagged_fraction` of the images
-    would have a passing pair: a safety net (a corpus of one repeated scene), since real photo corpora
-    repeat themselves (on CIFAR-10 ~5% of the images have a registered copy above 0.91, checked by eye).
+    fine scores) are registered (`registered_scores`, ~2 ms a pair on one core): the work stays linear in N
+    whatever the floors admit. The threshold is the calibrated one, raised only where more than
+    `max_flagged_fraction` of the images would have a passing pair: a safety net (a corpus of one repeated
+    scene), since real photo corpora repeat themselves (CIFAR-10: bench/results/quality_photos.md).
     thumbs: uint8 [N, 3, S, S]; features: optional float32 [N, D] unit rows of a pretrained run.
     """
     if len(thumbs) < 2:
         return [], calibration.threshold
     canon = canonical_all(thumbs)
-    pairs, views = candidate_pairs(canon, neighbours, features)
+    pairs, views = candidate_pairs(canon, neighbours, features, uncentred=canonical_all(thumbs, centred=False))
     sha = np.asarray(pixel_sha)
     keep = sha[pairs[:, 0]] != sha[pairs[:, 1]]  # exact duplicates are reported as such
     pairs, views = pairs[keep], views[keep]
