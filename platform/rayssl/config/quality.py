@@ -24,7 +24,7 @@ class QualityConfig:
     # "photos" (colour thumbnails, a threshold calibrated on edits planted in the corpus: quality.photos),
     # or "auto": photos when most images are colour.
     near_duplicates: str = "auto"
-    calibration_images: int = 600  # corpus images the photo rule plants edits on to calibrate its threshold
+    calibration_images: int = 1200  # corpus images the photo rule plants edits on to calibrate its threshold (200 per edit)
     calibration_quantile: float = 0.01  # the photo threshold: per edit, this quantile of its planted pairs' scores (the lowest over edits)
     # A safety net: the photo threshold rises until at most this fraction of images is flagged (real corpora
     # repeat themselves: ~7% of CIFAR-10's images have a copy above the calibrated threshold).

@@ -78,7 +78,10 @@ def photo_calibration(cfg: QualityConfig, sigs: Signatures) -> photos.Calibratio
     colour = np.any(sigs.thumb[:, 0] != sigs.thumb[:, 1], axis=(1, 2)) | np.any(sigs.thumb[:, 1] != sigs.thumb[:, 2], axis=(1, 2))
     if cfg.near_duplicates == "digits" or (cfg.near_duplicates == "auto" and colour.mean() <= 0.5) or len(sigs.index) < 2:
         return None
-    rows = np.sort(np.random.default_rng(0).choice(len(sigs.index), min(len(sigs.index), cfg.calibration_images), replace=False))
+    # Drawn from the images in (split, index) order, not in the order Ray Data delivered them: the same
+    # corpus gets the same sample, and so the same threshold, on every run.
+    stable = np.lexsort((sigs.index, np.asarray(sigs.split)))
+    rows = np.sort(stable[np.random.default_rng(0).choice(len(stable), min(len(stable), cfg.calibration_images), replace=False)])
     images = read_examples(cfg.shards, [(sigs.split[r], int(sigs.index[r])) for r in rows], cfg.storage)
     rgb = [np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x for x in images.values()]
     return photos.calibrate(rgb, seed=0, quantile=cfg.calibration_quantile)
