@@ -12,12 +12,19 @@
   authors' 10,000-row batches take ~2.8 s a step, so this runs --paper-batch rows per batch for
   --paper-steps steps (the config's other settings unchanged); the markdown says so.
 
+- `imbalanced` (label-only records that carry information): MNIST cut to a long tail, class c keeping
+  the first 10^(-c/9) of its images in train and in test (digit 0 all of them, digit 9 a tenth), 5
+  labelled images per class, the other train images unlabelled and their labels as label-only records
+  (an imbalanced corpus whose label counts are known). The inverted VAE with a uniform p(y) against p(y)
+  from the label-only records (ivae.class_prior: label_only), and supervised only; test accuracy on the
+  long-tailed test split, beside balanced accuracy.
+
 Generated digits of draw 0 of every variant go to bench/results/ivae_mnist.png; their generative
 accuracy is the fraction of 100 per class that an independent supervised CNN assigns to that class.
 Writes bench/results/ivae_mnist.{json,md,png}, the JSON rewritten after every run.
 
     rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
-    .venv/bin/python bench/ivae_mnist.py [--settings 5_per_class paper_protocol] [--draws 3]
+    .venv/bin/python bench/ivae_mnist.py [--settings 5_per_class paper_protocol imbalanced] [--draws 3]
 """
 
 from __future__ import annotations
@@ -36,8 +43,11 @@ import torchvision
 
 from few_labels import SETTINGS as FEW_LABELS  # bench/few_labels.py: the supervised-only row's recipe
 from rayssl.config import DataConfig, FinetuneConfig, StorageConfig, load_config
+from rayssl.data import storage
 from rayssl.data.label_only import export_labels
 from rayssl.data.labelled import read_columns
+from rayssl.data.shards import read_manifest, write_shards
+from rayssl.data.sources import RawSample, SourceData
 from rayssl.data.transforms import normalise
 from rayssl.eval.classifier import write_test_report
 from rayssl.methods.inverted_vae import generate
@@ -51,6 +61,9 @@ RESULTS = Path("bench/results")
 STORAGE = "bench/out/ivae_runs"
 SHARDS = "data/shards/mnist"
 LABEL_ONLY = "bench/out/ivae_runs/mnist_train_labels.parquet"
+IMBALANCED_SHARDS = "bench/out/ivae_runs/mnist_long_tail"
+IMBALANCED_LABEL_ONLY = "bench/out/ivae_runs/mnist_long_tail_train_labels.parquet"
+IMBALANCE = 10.0  # the most frequent class over the least frequent
 SUPERVISED = FEW_LABELS["mnist_5labels"]
 REFERENCES = (
     "M2 with 100 labels (all digits): 88.03% (Kingma et al. 2014, arXiv 1406.5298, Table 1). "
@@ -78,6 +91,11 @@ def modes(args: argparse.Namespace) -> dict[str, Mode]:
         f"data.batch_size={args.paper_batch}",
         f"semisup.labelled_batch_size={args.paper_batch}",
         f"ivae.label_only_batch_size={args.paper_batch}",
+    ]
+    long_tail = [
+        f"data.shards={IMBALANCED_SHARDS}",
+        f"ivae.label_only_data={IMBALANCED_LABEL_ONLY}",
+        "ivae.unlabelled_trains_classifier=true",
     ]
     return {
         "5_per_class": Mode(
@@ -109,7 +127,37 @@ def modes(args: argparse.Namespace) -> dict[str, Mode]:
             "train.seed",
             {"with reverse bound": paper_scale, "without reverse bound (M2)": [*paper_scale, "ivae.label_only=0"]},
         ),
+        "imbalanced": Mode(
+            "configs/ivae_mnist.yaml",
+            "semisup.label_seed",
+            {
+                "supervised only": [*SUPERVISED.variants["supervised only"].overrides, f"data.shards={IMBALANCED_SHARDS}"],
+                "inverted VAE, uniform class prior": long_tail,
+                "inverted VAE, class prior from the label-only records": [*long_tail, "ivae.class_prior=label_only"],
+            },
+            configs={"supervised only": SUPERVISED.config},
+        ),
     }
+
+
+def build_long_tail_shards() -> dict[str, list[int]]:
+    """MNIST cut to a long tail at IMBALANCED_SHARDS (once): in train and in test, class c keeps its first
+    ceil(n_c * IMBALANCE^(-c/9)) images. Returns {split: images kept per class}."""
+    kept: dict[str, list[int]] = {}
+    splits = {}
+    for split in ("train", "test"):
+        table = read_columns(DataConfig(shards=SHARDS), split, ["sample_id", "image", "label"], StorageConfig())
+        labels = table.column("label").to_numpy()
+        quota = [int(np.ceil((labels == c).sum() * IMBALANCE ** (-c / 9))) for c in range(10)]
+        rows = np.concatenate([np.flatnonzero(labels == c)[: quota[c]] for c in range(10)])
+        rows.sort()  # the shards' order, classes interleaved as in MNIST
+        ids, images = table.column("sample_id").to_pylist(), table.column("image").to_pylist()
+        splits[split] = [RawSample(ids[i], images[i], int(labels[i])) for i in rows]
+        kept[split] = quota
+    if not storage.exists(f"{IMBALANCED_SHARDS}/manifest.json", StorageConfig()):
+        classes = read_manifest(SHARDS, StorageConfig()).get("classes")
+        write_shards(SourceData({split: iter(samples) for split, samples in splits.items()}, classes), IMBALANCED_SHARDS)
+    return kept
 
 
 def mnist_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +217,7 @@ def one_run(mode: Mode, setting: str, variant: str, seed: int, judge: torch.nn.M
     outcome = run_finetune(cfg)
     report = write_test_report(cfg, outcome.checkpoint, outcome.run_dir)
     run: dict[str, Any] = {"seed": seed, "val_acc": outcome.metrics["val_acc"], "test_acc": report["accuracy"]}
+    run["balanced_acc"] = report["balanced_accuracy"]
     if never := report.get("classes_never_labelled"):
         run.update(matched_acc_5_9=never["matched_accuracy"], raw_acc_5_9=never["accuracy"], ce_5_9=never["cross_entropy"])
     grid = None
@@ -184,7 +233,7 @@ def summarise(setting: str, variant: str, mode: Mode, runs: list[dict[str, Any]]
     """One row of the JSON: mean and std (over draws, ddof 0) of every per-run figure, and the runs."""
     row: dict[str, Any] = {"setting": setting, "variant": variant, "config": mode.config_of(variant), "overrides": mode.variants[variant]}
     row["draws"] = len(runs)
-    for key in ("test_acc", "val_acc", "matched_acc_5_9", "raw_acc_5_9", "ce_5_9"):
+    for key in ("test_acc", "val_acc", "balanced_acc", "matched_acc_5_9", "raw_acc_5_9", "ce_5_9"):
         values = [r[key] for r in runs if key in r]
         if values:
             row[f"{key}_mean"], row[f"{key}_std"] = float(np.mean(values)), float(np.std(values))
@@ -239,6 +288,21 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['variant']} | {pct(r, 'test_acc')} | {pct(r, 'matched_acc_5_9')} | {pct(r, 'raw_acc_5_9')} | {ce} | {gen} | {wall:.1f} min |"
         )
+    long_tail = [r for r in rows if r["setting"] == "imbalanced"]
+    if long_tail:
+        kept = result.get("long_tail_images", {})
+        lines += [
+            "",
+            f"A long-tailed MNIST (digit c keeps {IMBALANCE:.0f}^(-c/9) of its images: {sum(kept.get('train', []))} train, "
+            f"{sum(kept.get('test', []))} test; digit 0 {kept.get('train', ['?'])[0]} train images, digit 9 {kept.get('train', ['?'])[-1]}), "
+            "5 labelled images per class, the train labels as label-only records; test accuracy on the long-tailed test split:",
+            "",
+            "| variant | test accuracy | balanced accuracy | validation | wall per run |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in long_tail:
+            wall = np.mean([run["wall_s"] for run in r["runs"]]) / 60
+            lines.append(f"| {r['variant']} | {pct(r, 'test_acc')} | {pct(r, 'balanced_acc')} | {pct(r, 'val_acc')} | {wall:.1f} min |")
     lines += [
         "",
         f"Independent judge of the generated digits: a supervised CNN on all 60,000 train labels, test accuracy {100 * result['judge_acc']:.2f}%. "
@@ -280,16 +344,26 @@ def write(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", default=["5_per_class", "paper_protocol"], choices=["5_per_class", "paper_protocol"])
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["5_per_class", "paper_protocol", "imbalanced"],
+        choices=["5_per_class", "paper_protocol", "imbalanced"],
+    )
     parser.add_argument("--draws", type=int, default=3, help="label draws (5_per_class) or seeds (paper_protocol) per variant")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table); the JSON keeps the other rows")
     parser.add_argument("--paper-steps", type=int, default=800)
     parser.add_argument("--paper-batch", type=int, default=1000, help="labelled, unlabelled and label-only rows per step")
     args = parser.parse_args()
     records = export_labels(SHARDS, "train", LABEL_ONLY, StorageConfig())
+    if "imbalanced" in args.settings:
+        long_tail = build_long_tail_shards()
+        export_labels(IMBALANCED_SHARDS, "train", IMBALANCED_LABEL_ONLY, StorageConfig())
     judge, judge_acc = train_judge()
     print(f"independent judge: test accuracy {100 * judge_acc:.2f}%", flush=True)
     result: dict[str, Any] = {"args": vars(args), "judge_acc": judge_acc, "label_only_records": records, "rows": [], "grids": []}
+    if "imbalanced" in args.settings:
+        result["long_tail_images"] = long_tail
     if args.variants and (RESULTS / "ivae_mnist.json").exists():  # a partial rerun: keep the rows it does not redo
         result["rows"] = [r for r in json.loads((RESULTS / "ivae_mnist.json").read_text())["rows"] if r["variant"] not in args.variants]
         keep_missing_grids(args, result["rows"], judge)

@@ -35,12 +35,15 @@ def ivae_config(shards: str, runs: Path, label_only: Path, *overrides: str) -> F
 
 def test_inverted_vae_learns_from_all_three_kinds_of_data(ray_local, local_shards, tmp_path):
     label_only = tmp_path / "outcomes.csv"
-    label_only.write_text("label\n" + "\n".join(str(i % 2) for i in range(30)) + "\n")
-    cfg = ivae_config(local_shards, tmp_path / "runs", label_only)
+    label_only.write_text("label\n" + "\n".join(str(int(i % 3 == 2)) for i in range(30)) + "\n")  # 20 of class 0, 10 of 1
+    cfg = ivae_config(local_shards, tmp_path / "runs", label_only, "ivae.class_prior=label_only")
     outcome = run_finetune(cfg)
     m = outcome.metrics
     assert m["global_step"] == 40 and m["label_only_records"] == 30
     assert m["labelled_bound"] > 0 and m["unlabelled_bound"] > 0 and "reverse_bound" in m  # every bound was trained
+    # The class prior from the records (add-one smoothed) is in the run's config, which scoring rebuilds the network from.
+    saved = load_config(FinetuneConfig, str(Path(outcome.run_dir) / "config.yaml"))
+    assert saved.ivae.class_prior_values == pytest.approx([21 / 32, 11 / 32]) and len(saved.ivae.labelled_frequencies) == 2
     # bright-left vs bright-right blobs: the VAE's classifier q(y|x) separates them (chance is 50%)
     assert m["val_acc"] >= 0.85 and score_on_test_split(cfg, outcome.checkpoint, outcome.run_dir) >= 0.85
 

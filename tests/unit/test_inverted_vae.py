@@ -5,6 +5,7 @@ the uniform-box prior; binarised inputs; validation of label-only tables and of 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -280,3 +281,75 @@ def test_label_vectors_name_the_bad_row(columns, message):
     with pytest.raises(LabelOnlyError) as err:
         label_vectors(columns, k, "y.csv", first_row=10)
     assert message in str(err.value)
+
+
+# A class prior p(y) = (0.8, 0.2) against a labelled set drawn at (0.5, 0.5).
+PRIOR, LABELLED_FREQUENCIES = [0.8, 0.2], [0.5, 0.5]
+
+
+def tiny_vae_with_prior() -> InvertedVAE:
+    """tiny_vae() under p(y) = PRIOR: the head still says (0.75, 0.25) at the labelled frequencies."""
+    vae = InvertedVAE(nn.Flatten(), 2, 2, (1, 1, 2), 2, 3, class_prior=PRIOR, labelled_frequencies=LABELLED_FREQUENCIES)
+    vae.load_state_dict(tiny_vae().state_dict())  # the prior's buffers are not in a state dict
+    return vae
+
+
+def test_class_prior_shifts_q_and_enters_the_bounds_by_hand():
+    vae = tiny_vae_with_prior()
+    # q(y|x) under p(y): (0.75 * 0.8 / 0.5, 0.25 * 0.2 / 0.5) = (1.2, 0.1), normalised (12/13, 1/13)
+    torch.testing.assert_close(F.softmax(vae(X), dim=1), torch.tensor([[12 / 13, 1 / 13]]))
+    torch.testing.assert_close(F.softmax(vae.labelled_logits(X), dim=1), torch.tensor([[0.75, 0.25]]))
+    # labelled (x, y = 1): -log p(y) = -log 0.2 (1.60944) in place of log K
+    value = labelled_bound(vae, X, torch.tensor([[0.0, 1.0]]))
+    assert value.item() == pytest.approx(RECONSTRUCTION + KL_Z - math.log(0.2), abs=1e-5)
+    # unlabelled: KL(q(y|x) || p(y)) = 12/13 log((12/13) / 0.8) + 1/13 log((1/13) / 0.2) = 0.05859
+    kl_y = 12 / 13 * math.log(12 / 13 / 0.8) + 1 / 13 * math.log(1 / 13 / 0.2)
+    assert kl_y == pytest.approx(0.05859, abs=1e-5)
+    assert unlabelled_bound(vae, X, temperature=0.5).item() == pytest.approx(RECONSTRUCTION + KL_Z + kl_y, abs=1e-5)
+
+
+def test_class_prior_leaves_the_labelled_cross_entropy_on_the_head():
+    vae = tiny_vae_with_prior()
+    sets = ["method=inverted_vae", "semisup.num_classes=2", "ivae.unlabelled=0", "ivae.label_only=0"]
+    sets += [f"ivae.class_prior_values={PRIOR}", f"ivae.labelled_frequencies={LABELLED_FREQUENCIES}"]
+    batch = FinetuneBatch(labelled=X, labels=torch.tensor([1]), unlabelled=X[:0], strong=None, label_only=None, rows=1, step=0)
+    _, stats = InvertedVAEObjective(load_config(FinetuneConfig, None, sets), vae).loss_terms(vae, batch, None)
+    assert stats["ce"].item() == pytest.approx(-math.log(0.25), abs=1e-5)  # not -log(1/13) under p(y)
+
+
+def test_class_prior_is_resolved_from_label_only_records_and_rebuilds_the_network():
+    sets = ["method=inverted_vae", "semisup.num_classes=2", "ivae.class_prior=label_only", "ivae.label_only_data=labels.parquet"]
+    cfg = load_config(FinetuneConfig, None, sets)
+    records = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]], np.float32)  # 3 of class 0, 1 of class 1
+    resolved = InvertedVAEObjective.resolved(cfg, np.array([0, 1, 1]), records)
+    # add-one smoothed: records (3 + 1, 1 + 1) / (4 + 2); labelled (1 + 1, 2 + 1) / (3 + 2)
+    assert resolved.ivae.class_prior_values == pytest.approx([2 / 3, 1 / 3])
+    assert resolved.ivae.labelled_frequencies == pytest.approx([0.4, 0.6])
+    vae = InvertedVAEObjective.network(resolved, nn.Flatten(), 4)
+    torch.testing.assert_close(vae.prior_shift, torch.tensor([math.log(2 / 3 / 0.4), math.log(1 / 3 / 0.6)]))
+    uniform = load_config(FinetuneConfig, None, ["method=inverted_vae", "semisup.num_classes=2"])
+    assert InvertedVAEObjective.resolved(uniform, np.array([0, 1, 1]), records) is uniform
+    assert not InvertedVAEObjective.network(uniform, nn.Flatten(), 4).prior_shift.any()
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["ivae.class_prior=label_only"], "ivae.class_prior: label_only takes the class frequencies of label-only records"),
+        (
+            ["ivae.class_prior_values=[0.5, 0.5]", "ivae.labelled_frequencies=[0.5, 0.5]"],
+            "ivae.class_prior_values: 2 values for semisup.num_classes 10",
+        ),
+        (
+            ["ivae.class_prior_values=[0.9, 0.9]", "ivae.labelled_frequencies=[0.5, 0.5]", "semisup.num_classes=2"],
+            "must sum to 1, got 1.8000",
+        ),
+        (
+            ["ivae.class_prior_values=[1.0, 0.0]", "ivae.labelled_frequencies=[0.5, 0.5]", "semisup.num_classes=2"],
+            "class_prior_values[1]: must be",
+        ),
+    ],
+)
+def test_class_prior_settings_are_refused_with_the_key(sets: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(FinetuneConfig, None, ["method=inverted_vae", *sets])

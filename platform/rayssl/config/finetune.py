@@ -165,10 +165,36 @@ class InvertedVAEConfig:
     # an integer column `label`, or soft labels as a list column `probs` or columns p0 .. p{K-1}.
     label_only_data: str = ""
     label_only_batch_size: int = 64  # label-only records drawn per step per worker
+    # The class prior p(y) of the generative model. uniform: 1/K, and q(y|x) is the classifier as
+    # trained on the labelled set. label_only: the class frequencies of the label-only records (the
+    # known label counts of an imbalanced corpus, say), add-one smoothed; q(y|x) is then the
+    # classifier's output shifted by log p(y) - log (the labelled set's class frequency), a prior shift
+    # (Saerens et al., Neural Computation 2002): the labelled cross-entropy reads the classifier on the
+    # labelled set's own frequencies, while predictions, the unlabelled bound (its KL(q(y|x) || p(y)))
+    # and the reverse bound read q(y|x) under p(y).
+    class_prior: Literal["uniform", "label_only"] = "uniform"
+    # Resolved at launch from class_prior: label_only fills both ([K] each, summing to 1). Leave them
+    # empty; a run's config.yaml records what it trained with, so its predictions reuse them.
+    class_prior_values: list[float] = field(default_factory=list)
+    labelled_frequencies: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check(self, POSITIVE, "latent_dim", "hidden", "encoder_hidden", "decoder_hidden", "temperature", "label_only_batch_size")
+        check(self, POSITIVE, "class_prior_values", "labelled_frequencies")
         check(self, NON_NEGATIVE, "labelled", "classification", "unlabelled", "label_only")
+        require(
+            self.class_prior != "label_only" or bool(self.label_only_data),
+            "class_prior",
+            "label_only takes the class frequencies of label-only records: set ivae.label_only_data",
+        )
+        require(
+            len(self.class_prior_values) == len(self.labelled_frequencies),
+            "class_prior_values",
+            f"{len(self.class_prior_values)} values against {len(self.labelled_frequencies)} labelled_frequencies: both or neither",
+        )
+        for key in ("class_prior_values", "labelled_frequencies"):
+            values = getattr(self, key)
+            require(not values or abs(sum(values) - 1.0) < 1e-3, key, f"must sum to 1, got {sum(values):.4f}")
         require(
             not (self.binarize and self.reverse_sample == "relaxed_bernoulli"),
             "reverse_sample",
@@ -206,4 +232,10 @@ class FinetuneConfig(JobConfig):
             self.method != "inverted_vae" or not (inv.alpha or inv.beta or self.fixmatch.weight),
             "method",
             "inverted_vae trains with its own bounds (ivae.*): set inversion.alpha, inversion.beta and fixmatch.weight to 0",
+        )
+        prior = self.ivae.class_prior_values
+        require(
+            not prior or len(prior) == self.semisup.num_classes,
+            "ivae.class_prior_values",
+            f"{len(prior)} values for semisup.num_classes {self.semisup.num_classes}",
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -121,6 +122,12 @@ class FinetuneObjective:
     @staticmethod
     def label_only_batch_size(cfg: FinetuneConfig) -> int:
         return 0
+
+    @staticmethod
+    def resolved(cfg: FinetuneConfig, labelled_labels: np.ndarray, label_only: np.ndarray) -> FinetuneConfig:
+        """cfg with what this objective derives from the run's data filled in, at launch, before the run's
+        config.yaml is written (labelled_labels int [N], label_only float [M, K]); default: cfg as is."""
+        return cfg
 
     @staticmethod
     def network(cfg: FinetuneConfig, backbone: nn.Module, dim: int) -> Classifier | None:

@@ -3,12 +3,13 @@ arXiv 1406.5298), as per-sample losses (negative bounds, in nats). Pure torch.
 
 With F(x, y) = E_q(z|x,y)[-log p(x|y,z)] + KL(q(z|x,y) || p(z)) (one z sample; the KL in closed form
 under the gaussian prior, from the sample under uniform_box):
-- labelled (x, y):  -log p(x, y) <= F(x, y) + log K
+- labelled (x, y):  -log p(x, y) <= F(x, y) - log p(y)
 - unlabelled x, two estimators (ivae.unlabelled_bound):
-    relaxed: F(x, y~) + KL(q(y|x) || uniform), y~ ~ GumbelSoftmax(q(y|x), temperature): one decoder
+    relaxed: F(x, y~) + KL(q(y|x) || p(y)), y~ ~ GumbelSoftmax(q(y|x), temperature): one decoder
              pass, y~ differentiable (the gradient into q(y|x) is a relaxed, biased estimate);
-    summed:  sum_y q(y|x) F(x, y) + KL(q(y|x) || uniform): M2's exact sum over the K classes
+    summed:  sum_y q(y|x) F(x, y) + KL(q(y|x) || p(y)): M2's exact sum over the K classes
              (Kingma et al. 2014, eq. 7), K passes, no sampling of y.
+  p(y) is uniform (1 / K) unless ivae.class_prior is label_only (InvertedVAE.log_prior).
 - label-only y (the reverse bound: z from the prior, x~ from the decoder acting as q(x|y), the
   classifier as the likelihood p(y|x), a flat prior on x):
       -log p(y) <= E_p(z) q(x~|y,z)[-log q(y|x~) + log q(x~|y,z)]
@@ -42,6 +43,7 @@ import dataclasses
 import math
 from typing import Literal, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,10 +69,10 @@ def bernoulli_nll(logits: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target01, reduction="none").sum(dim=1)
 
 
-def categorical_kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(logits) || uniform over K) per row: [B, K] -> [B]."""
+def categorical_kl(logits: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(logits) || p) per row: logits [B, K], log_prior [K] (log p) -> [B]."""
     log_q = F.log_softmax(logits, dim=1)
-    return (log_q.exp() * log_q).sum(dim=1) + math.log(logits.shape[1])
+    return (log_q.exp() * (log_q - log_prior)).sum(dim=1)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,7 @@ def pixel_and_latent_terms(model: InvertedVAE, x: torch.Tensor, y: torch.Tensor)
 
 def labelled_bound(model: InvertedVAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x [B, C, H, W] in [-1, 1], y [B, K] one-hot -> [B] negative ELBO of (x, y), one z sample."""
-    return pixel_and_latent_terms(model, x, y) + math.log(y.shape[1])
+    return pixel_and_latent_terms(model, x, y) - (y * model.log_prior).sum(dim=1)
 
 
 def unlabelled_bound(model: InvertedVAE, x: torch.Tensor, temperature: float, logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,11 +119,11 @@ def unlabelled_bound(model: InvertedVAE, x: torch.Tensor, temperature: float, lo
     logits: q(y|x)'s logits if already computed for x."""
     logits = model(x) if logits is None else logits
     y = F.gumbel_softmax(logits, tau=temperature, hard=False)
-    return pixel_and_latent_terms(model, x, y) + categorical_kl_to_uniform(logits)
+    return pixel_and_latent_terms(model, x, y) + categorical_kl(logits, model.log_prior)
 
 
 def summed_unlabelled_bound(model: InvertedVAE, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-    """x [B, C, H, W] -> [B] M2's negative ELBO summed exactly over y: sum_y q(y|x) F(x, y) + KL(q(y|x) || uniform).
+    """x [B, C, H, W] -> [B] M2's negative ELBO summed exactly over y: sum_y q(y|x) F(x, y) + KL(q(y|x) || p(y)).
 
     Every image is scored under every class (one batch of K * B rows), so q(y|x) gets the exact
     gradient of the expectation over y instead of a relaxed sample's."""
@@ -130,7 +132,7 @@ def summed_unlabelled_bound(model: InvertedVAE, x: torch.Tensor, logits: torch.T
     # rows c * B .. (c + 1) * B - 1 pair every image with class c
     classes = torch.eye(k, device=x.device, dtype=logits.dtype).repeat_interleave(b, dim=0)  # [K * B, K]
     per_class = pixel_and_latent_terms(model, x.repeat(k, *([1] * (x.dim() - 1))), classes).view(k, b).T  # [B, K]
-    return (F.softmax(logits, dim=1) * per_class).sum(dim=1) + categorical_kl_to_uniform(logits)
+    return (F.softmax(logits, dim=1) * per_class).sum(dim=1) + categorical_kl(logits, model.log_prior)
 
 
 def generate(
@@ -220,11 +222,25 @@ class InvertedVAEObjective(FinetuneObjective):
             activation=v.activation,
             binarize=v.binarize,
             prior=v.prior,
+            class_prior=v.class_prior_values or None,
+            labelled_frequencies=v.labelled_frequencies or None,
         )
 
     @staticmethod
     def label_only_source(cfg: FinetuneConfig) -> str:
         return cfg.ivae.label_only_data
+
+    @staticmethod
+    def resolved(cfg: FinetuneConfig, labelled_labels: np.ndarray, label_only: np.ndarray) -> FinetuneConfig:
+        """With ivae.class_prior label_only: p(y) from the label-only records' class frequencies and the labelled
+        set's own, both add-one smoothed (a class with no record keeps a little mass, so no logit is -inf)."""
+        if cfg.ivae.class_prior != "label_only":
+            return cfg
+        k = cfg.semisup.num_classes
+        prior = (label_only.sum(axis=0) + 1.0) / (len(label_only) + k)
+        labelled = (np.bincount(labelled_labels, minlength=k) + 1.0) / (len(labelled_labels) + k)
+        values = {"class_prior_values": prior.tolist(), "labelled_frequencies": labelled.tolist()}
+        return dataclasses.replace(cfg, ivae=dataclasses.replace(cfg.ivae, **values))
 
     @staticmethod
     def label_only_batch_size(cfg: FinetuneConfig) -> int:
@@ -237,7 +253,7 @@ class InvertedVAEObjective(FinetuneObjective):
         vae = _as_inverted_vae(model)
         v, n = self.cfg, batch.rows
         labelled = labelled_bound(vae, batch.labelled, F.one_hot(batch.labels, self.num_classes).float()).mean()
-        ce = F.cross_entropy(vae(batch.labelled), batch.labels)
+        ce = F.cross_entropy(vae.labelled_logits(batch.labelled), batch.labels)  # the labelled set's own class frequencies
         parts = [v.labelled * labelled + v.classification * ce]
         stats = {"ce": ce.detach() * n, "labelled_bound": labelled.detach() * n}  # sums over the batch's rows
         if len(batch.unlabelled) and v.unlabelled > 0:

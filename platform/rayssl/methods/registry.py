@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from rayssl.config import AugmentConfig, FinetuneConfig, PretrainConfig, SweepConfig
@@ -63,6 +64,13 @@ def build_network(cfg: FinetuneConfig, backbone: nn.Module, dim: int) -> Classif
     """The network a fine-tuning run trains: an active objective's own (the inverted VAE's), else backbone + linear head."""
     own = (o.network(cfg, backbone, dim) for o in active_objectives(cfg))
     return next((net for net in own if net is not None), None) or Classifier(backbone, dim, cfg.semisup.num_classes)
+
+
+def resolved(cfg: FinetuneConfig, labelled_labels: np.ndarray, label_only: np.ndarray) -> FinetuneConfig:
+    """cfg with what every active objective derives from the run's data (labels [N], label-only records [M, K]) filled in."""
+    for objective in active_objectives(cfg):
+        cfg = objective.resolved(cfg, labelled_labels, label_only)
+    return cfg
 
 
 def reads_unlabelled(cfg: FinetuneConfig) -> bool:

@@ -14,9 +14,16 @@ reverse likelihood p(y|x) (rayssl.methods.inverted_vae.reverse_terms).
 
 With `binarize`, every image the model reads is first rounded to black or white, in forward (so
 validation, test and prediction see what training saw) and in encode.
+
+With a class prior p(y) (`class_prior`) other than the labelled set's class frequencies
+(`labelled_frequencies`), `forward` is q(y|x) under p(y): the head's logits shifted by
+log p(y) - log (labelled frequency), a prior shift; `labelled_logits` is the head as trained by the
+labelled cross-entropy. Without one both are the head's logits and p(y) is uniform.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -33,6 +40,9 @@ def binarized(x: torch.Tensor) -> torch.Tensor:
 class InvertedVAE(Classifier):
     """forward(x [B, C, H, W] in [-1, 1]) -> classifier logits [B, K]; encode / decode for the bounds."""
 
+    log_prior: torch.Tensor  # [K] log p(y) (buffer)
+    prior_shift: torch.Tensor  # [K] added to the head's logits in forward (buffer)
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -45,8 +55,11 @@ class InvertedVAE(Classifier):
         activation: str = "softplus",  # smooth, as in M2's MLPs
         binarize: bool = False,
         prior: str = "gaussian",
+        class_prior: list[float] | None = None,
+        labelled_frequencies: list[float] | None = None,
     ) -> None:
-        """hidden: the encoder's hidden widths (an int w: [w, w]); decoder_hidden: the decoder's (None: the encoder's)."""
+        """hidden: the encoder's hidden widths (an int w: [w, w]); decoder_hidden: the decoder's (None: the encoder's).
+        class_prior, labelled_frequencies: [K] each (both or neither); None: a uniform p(y), no shift."""
         super().__init__(backbone, feature_dim, num_classes)
         self.image_shape = image_shape
         self.num_classes, self.latent_dim, self.binarize, self.prior = num_classes, latent_dim, binarize, prior
@@ -55,6 +68,12 @@ class InvertedVAE(Classifier):
         decoder_hidden = encoder_hidden if decoder_hidden is None else decoder_hidden
         self.encoder = mlp([pixels + num_classes, *encoder_hidden, 2 * latent_dim], activation)
         self.decoder = mlp([num_classes + latent_dim, *decoder_hidden, pixels], activation)
+        uniform = torch.full((num_classes,), -math.log(num_classes))
+        log_prior = torch.tensor(class_prior).log() if class_prior else uniform
+        log_labelled = torch.tensor(labelled_frequencies).log() if labelled_frequencies else log_prior
+        # Not saved in checkpoints: the run's config rebuilds them, so an older checkpoint still loads.
+        self.register_buffer("log_prior", log_prior, persistent=False)  # [K] log p(y)
+        self.register_buffer("prior_shift", log_prior - log_labelled, persistent=False)  # [K], zeros without a prior
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return binarized(x) if self.binarize else x
@@ -64,7 +83,11 @@ class InvertedVAE(Classifier):
         return ((self._input(x).flatten(1) + 1.0) / 2.0).clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, H, W] in [-1, 1] -> q(y|x)'s logits [B, K]."""
+        """x [B, C, H, W] in [-1, 1] -> q(y|x)'s logits [B, K] under the class prior p(y)."""
+        return self.labelled_logits(x) + self.prior_shift
+
+    def labelled_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] in [-1, 1] -> the head's logits [B, K], q(y|x) at the labelled set's class frequencies."""
         return super().forward(self._input(x))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -330,12 +330,15 @@ def run_finetune(
         cfg.data, {"labelled": plan.split.labelled, "validation": plan.split.validation}, plan.labels, cfg.storage, shards
     )
     refuse_incompatible_resume(cfg, run_dir, cfg.storage)
+    init_ray(cfg.ray)
+    label_only = _label_only_records(cfg)
+    # What the objectives derive from the data (the inverted VAE's class prior) goes into the run's config.yaml,
+    # which evaluation and prediction rebuild the network from.
+    cfg = registry.resolved(cfg, sets["labelled"].labels, label_only)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_yaml(cfg).encode(), cfg.storage)
     storage.write_bytes(storage.join(run_dir, LABELS_REPORT), json.dumps(plan.report, indent=2).encode(), cfg.storage)
     _log_label_plan(plan.report)
     decoded = _decode_unlabelled_if_small(cfg, shards, run_dir)
-    init_ray(cfg.ray)
-    label_only = _label_only_records(cfg)
     s = cfg.semisup
     log.info(
         "fine-tuning on %d labelled images (%s per class, draw %d) for %d steps: %s; init %s",
