@@ -173,10 +173,11 @@ class InvertedVAEConfig:
     # labelled set's own frequencies, while predictions, the unlabelled bound (its KL(q(y|x) || p(y)))
     # and the reverse bound read q(y|x) under p(y).
     class_prior: Literal["uniform", "label_only"] = "uniform"
-    # Resolved at launch from class_prior: label_only fills both ([K] each, summing to 1). Leave them
-    # empty; a run's config.yaml records what it trained with, so its predictions reuse them.
+    # p(y), [K] summing to 1, resolved at launch from class_prior (label_only fills it and
+    # labelled_frequencies). Leave both empty: a run's config.yaml records what it trained with, so
+    # evaluation and prediction rebuild the same classifier.
     class_prior_values: list[float] = field(default_factory=list)
-    labelled_frequencies: list[float] = field(default_factory=list)
+    labelled_frequencies: list[float] = field(default_factory=list)  # the labelled set's class frequencies, [K], resolved at launch
 
     def __post_init__(self) -> None:
         check(self, POSITIVE, "latent_dim", "hidden", "encoder_hidden", "decoder_hidden", "temperature", "label_only_batch_size")
@@ -192,9 +193,9 @@ class InvertedVAEConfig:
             "class_prior_values",
             f"{len(self.class_prior_values)} values against {len(self.labelled_frequencies)} labelled_frequencies: both or neither",
         )
-        for key in ("class_prior_values", "labelled_frequencies"):
-            values = getattr(self, key)
-            require(not values or abs(sum(values) - 1.0) < 1e-3, key, f"must sum to 1, got {sum(values):.4f}")
+        prior, labelled = self.class_prior_values, self.labelled_frequencies
+        require(not prior or abs(sum(prior) - 1.0) < 1e-3, "class_prior_values", f"must sum to 1, got {sum(prior):.4f}")
+        require(not labelled or abs(sum(labelled) - 1.0) < 1e-3, "labelled_frequencies", f"must sum to 1, got {sum(labelled):.4f}")
         require(
             not (self.binarize and self.reverse_sample == "relaxed_bernoulli"),
             "reverse_sample",
