@@ -224,7 +224,7 @@ def one_run(mode: Mode, setting: str, variant: str, seed: int, judge: torch.nn.M
     if never := report.get("classes_never_labelled"):
         run.update(matched_acc_5_9=never["matched_accuracy"], raw_acc_5_9=never["accuracy"], ce_5_9=never["cross_entropy"])
     grid = None
-    if cfg.method == "inverted_vae" and seed == 0:
+    if cfg.method == "inverted_vae" and seed == 0 and setting != "imbalanced":  # the long tail asks about q(y|x), not x~
         per_class, grid = generative_accuracy(cfg, outcome.checkpoint, judge)
         run.update(generative_acc=float(np.mean(per_class)), generative_acc_5_9=float(np.mean(per_class[5:])))
     run["wall_s"] = round(time.perf_counter() - started, 1)
@@ -336,9 +336,12 @@ def write(result: dict[str, Any]) -> None:
     """The JSON, the markdown and the PNG (the kept grid of every row that has one, in the rows' order)."""
     RESULTS.mkdir(exist_ok=True)
     mark_selected(result["rows"])
-    kept = [(r, grid_path(r["setting"], r["variant"])) for r in result["rows"]]
-    grids = [torch.load(path) for _, path in kept if path.exists()]
-    result["grids"] = [f"{r['setting']}: {r['variant']}" for r, path in kept if path.exists()]
+    kept = [(r, grid_path(r["setting"], r["variant"])) for r in result["rows"] if "generative_acc" in r]
+    # Without every row's grid at hand (a rerun elsewhere of some rows), the PNG and its list stay as they were.
+    complete = all(path.exists() for _, path in kept)
+    grids = [torch.load(path) for _, path in kept] if complete else []
+    if complete:
+        result["grids"] = [f"{r['setting']}: {r['variant']}" for r, _ in kept]
     (RESULTS / "ivae_mnist.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "ivae_mnist.md").write_text(markdown(result))
     if grids:  # one 10 x 10 grid per variant (row = class y), side by side
@@ -368,8 +371,13 @@ def main() -> None:
     result: dict[str, Any] = {"args": vars(args), "judge_acc": judge_acc, "label_only_records": records, "rows": [], "grids": []}
     if "imbalanced" in args.settings:
         result["long_tail_images"] = long_tail
-    if args.variants and (RESULTS / "ivae_mnist.json").exists():  # a partial rerun: keep the rows it does not redo
-        result["rows"] = [r for r in json.loads((RESULTS / "ivae_mnist.json").read_text())["rows"] if r["variant"] not in args.variants]
+    if (RESULTS / "ivae_mnist.json").exists():  # a partial rerun: keep the rows (and their long tail) it does not redo
+        earlier = json.loads((RESULTS / "ivae_mnist.json").read_text())
+        redone = lambda r: r["setting"] in args.settings and (not args.variants or r["variant"] in args.variants)  # noqa: E731
+        result["rows"] = [r for r in earlier["rows"] if not redone(r)]
+        result["grids"] = earlier.get("grids", [])
+        if "imbalanced" not in args.settings and "long_tail_images" in earlier:
+            result["long_tail_images"] = earlier["long_tail_images"]
         keep_missing_grids(args, result["rows"], judge)
     for setting in args.settings:
         mode = modes(args)[setting]
