@@ -29,7 +29,7 @@ class QualityConfig:
     # A safety net: the photo threshold rises until at most this fraction of images is flagged (real corpora
     # repeat themselves: ~7% of CIFAR-10's images have a copy above the calibrated threshold).
     max_near_duplicate_fraction: float = 0.1
-    registered_per_image: float = 1.5  # photo candidates registered at 32 px, per image: the best prefilter scores first (bounds the work)
+    registered_per_image: float = 2.0  # photo candidates registered at 32 px, per image: the best prefilter scores first (bounds the work)
     min_per_class: int = 10  # classes with fewer labelled images are listed
     label_issues: bool = True  # likely mislabelled images (cleanlab): from finetune_run, a probe on features_from, or a kNN on thumbnails
     finetune_run: str = ""  # a fine-tuned run directory whose classifier gives the predicted probabilities
