@@ -102,6 +102,17 @@ def test_near_duplicate_pairs_find_copies_and_not_smooth_skies():
     assert (9, 38) not in found
 
 
+def test_centre_descriptors_ignore_the_border_that_a_crop_or_shift_replaces():
+    canon = photos.canonical(photos.coarse_thumbs(photos.thumbnail(textured(3))[None]))[0]  # [3, 16, 16]
+    framed = canon.clone()
+    framed[:, :2], framed[:, -2:], framed[:, :, :2], framed[:, :, -2:] = -3.0, 3.0, -3.0, 3.0  # a new 2 px border
+    pair = torch.stack([canon, framed])
+    centre, whole = photos.centre_descriptors(pair), photos.coarse_descriptors(pair)
+    assert centre.shape == (2, 3 * photos.CENTRE_GRID**2)
+    assert float(centre[0] @ centre[1]) > 0.99  # only the blur's reach into the margin is left of the frame
+    assert float(whole[0] @ whole[1]) < 0.9
+
+
 def test_registered_scores_align_crops_and_shifts_and_keep_skies_apart():
     rng = np.random.default_rng(8)
     image = textured(50)
@@ -147,3 +158,11 @@ def test_a_mirrored_image_is_canonicalised_to_the_mirror():
     thumbs = np.stack([photos.thumbnail(textured(7)), photos.thumbnail(horizontal_flip(textured(7), np.random.default_rng(0)))])
     canon = photos.canonical(thumbs)
     assert torch.allclose(canon[0].flip(-1), canon[1], atol=1e-4)
+
+
+def test_every_image_s_best_candidate_is_registered_before_the_rest():
+    pairs = np.array([[0, 1], [0, 2], [1, 2], [3, 4], [0, 3]])
+    fine = np.array([0.9, 0.8, 0.7, 0.3, 0.85], np.float32)
+    # best per image: 0, 1 -> row 0; 2 -> row 1; 3 -> row 4; 4 -> row 3 (0.3, below every global top 3)
+    assert sorted(photos._registration_order(pairs, fine, budget=3).tolist()) == [0, 1, 3, 4]
+    assert sorted(photos._registration_order(pairs, fine, budget=5).tolist()) == [0, 1, 2, 3, 4]
