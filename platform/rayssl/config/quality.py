@@ -29,7 +29,8 @@ class QualityConfig:
     # A safety net: the photo threshold rises until at most this fraction of images is flagged (real corpora
     # repeat themselves: ~7% of CIFAR-10's images have a copy above the calibrated threshold).
     max_near_duplicate_fraction: float = 0.1
-    registered_per_image: float = 2.0  # photo candidates registered at 32 px, per image: the best prefilter scores first (bounds the work)
+    # Photo candidates registered at 32 px, per image: each image's best first, then the best prefilter scores (bounds the work).
+    registered_per_image: float = 2.0
     min_per_class: int = 10  # classes with fewer labelled images are listed
     label_issues: bool = True  # likely mislabelled images (cleanlab): from finetune_run, a probe on features_from, or a kNN on thumbnails
     finetune_run: str = ""  # a fine-tuned run directory whose classifier gives the predicted probabilities

@@ -362,11 +362,12 @@ def near_duplicate_pairs(
 ) -> tuple[list[tuple[int, int, float]], float]:
     """((i, j, score) with i < j, not pixel-identical, for pairs at or above the threshold; the threshold).
 
-    Candidates pass the quick and the fine floor, and at most `registered_per_image` x N of them (every
-    image's best fine score, then the best of the rest: `_registration_order`) are registered
-    (`registered_scores`, ~2 ms a pair on one core): the work stays linear in N whatever the floors admit. The threshold is the calibrated one, raised only where more than
-    `max_flagged_fraction` of the images would have a passing pair: a safety net (a corpus of one repeated
-    scene), since real photo corpora repeat themselves (CIFAR-10: bench/results/quality_photos.md).
+    Candidates pass the quick and the fine floor, and every image's best one, then the best of the rest up to
+    `registered_per_image` x N in all (`_registration_order`), are registered (`registered_scores`, ~1 ms a
+    pair on 2 cores): the work stays linear in N whatever the floors admit. The threshold is the calibrated
+    one, raised only where more than `max_flagged_fraction` of the images would have a passing pair: a safety
+    net (a corpus of one repeated scene), since real photo corpora repeat themselves (CIFAR-10:
+    bench/results/quality_photos.md).
     thumbs: uint8 [N, 3, S, S]; features: optional float32 [N, D] unit rows of a pretrained run.
     """
     if len(thumbs) < 2:
@@ -393,7 +394,7 @@ def near_duplicate_pairs(
 
 def _registration_order(pairs: np.ndarray, fine: np.ndarray, budget: int) -> np.ndarray:
     """Rows of pairs int64 [P, 2] to register: every image's best `fine` [P] candidate, then the best of the
-    rest up to `budget` rows in all. A copy whose 16 px score is low (a crop: 0.65 where look-alikes elsewhere
+    rest up to `budget` rows in all (never fewer than the images' bests, at most one per image). A copy whose 16 px score is low (a crop: 0.65 where look-alikes elsewhere
     score 0.7) is still its image's best match, and a global ranking alone would spend the budget on the
     second and third matches of crowded groups (on CIFAR-10 it dropped one planted crop in 50)."""
     order = np.argsort(-fine, kind="stable")
