@@ -111,15 +111,18 @@ def view(x: torch.Tensor, scale: float, flip: bool) -> torch.Tensor:
 
 def coarse_descriptors(x: torch.Tensor) -> np.ndarray:
     """[N, 3, S, S] canonical -> float32 [N, 3 * COARSE_GRID**2] unit vectors (mean removed) for the index."""
-    d = F.adaptive_avg_pool2d(_blur(x, 0.75), COARSE_GRID).flatten(1)
-    return F.normalize(d - d.mean(1, keepdim=True), dim=1).numpy().astype(np.float32)
+    return _unit_block_means(_blur(x, 0.75), COARSE_GRID)
 
 
 def centre_descriptors(x: torch.Tensor) -> np.ndarray:
-    """[N, 3, S, S] canonical -> float32 [N, 3 * CENTRE_GRID**2] unit vectors (mean removed): `coarse_descriptors`
-    of the thumbnail without its CENTRE_MARGIN px border."""
-    centre = _blur(x, 0.75)[:, :, CENTRE_MARGIN:-CENTRE_MARGIN, CENTRE_MARGIN:-CENTRE_MARGIN]
-    d = F.adaptive_avg_pool2d(centre, CENTRE_GRID).flatten(1)
+    """[N, 3, S, S] canonical -> float32 [N, 3 * CENTRE_GRID**2]: `coarse_descriptors` of the thumbnail without
+    its CENTRE_MARGIN px border."""
+    return _unit_block_means(_blur(x, 0.75)[:, :, CENTRE_MARGIN:-CENTRE_MARGIN, CENTRE_MARGIN:-CENTRE_MARGIN], CENTRE_GRID)
+
+
+def _unit_block_means(x: torch.Tensor, grid: int) -> np.ndarray:
+    """[N, C, H, W] -> float32 [N, C * grid**2]: grid x grid block means, mean removed, unit norm."""
+    d = F.adaptive_avg_pool2d(x, grid).flatten(1)
     return F.normalize(d - d.mean(1, keepdim=True), dim=1).numpy().astype(np.float32)
 
 
@@ -394,9 +397,10 @@ def near_duplicate_pairs(
 
 def _registration_order(pairs: np.ndarray, fine: np.ndarray, budget: int) -> np.ndarray:
     """Rows of pairs int64 [P, 2] to register: every image's best `fine` [P] candidate, then the best of the
-    rest up to `budget` rows in all (never fewer than the images' bests, at most one per image). A copy whose 16 px score is low (a crop: 0.65 where look-alikes elsewhere
-    score 0.7) is still its image's best match, and a global ranking alone would spend the budget on the
-    second and third matches of crowded groups (on CIFAR-10 it dropped one planted crop in 50)."""
+    rest up to `budget` rows in all (the bests are kept even past the budget: one per image at most). A copy
+    whose 16 px score is low (a crop: 0.65 where look-alikes elsewhere score 0.7) is still its image's best
+    match, and a global ranking alone would spend the budget on the second and third matches of crowded
+    groups (on CIFAR-10 it dropped one planted crop in 50)."""
     order = np.argsort(-fine, kind="stable")
     images = np.stack([pairs[order, 0], pairs[order, 1]], axis=1).ravel()  # both images of each pair, best pairs first
     best_of_each = np.unique(np.repeat(order, 2)[np.unique(images, return_index=True)[1]])
