@@ -19,12 +19,18 @@
   from the label-only records (ivae.class_prior: label_only), and supervised only; test accuracy on the
   long-tailed test split, beside balanced accuracy.
 
+With --sweep, the validation-selected trial of each label draw of a finished `rayssl sweep --config
+configs/sweep_ivae_mnist.yaml` (Ray Tune over the two unsupervised bounds' weights, 3 weight draws per
+label draw) becomes the 5_per_class row "inverted VAE, bound weights searched by Tune", in the
+validation selection with the others.
+
 Generated digits of draw 0 of every variant go to bench/results/ivae_mnist.png; their generative
 accuracy is the fraction of 100 per class that an independent supervised CNN assigns to that class.
 Writes bench/results/ivae_mnist.{json,md,png}, the JSON rewritten after every run.
 
     rayssl shards build --source mnist --path ../shared/data/mnist --out data/shards/mnist
     .venv/bin/python bench/ivae_mnist.py [--settings 5_per_class paper_protocol imbalanced] [--draws 3]
+    .venv/bin/python bench/ivae_mnist.py --settings --sweep runs/sweep_ivae_mnist   # only the sweep's row
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import torch.nn.functional as F
 import torchvision
 
 from few_labels import SETTINGS as FEW_LABELS  # bench/few_labels.py: the supervised-only row's recipe
-from rayssl.config import DataConfig, FinetuneConfig, StorageConfig, load_config
+from rayssl.config import DataConfig, FinetuneConfig, StorageConfig, SweepConfig, load_config
 from rayssl.data import storage
 from rayssl.data.label_only import export_labels
 from rayssl.data.labelled import read_columns
@@ -66,6 +72,8 @@ IMBALANCED_LABEL_ONLY = "bench/out/ivae_runs/mnist_long_tail_train_labels.parque
 IMBALANCE = 10.0  # the most frequent class over the least frequent
 LONG_TAIL_STEPS = 750  # the inverted VAE's steps on the long tail
 SUPERVISED = FEW_LABELS["mnist_5labels"]
+SWEEP_CONFIG = "configs/sweep_ivae_mnist.yaml"
+SWEEP_VARIANT = "inverted VAE, bound weights searched by Tune"
 REFERENCES = (
     "M2 with 100 labels (all digits): 88.03% (Kingma et al. 2014, arXiv 1406.5298, Table 1). "
     'Gemp, Mahadevan, Parente ("Inverting Variational Autoencoders for Improved Generative Accuracy", 2017 '
@@ -247,6 +255,24 @@ def summarise(setting: str, variant: str, mode: Mode, runs: list[dict[str, Any]]
     return row
 
 
+def sweep_row(sweep_dir: Path, judge: torch.nn.Module) -> tuple[dict[str, Any], torch.Tensor]:
+    """The 5_per_class row of a finished sweep of SWEEP_CONFIG (its label_efficiency.json): each label
+    draw's validation-selected trial, the weights it drew, and draw 0's generated digits (its checkpoint).
+    A run's wall_s is the sweep's trial time per label draw: the search's cost, stopped trials included."""
+    report = json.loads((sweep_dir / "label_efficiency.json").read_text())
+    draws = sorted((d for d in report["draws"] if d["variant"] == "inverted VAE" and d["budget"] == 5), key=lambda d: d["label_seed"])
+    if not draws:
+        raise SystemExit(f"{sweep_dir}/label_efficiency.json: no inverted VAE draw at 5 labels per class (was it swept by {SWEEP_CONFIG}?)")
+    trial_s = 3600 * report["compute"]["per_variant"]["inverted VAE"]["cpu_hours"] / report["compute"]["resources_per_trial"]["CPU"]
+    keys = ("val_acc", "test_acc", "ivae_unlabelled", "ivae_label_only")
+    runs = [{"seed": d["label_seed"], **{k: d[k] for k in keys}, "wall_s": round(trial_s / len(draws), 1)} for d in draws]
+    per_class, grid = generative_accuracy(
+        load_config(SweepConfig, SWEEP_CONFIG).base_finetune(), str(sweep_dir / draws[0]["checkpoint"]), judge
+    )
+    runs[0].update(generative_acc=float(np.mean(per_class)), generative_acc_5_9=float(np.mean(per_class[5:])))
+    return summarise("5_per_class", SWEEP_VARIANT, Mode(SWEEP_CONFIG, "semisup.label_seed", {SWEEP_VARIANT: []}), runs), grid
+
+
 def mark_selected(rows: list[dict[str, Any]]) -> None:
     """In 5_per_class, the inverted-VAE variant with the best mean validation accuracy is `selected`."""
     ivae = [r for r in rows if r["setting"] == "5_per_class" and r["variant"].startswith("inverted VAE")]
@@ -276,6 +302,15 @@ def markdown(result: dict[str, Any]) -> str:
         chosen = {True: "yes", False: "", None: ""}[r.get("selected")]
         wall = np.mean([run["wall_s"] for run in r["runs"]]) / 60
         lines.append(f"| {r['variant']} | {pct(r, 'test_acc')} | {pct(r, 'val_acc')} | {gen} | {chosen} | {wall:.1f} min |")
+    swept = next((r for r in rows if r["variant"] == SWEEP_VARIANT), None)
+    if swept:
+        weights = ", ".join(f"draw {run['seed']}: {run['ivae_unlabelled']:.2f} and {run['ivae_label_only']:.1f}" for run in swept["runs"])
+        lines += [
+            "",
+            f"{SWEEP_VARIANT} ({SWEEP_CONFIG}): ivae.unlabelled and ivae.label_only drawn log-uniform, 3 draws of them per label "
+            f"draw, each label draw's trial chosen on validation; the recipe's are 1 and 50. Chosen: {weights}. Its wall per run is "
+            "the sweep's trial time per label draw (ASHA-stopped trials included).",
+        ]
     lines += [
         "",
         f"The authors' protocol (configs/ivae_mnist_paper.yaml), scaled to this CPU: {a['paper_steps']} steps of {a['paper_batch']:,} rows "
@@ -325,6 +360,8 @@ def keep_missing_grids(args: argparse.Namespace, rows: list[dict[str, Any]], jud
     """Grids of rows kept from an earlier run of this script that has none saved: from their draw 0's checkpoint."""
     for row in rows:
         mode = modes(args)[row["setting"]]
+        if row["variant"] not in mode.variants:  # the sweep's row: its grid was saved when it was added
+            continue
         cfg = run_config(mode, row["setting"], row["variant"], 0)
         checkpoint = checkpoints.latest_checkpoint(run_dir_of(cfg), cfg.storage)
         if cfg.method == "inverted_vae" and checkpoint and not grid_path(row["setting"], row["variant"]).exists():
@@ -353,12 +390,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--settings",
-        nargs="+",
+        nargs="*",
         default=["5_per_class", "paper_protocol", "imbalanced"],
         choices=["5_per_class", "paper_protocol", "imbalanced"],
     )
     parser.add_argument("--draws", type=int, default=3, help="label draws (5_per_class) or seeds (paper_protocol) per variant")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table); the JSON keeps the other rows")
+    parser.add_argument("--sweep", help=f"a finished sweep of {SWEEP_CONFIG}: its row replaces the JSON's")
     parser.add_argument("--paper-steps", type=int, default=800)
     parser.add_argument("--paper-batch", type=int, default=1000, help="labelled, unlabelled and label-only rows per step")
     args = parser.parse_args()
@@ -373,8 +411,9 @@ def main() -> None:
         result["long_tail_images"] = long_tail
     if (RESULTS / "ivae_mnist.json").exists():  # a partial rerun: keep the rows (and their long tail) it does not redo
         earlier = json.loads((RESULTS / "ivae_mnist.json").read_text())
-        redone = lambda r: r["setting"] in args.settings and (not args.variants or r["variant"] in args.variants)  # noqa: E731
-        result["rows"] = [r for r in earlier["rows"] if not redone(r)]
+        # The sweep's row is replaced by add_row when --sweep names one, and kept otherwise.
+        rerun = {(s, v) for s in args.settings for v in modes(args)[s].variants if not args.variants or v in args.variants}
+        result["rows"] = [r for r in earlier["rows"] if (r["setting"], r["variant"]) not in rerun]
         result["grids"] = earlier.get("grids", [])
         if "imbalanced" not in args.settings and "long_tail_images" in earlier:
             result["long_tail_images"] = earlier["long_tail_images"]
@@ -389,11 +428,22 @@ def main() -> None:
                 if grid is not None:
                     grid_path(setting, variant).parent.mkdir(parents=True, exist_ok=True)
                     torch.save(grid, grid_path(setting, variant))
-            result["rows"].append(summarise(setting, variant, mode, runs))
-            order = [(name, v) for name, m in modes(args).items() for v in m.variants]
-            result["rows"].sort(key=lambda r: order.index((r["setting"], r["variant"])))
-            write(result)
+            add_row(args, result, summarise(setting, variant, mode, runs))
+    if args.sweep:
+        row, grid = sweep_row(Path(args.sweep), judge)
+        grid_path(row["setting"], row["variant"]).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(grid, grid_path(row["setting"], row["variant"]))
+        add_row(args, result, row)
     print(markdown(result))
+
+
+def add_row(args: argparse.Namespace, result: dict[str, Any], row: dict[str, Any]) -> None:
+    """Put row in the result in the tables' order (the sweep's row last of 5_per_class), replacing an earlier one, and write."""
+    order = [(name, v) for name, m in modes(args).items() for v in m.variants]
+    order.insert(len(modes(args)["5_per_class"].variants), ("5_per_class", SWEEP_VARIANT))
+    result["rows"] = [r for r in result["rows"] if (r["setting"], r["variant"]) != (row["setting"], row["variant"])] + [row]
+    result["rows"].sort(key=lambda r: order.index((r["setting"], r["variant"])))
+    write(result)
 
 
 if __name__ == "__main__":
