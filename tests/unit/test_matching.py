@@ -43,6 +43,7 @@ def test_metrics_on_the_classes_never_labelled():
     # confusion over predicted {2, 3}: class 2 -> (0, 2), class 3 -> (1, 1); best matching 2 -> 3, 3 -> 2: 2 + 1 of 5
     assert m["images"] == 5 and m["matched_accuracy"] == pytest.approx(3 / 5) and m["matching"] == {2: 3, 3: 2}
     assert m["accuracy"] == pytest.approx(1 / 5)  # only the one 3 predicted as 3
+    assert m["predicted_among_them"] == pytest.approx(4 / 5)  # the 2 predicted as 1 is outside
     # -log p(true): 1 image of 5 predicted right (-log 5/8), 4 wrong (-log 1/8)
     assert m["cross_entropy"] == pytest.approx((math.log(8 / 5) + 4 * math.log(8)) / 5)
     assert metrics_on_classes(logits, labels, [1]) == {"classes": [1], "images": 0}

@@ -44,6 +44,8 @@ def metrics_on_classes(logits: np.ndarray, labels: np.ndarray, classes: list[int
     - matched_accuracy: after the best one-to-one renaming of these classes among themselves;
     - matching: {true class: the predicted class it is matched to};
     - accuracy: without renaming;
+    - predicted_among_them: the fraction predicted as one of these classes (the matched accuracy's
+      ceiling: an image sent to another class is wrong under every renaming);
     - cross_entropy: mean -log softmax(logits)[true class] in nats (the full softmax; Gemp et al.'s figure);
     - images: how many test images these classes have."""
     ids = np.asarray(classes, dtype=np.int64)
@@ -61,5 +63,6 @@ def metrics_on_classes(logits: np.ndarray, labels: np.ndarray, classes: list[int
         "matched_accuracy": matched,
         "matching": {int(ids[i]): int(ids[j]) for i, j in enumerate(assignment)},
         "accuracy": float((predicted == y).mean()),
+        "predicted_among_them": float(np.isin(predicted, ids).mean()),
         "cross_entropy": float(-log_softmax(z, axis=1)[np.arange(len(y)), y].mean()),
     }
