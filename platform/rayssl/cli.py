@@ -292,7 +292,8 @@ def _finetune(args: argparse.Namespace) -> int:
         print(
             f"classes never labelled {never['classes']} ({never['images']} test images): matched accuracy "
             f"{never['matched_accuracy']:.4f} (Hungarian; matching true -> predicted {never['matching']}), "
-            f"accuracy {never['accuracy']:.4f}, cross-entropy {never['cross_entropy']:.4f} nats"
+            f"accuracy {never['accuracy']:.4f}, predicted as one of them {never['predicted_among_them']:.4f}, "
+            f"cross-entropy {never['cross_entropy']:.4f} nats"
         )
     return 0
 
