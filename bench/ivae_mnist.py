@@ -229,6 +229,9 @@ def one_run(mode: Mode, setting: str, variant: str, seed: int, judge: torch.nn.M
     report = write_test_report(cfg, outcome.checkpoint, outcome.run_dir)
     run: dict[str, Any] = {"seed": seed, "val_acc": outcome.metrics["val_acc"], "test_acc": report["accuracy"]}
     run["balanced_acc"] = report["balanced_accuracy"]
+    if setting == "imbalanced":  # mean per-class recall of the frequent digits 0-4 and of the rare 5-9
+        recall = list(report["per_class_accuracy"].values())
+        run["head_acc"], run["tail_acc"] = float(np.mean(recall[:5])), float(np.mean(recall[5:]))
     if never := report.get("classes_never_labelled"):
         run.update(matched_acc_5_9=never["matched_accuracy"], raw_acc_5_9=never["accuracy"], ce_5_9=never["cross_entropy"])
         run["predicted_5_9"] = never["predicted_among_them"]  # the matched accuracy's ceiling
@@ -245,7 +248,7 @@ def summarise(setting: str, variant: str, mode: Mode, runs: list[dict[str, Any]]
     """One row of the JSON: mean and std (over draws, ddof 0) of every per-run figure, and the runs."""
     row: dict[str, Any] = {"setting": setting, "variant": variant, "config": mode.config_of(variant), "overrides": mode.variants[variant]}
     row["draws"] = len(runs)
-    for key in ("test_acc", "val_acc", "balanced_acc", "matched_acc_5_9", "raw_acc_5_9", "predicted_5_9", "ce_5_9"):
+    for key in ("test_acc", "val_acc", "balanced_acc", "head_acc", "tail_acc", "matched_acc_5_9", "raw_acc_5_9", "predicted_5_9", "ce_5_9"):
         values = [r[key] for r in runs if key in r]
         if values:
             row[f"{key}_mean"], row[f"{key}_std"] = float(np.mean(values)), float(np.std(values))
@@ -337,14 +340,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"A long-tailed MNIST (digit c keeps {IMBALANCE:.0f}^(-c/9) of its images: {sum(kept.get('train', []))} train, "
             f"{sum(kept.get('test', []))} test; digit 0 {kept.get('train', ['?'])[0]} train images, digit 9 {kept.get('train', ['?'])[-1]}), "
             f"5 labelled images per class, the train labels as label-only records, the inverted VAE for {LONG_TAIL_STEPS} steps "
-            "(supervised only: its 1,500); test accuracy on the long-tailed test split:",
+            "(supervised only: its 1,500); test accuracy on the long-tailed test split, and the mean per-class accuracy of the "
+            "frequent and of the rare digits:",
             "",
-            "| variant | test accuracy | balanced accuracy | validation | wall per run |",
-            "|---|---:|---:|---:|---:|",
+            "| variant | test accuracy | balanced accuracy | frequent digits 0-4 | rare digits 5-9 | validation | wall per run |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in long_tail:
             wall = np.mean([run["wall_s"] for run in r["runs"]]) / 60
-            lines.append(f"| {r['variant']} | {pct(r, 'test_acc')} | {pct(r, 'balanced_acc')} | {pct(r, 'val_acc')} | {wall:.1f} min |")
+            lines.append(
+                f"| {r['variant']} | {pct(r, 'test_acc')} | {pct(r, 'balanced_acc')} | {pct(r, 'head_acc')} | {pct(r, 'tail_acc')} "
+                f"| {pct(r, 'val_acc')} | {wall:.1f} min |"
+            )
     lines += [
         "",
         f"Independent judge of the generated digits: a supervised CNN on all 60,000 train labels, test accuracy {100 * result['judge_acc']:.2f}%. "
