@@ -366,6 +366,12 @@ def grid_path(setting: str, variant: str) -> Path:
     return Path(STORAGE) / "grids" / f"{setting}__{''.join(c if c.isalnum() else '_' for c in variant)}.pt"
 
 
+def save_grid(setting: str, variant: str, grid: torch.Tensor) -> None:
+    """Keep a variant's grid of generated digits [100, 1, 28, 28] at grid_path for later runs' PNG."""
+    grid_path(setting, variant).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(grid, grid_path(setting, variant))
+
+
 def keep_missing_grids(args: argparse.Namespace, rows: list[dict[str, Any]], judge: torch.nn.Module) -> None:
     """Grids of rows kept from an earlier run of this script that has none saved: from their draw 0's checkpoint."""
     for row in rows:
@@ -375,8 +381,7 @@ def keep_missing_grids(args: argparse.Namespace, rows: list[dict[str, Any]], jud
         cfg = run_config(mode, row["setting"], row["variant"], 0)
         checkpoint = checkpoints.latest_checkpoint(run_dir_of(cfg), cfg.storage)
         if cfg.method == "inverted_vae" and checkpoint and not grid_path(row["setting"], row["variant"]).exists():
-            grid_path(row["setting"], row["variant"]).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(generative_accuracy(cfg, checkpoint, judge)[1], grid_path(row["setting"], row["variant"]))
+            save_grid(row["setting"], row["variant"], generative_accuracy(cfg, checkpoint, judge)[1])
 
 
 def write(result: dict[str, Any]) -> None:
@@ -436,13 +441,11 @@ def main() -> None:
                 run, grid = one_run(mode, setting, variant, seed, judge)
                 runs.append(run)
                 if grid is not None:
-                    grid_path(setting, variant).parent.mkdir(parents=True, exist_ok=True)
-                    torch.save(grid, grid_path(setting, variant))
+                    save_grid(setting, variant, grid)
             add_row(args, result, summarise(setting, variant, mode, runs))
     if args.sweep:
         row, grid = sweep_row(Path(args.sweep), judge)
-        grid_path(row["setting"], row["variant"]).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(grid, grid_path(row["setting"], row["variant"]))
+        save_grid(row["setting"], row["variant"], grid)
         add_row(args, result, row)
     print(markdown(result))
 
